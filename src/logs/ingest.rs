@@ -1,0 +1,221 @@
+//! The one event path every log source feeds: raw lines → parser → classifier → per-source
+//! counters (lines by level, malformed lines, events by kind) and a bounded event history.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::events::{Classifier, EventKind, LeadershipEvent};
+use super::parse::{Level, parse_line};
+use super::reader::RawLine;
+
+/// Counters of one log source, shared lock-free between its reader and the exposition.
+#[derive(Debug)]
+pub struct SourceStats {
+    /// Source label (`file:<name>`, later `docker:<name>`).
+    pub source: String,
+    /// Store label (PD store id) or empty when unknown.
+    pub store: String,
+    lines_by_level: [AtomicU64; Level::ALL.len()],
+    malformed: AtomicU64,
+    events: [AtomicU64; EventKind::ALL.len()],
+    /// Time of the newest line that carried one, in ms since the epoch; `i64::MIN` if none yet.
+    last_line_millis: AtomicI64,
+}
+
+/// A point-in-time copy of a [`SourceStats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Well-formed lines by level, indexed by [`Level::index`].
+    pub lines_by_level: [u64; Level::ALL.len()],
+    /// Lines that did not parse (including over-long ones).
+    pub malformed: u64,
+    /// Events by kind, indexed by [`EventKind::index`].
+    pub events: [u64; EventKind::ALL.len()],
+    /// Time of the newest timestamped line, ms since the epoch.
+    pub last_line_millis: Option<i64>,
+}
+
+impl StatsSnapshot {
+    /// All lines seen, well-formed or not.
+    pub fn lines(&self) -> u64 {
+        self.lines_by_level.iter().sum::<u64>() + self.malformed
+    }
+}
+
+impl SourceStats {
+    /// New zeroed counters for a source.
+    pub fn new(source: impl Into<String>, store: impl Into<String>) -> Self {
+        SourceStats {
+            source: source.into(),
+            store: store.into(),
+            lines_by_level: Default::default(),
+            malformed: AtomicU64::new(0),
+            events: Default::default(),
+            last_line_millis: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let last = self.last_line_millis.load(Ordering::Relaxed);
+        StatsSnapshot {
+            lines_by_level: std::array::from_fn(|i| load(&self.lines_by_level[i])),
+            malformed: load(&self.malformed),
+            events: std::array::from_fn(|i| load(&self.events[i])),
+            last_line_millis: (last != i64::MIN).then_some(last),
+        }
+    }
+
+    fn add(&self, t: &StatsSnapshot) {
+        let add = |a: &AtomicU64, v: u64| {
+            if v != 0 {
+                a.fetch_add(v, Ordering::Relaxed);
+            }
+        };
+        for (a, v) in self.lines_by_level.iter().zip(t.lines_by_level) {
+            add(a, v);
+        }
+        add(&self.malformed, t.malformed);
+        for (a, v) in self.events.iter().zip(t.events) {
+            add(a, v);
+        }
+        if let Some(ms) = t.last_line_millis {
+            self.last_line_millis.fetch_max(ms, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One event kept for diagnosis (region ids live here, never in labels).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Source label of the line.
+    pub source: String,
+    /// Store label of the source.
+    pub store: String,
+    /// The line's own time, RFC 3339 with its offset.
+    pub time: Option<String>,
+    /// The classified event.
+    pub event: LeadershipEvent,
+    /// The decoded log message.
+    pub message: String,
+}
+
+/// Bounded, most-recent-last history of leadership events shared by all sources.
+#[derive(Debug)]
+pub struct EventHistory {
+    cap: usize,
+    entries: Mutex<VecDeque<HistoryEntry>>,
+}
+
+impl EventHistory {
+    /// A history keeping at most `cap` events.
+    pub fn new(cap: usize) -> Self {
+        EventHistory {
+            cap,
+            entries: Mutex::new(VecDeque::with_capacity(cap.min(1024))),
+        }
+    }
+
+    /// Appends, dropping the oldest entry when full.
+    pub fn push(&self, e: HistoryEntry) {
+        if self.cap == 0 {
+            return;
+        }
+        let mut q = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() == self.cap {
+            q.pop_front();
+        }
+        q.push_back(e);
+    }
+
+    /// A copy of the kept events, oldest first.
+    pub fn recent(&self) -> Vec<HistoryEntry> {
+        let q = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        q.iter().cloned().collect()
+    }
+}
+
+/// Feeds raw lines of one source into its counters; tallies locally and publishes on
+/// [`Ingestor::flush`] so the per-line cost stays free of atomics.
+pub struct Ingestor {
+    stats: Arc<SourceStats>,
+    history: Option<Arc<EventHistory>>,
+    classifier: Classifier,
+    tally: StatsSnapshot,
+    track_time: bool,
+}
+
+impl Ingestor {
+    /// An ingestor publishing into `stats` and, if given, recording events into `history`.
+    pub fn new(stats: Arc<SourceStats>, history: Option<Arc<EventHistory>>) -> Self {
+        Ingestor {
+            stats,
+            history,
+            classifier: Classifier::new(),
+            tally: StatsSnapshot::default(),
+            track_time: true,
+        }
+    }
+
+    /// Skips computing the last line time (batch counting does not need it).
+    pub fn without_line_times(mut self) -> Self {
+        self.track_time = false;
+        self
+    }
+
+    /// The counters this ingestor publishes into.
+    pub fn stats(&self) -> &Arc<SourceStats> {
+        &self.stats
+    }
+
+    /// Processes one raw line; returns the event it carried, if any.
+    pub fn ingest(&mut self, raw: RawLine<'_>) -> Option<LeadershipEvent> {
+        let RawLine::Line(bytes) = raw else {
+            self.tally.malformed += 1;
+            return None;
+        };
+        let Ok(line) = parse_line(bytes) else {
+            self.tally.malformed += 1;
+            return None;
+        };
+        self.tally.lines_by_level[line.level.index()] += 1;
+        let event = self.classifier.classify(&line);
+        if self.track_time {
+            if let Some(t) = line.time {
+                let ms = t.timestamp_millis();
+                let last = self.tally.last_line_millis.get_or_insert(ms);
+                *last = (*last).max(ms);
+            }
+        }
+        if let Some(ev) = event {
+            self.tally.events[ev.kind.index()] += 1;
+            if let Some(h) = &self.history {
+                h.push(HistoryEntry {
+                    source: self.stats.source.clone(),
+                    store: self.stats.store.clone(),
+                    time: line.time.map(|t| t.to_rfc3339()),
+                    event: ev,
+                    message: line
+                        .message
+                        .map(|m| m.decode().into_owned())
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        event
+    }
+
+    /// Publishes the local tally into the shared counters.
+    pub fn flush(&mut self) {
+        self.stats.add(&self.tally);
+        self.tally = StatsSnapshot::default();
+    }
+}
+
+impl Drop for Ingestor {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}

@@ -1,0 +1,7 @@
+//! The log half of the exporter: log lines → parser → events → counters and history.
+
+pub mod events;
+pub mod file;
+pub mod ingest;
+pub mod parse;
+pub mod reader;
