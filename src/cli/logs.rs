@@ -10,11 +10,33 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::{LeadershipArgs, ParseArgs};
+use crate::logs::batch::ingest_all;
 use crate::logs::events::{Classifier, EventKind, LeadershipEvent};
 use crate::logs::file::{FileFollower, FollowOptions};
 use crate::logs::ingest::{Ingestor, SourceStats, StatsSnapshot};
 use crate::logs::parse::{LogLine, ParseError, parse_line};
 use crate::logs::reader::{LineReader, RawLine};
+
+/// Opens every input (`-` or no file = stdin) up front, so a missing file fails before output.
+fn open_inputs(files: &[PathBuf]) -> Result<Vec<(String, Box<dyn Read>)>> {
+    let stdin = Path::new("-");
+    let inputs: Vec<&Path> = if files.is_empty() {
+        vec![stdin]
+    } else {
+        files.iter().map(PathBuf::as_path).collect()
+    };
+    inputs
+        .into_iter()
+        .map(|p| {
+            let reader: Box<dyn Read> = if p == stdin {
+                Box::new(io::stdin().lock())
+            } else {
+                Box::new(File::open(p).with_context(|| format!("cannot open {}", p.display()))?)
+            };
+            Ok((p.display().to_string(), reader))
+        })
+        .collect()
+}
 
 /// Calls `f` for every line of every input in order, numbering lines across inputs from 1.
 fn for_each_line(
@@ -22,25 +44,9 @@ fn for_each_line(
     max_line: usize,
     mut f: impl FnMut(u64, RawLine<'_>) -> io::Result<()>,
 ) -> Result<()> {
-    let stdin = Path::new("-");
-    let inputs: Vec<&Path> = if files.is_empty() {
-        vec![stdin]
-    } else {
-        files.iter().map(PathBuf::as_path).collect()
-    };
-    // Open everything first so a missing file fails before any output.
-    let mut readers: Vec<Box<dyn Read>> = Vec::with_capacity(inputs.len());
-    for p in &inputs {
-        if *p == stdin {
-            readers.push(Box::new(io::stdin().lock()));
-        } else {
-            let file = File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
-            readers.push(Box::new(file));
-        }
-    }
     let mut n = 0u64;
-    let mut result = Ok(());
-    for (reader, path) in readers.into_iter().zip(&inputs) {
+    for (name, reader) in open_inputs(files)? {
+        let mut result = Ok(());
         let mut lines = LineReader::new(reader, max_line);
         let mut emit = |l: RawLine<'_>| {
             if result.is_ok() {
@@ -50,11 +56,9 @@ fn for_each_line(
         };
         lines
             .read_available(&mut emit)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+            .with_context(|| format!("cannot read {name}"))?;
         lines.finish(&mut emit);
-        result
-            .as_ref()
-            .map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
+        result?;
     }
     Ok(())
 }
@@ -185,6 +189,11 @@ fn summary_json(s: &StatsSnapshot) -> SummaryJson {
     }
 }
 
+/// One worker per core, at most four (beyond that reading is the bottleneck).
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
 /// `logs leadership`.
 pub fn leadership(args: &LeadershipArgs) -> Result<()> {
     if args.follow && !args.input.files.is_empty() {
@@ -193,12 +202,10 @@ pub fn leadership(args: &LeadershipArgs) -> Result<()> {
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     if args.summary {
         let stats = Arc::new(SourceStats::new("cli", ""));
-        {
-            let mut ing = Ingestor::new(stats.clone(), None).without_line_times();
-            for_each_line(&args.input.files, args.input.max_line_bytes, |_, raw| {
-                ing.ingest(raw);
-                Ok(())
-            })?;
+        let threads = args.threads.map_or_else(default_threads, usize::from);
+        for (name, reader) in open_inputs(&args.input.files)? {
+            ingest_all(reader, args.input.max_line_bytes, threads, &stats)
+                .with_context(|| format!("cannot read {name}"))?;
         }
         write_json(&mut out, &summary_json(&stats.snapshot()))?;
     } else {

@@ -73,6 +73,9 @@ pub struct LeadershipArgs {
     /// Print only counts: {"lines":N,"malformed":M,"events":{"became_leader":N,...}}.
     #[arg(long)]
     pub summary: bool,
+    /// With --summary (not --follow): worker threads for counting; default one per core, max 4.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: Option<u16>,
     /// Keep following the files like `tail -F` (rotation and truncation safe).
     #[arg(long, short = 'f')]
     pub follow: bool,

@@ -1,5 +1,6 @@
 //! The log half of the exporter: log lines → parser → events → counters and history.
 
+pub mod batch;
 pub mod events;
 pub mod file;
 pub mod ingest;

@@ -116,50 +116,45 @@ pub struct LogTime {
 
 impl LogTime {
     /// Parses and range-checks the 30-byte time text (without brackets).
+    #[inline]
     pub fn parse(b: &[u8]) -> Result<LogTime, ErrorKind> {
         // 0123456789012345678901234567890
         // 2018/12/15 14:20:11.015 +08:00
-        if b.len() != 30 {
+        let b: &[u8; 30] = b.try_into().map_err(|_| ErrorKind::BadTime)?;
+        const DIGITS: [usize; 21] = [
+            0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22, 25, 26, 28, 29,
+        ];
+        let mut bad = false;
+        for i in DIGITS {
+            bad |= b[i].wrapping_sub(b'0') > 9;
+        }
+        bad |= b[4] != b'/'
+            || b[7] != b'/'
+            || b[10] != b' '
+            || b[13] != b':'
+            || b[16] != b':'
+            || b[19] != b'.'
+            || b[23] != b' '
+            || b[27] != b':';
+        if bad {
             return Err(ErrorKind::BadTime);
         }
-        let d = |i: usize| -> Result<u32, ErrorKind> {
-            let c = b[i];
-            if c.is_ascii_digit() {
-                Ok(u32::from(c - b'0'))
-            } else {
-                Err(ErrorKind::BadTime)
-            }
-        };
-        let n2 = |i: usize| -> Result<u32, ErrorKind> { Ok(d(i)? * 10 + d(i + 1)?) };
-        let sep = |i: usize, c: u8| -> Result<(), ErrorKind> {
-            if b[i] == c {
-                Ok(())
-            } else {
-                Err(ErrorKind::BadTime)
-            }
-        };
-        sep(4, b'/')?;
-        sep(7, b'/')?;
-        sep(10, b' ')?;
-        sep(13, b':')?;
-        sep(16, b':')?;
-        sep(19, b'.')?;
-        sep(23, b' ')?;
-        sep(27, b':')?;
-        let year = n2(0)? * 100 + n2(2)?;
-        let month = n2(5)?;
-        let day = n2(8)?;
-        let hour = n2(11)?;
-        let minute = n2(14)?;
-        let second = n2(17)?;
-        let millis = d(20)? * 100 + n2(21)?;
+        let d = |i: usize| u32::from(b[i] - b'0');
+        let n2 = |i: usize| d(i) * 10 + d(i + 1);
+        let year = n2(0) * 100 + n2(2);
+        let month = n2(5);
+        let day = n2(8);
+        let hour = n2(11);
+        let minute = n2(14);
+        let second = n2(17);
+        let millis = d(20) * 100 + n2(21);
         let sign: i32 = match b[24] {
             b'+' => 1,
             b'-' => -1,
             _ => return Err(ErrorKind::BadTime),
         };
-        let oh = n2(25)?;
-        let om = n2(28)?;
+        let oh = n2(25);
+        let om = n2(28);
         if !(1..=12).contains(&month)
             || day == 0
             || day > days_in_month(year, month)
@@ -633,7 +628,35 @@ fn docker_prefix(b: &[u8]) -> Result<(&str, usize), ParseError> {
     Ok((s, space + 1))
 }
 
+/// Bytes allowed in a source file name: `[A-Za-z0-9._-]`.
+static SOURCE_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_';
+        c += 1;
+    }
+    t
+};
+
+/// Position of the first `a` or `b` in `hay`; a plain loop for the short tokens that dominate
+/// (keys, bare values), SIMD `memchr2` past the first 16 bytes.
+#[inline]
+fn find2(hay: &[u8], a: u8, b: u8) -> Option<usize> {
+    for (i, &c) in hay.iter().take(16).enumerate() {
+        if c == a || c == b {
+            return Some(i);
+        }
+    }
+    if hay.len() <= 16 {
+        return None;
+    }
+    memchr2(a, b, &hay[16..]).map(|i| i + 16)
+}
+
 /// If the bracket opening at `open` is a source (`[file.rs:12]` or `[<unknown>]`), its `]` offset.
+#[inline]
 fn source_bracket(b: &[u8], open: usize) -> Option<usize> {
     let r = b.get(open + 1..)?;
     if r.starts_with(b"<unknown>]") {
@@ -641,7 +664,7 @@ fn source_bracket(b: &[u8], open: usize) -> Option<usize> {
     }
     let name = r
         .iter()
-        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+        .take_while(|&&c| SOURCE_NAME[usize::from(c)])
         .count();
     if name == 0 || r.get(name) != Some(&b':') {
         return None;
@@ -667,6 +690,7 @@ enum Bracket<'a> {
 }
 
 /// Parses the bracket opening at `open`; returns it and the offset of its closing `]`.
+#[inline]
 fn parse_bracket(b: &[u8], open: usize) -> Result<(Bracket<'_>, usize), ParseError> {
     if b.get(open) != Some(&b'[') {
         return err(ErrorKind::BadSeparator, open);
@@ -685,7 +709,7 @@ fn parse_bracket(b: &[u8], open: usize) -> Result<(Bracket<'_>, usize), ParseErr
         }
         Some(_) => {
             let r = &b[start..];
-            match memchr2(b'=', b']', r) {
+            match find2(r, b'=', b']') {
                 None => return err(ErrorKind::UnclosedBracket, open),
                 Some(i) if r[i] == b']' => {
                     return Ok((Bracket::Bare(Token::plain(&r[..i])), start + i));
@@ -704,7 +728,7 @@ fn parse_bracket(b: &[u8], open: usize) -> Result<(Bracket<'_>, usize), ParseErr
             }
             Ok((Bracket::Field(key.0, tok), after))
         }
-        Some(_) => match memchr(b']', &b[vstart..]) {
+        Some(_) => match find2(&b[vstart..], b']', b']') {
             Some(i) => Ok((
                 Bracket::Field(key.0, Token::plain(&b[vstart..vstart + i])),
                 vstart + i,
@@ -717,6 +741,7 @@ fn parse_bracket(b: &[u8], open: usize) -> Result<(Bracket<'_>, usize), ParseErr
 
 /// Scans the JSON string whose opening quote is at `q`; returns it and the offset after its
 /// closing quote. Escape sequences are validated here so decoding can never fail.
+#[inline]
 fn quoted(b: &[u8], q: usize) -> Result<(Token<'_>, usize), ParseError> {
     let start = q + 1;
     let mut i = start;

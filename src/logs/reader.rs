@@ -15,6 +15,32 @@ pub enum RawLine<'a> {
     TooLong(u64),
 }
 
+/// A run of complete lines, or the length of one over-long line that was skipped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunk<'a> {
+    /// One or more complete lines, the last one ending in `\n`.
+    Lines(&'a [u8]),
+    /// A line longer than the maximum; only its length in bytes (without `\n`) is known.
+    TooLong(u64),
+}
+
+/// Splits a [`Chunk::Lines`] into lines, reporting those over `max_line` as too long.
+pub fn split_chunk(chunk: &[u8], max_line: usize, mut emit: impl FnMut(RawLine<'_>)) {
+    let mut rest = chunk;
+    while !rest.is_empty() {
+        let (line, next) = match memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        if line.len() > max_line {
+            emit(RawLine::TooLong(line.len() as u64));
+        } else {
+            emit(RawLine::Line(line));
+        }
+        rest = next;
+    }
+}
+
 const READ_CHUNK: usize = 256 * 1024;
 
 /// Incremental line splitter over any reader.
@@ -104,6 +130,46 @@ impl<R: Read> LineReader<R> {
         self.end = 0;
         self.scan = 0;
         self.discarding = None;
+    }
+
+    /// Like [`LineReader::read_available`] but hands over runs of complete lines at once:
+    /// each [`Chunk::Lines`] holds one or more whole lines, each ending in `\n`. Lines in a
+    /// chunk may still exceed the maximum; split them with [`split_chunk`].
+    pub fn read_chunks(&mut self, mut emit: impl FnMut(Chunk<'_>)) -> io::Result<()> {
+        loop {
+            if let Some(len) = self.discarding {
+                // Finish skipping the over-long line first.
+                if let Some(i) = memchr(b'\n', &self.buf[self.start..self.end]) {
+                    emit(Chunk::TooLong(len + i as u64));
+                    self.discarding = None;
+                    self.start += i + 1;
+                }
+            }
+            if self.discarding.is_none() {
+                let from = self.scan.max(self.start);
+                if let Some(i) = memchr::memrchr(b'\n', &self.buf[from..self.end]) {
+                    let last = from + i;
+                    emit(Chunk::Lines(&self.buf[self.start..=last]));
+                    self.start = last + 1;
+                }
+            }
+            self.scan = self.end;
+            let pending = self.end - self.start;
+            if pending > self.max_line || (self.discarding.is_some() && pending > 0) {
+                *self.discarding.get_or_insert(0) += pending as u64;
+                self.start = self.end;
+                self.scan = self.end;
+            }
+            self.make_room();
+            let n = match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.end += n;
+            self.consumed += n as u64;
+        }
     }
 
     fn drain_lines(&mut self, emit: &mut impl FnMut(RawLine<'_>)) {
@@ -220,6 +286,46 @@ mod tests {
             64,
         );
         assert!(r.buf.len() <= 4096, "buffer sized by the limit");
+    }
+
+    fn collect_chunked(data: &[u8], piece: usize, max: usize) -> Vec<Result<Vec<u8>, u64>> {
+        let mut r = LineReader::new(Pieces { data, piece }, max);
+        let mut out = Vec::new();
+        let mut push = |l: RawLine<'_>| {
+            out.push(match l {
+                RawLine::Line(b) => Ok(b.to_vec()),
+                RawLine::TooLong(n) => Err(n),
+            })
+        };
+        r.read_chunks(|c| match c {
+            Chunk::Lines(b) => {
+                assert_eq!(b.last(), Some(&b'\n'), "chunks hold whole lines");
+                split_chunk(b, max, &mut push)
+            }
+            Chunk::TooLong(n) => push(RawLine::TooLong(n)),
+        })
+        .unwrap();
+        r.finish(&mut push);
+        out
+    }
+
+    #[test]
+    fn chunked_reading_yields_exactly_the_lines_of_line_reading() {
+        let mut data = Vec::new();
+        for i in 0..300 {
+            data.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, (i * 37) % 150));
+            data.push(b'\n');
+        }
+        data.extend_from_slice(b"tail without newline");
+        for piece in [1, 5, 64, 100, 4096, 1 << 20] {
+            for max in [10, 64, 149, 10_000] {
+                assert_eq!(
+                    collect_chunked(&data, piece, max),
+                    collect(&data, piece, max),
+                    "piece {piece} max {max}"
+                );
+            }
+        }
     }
 
     #[test]
