@@ -261,10 +261,10 @@ fn follow(args: &LeadershipArgs) -> Result<()> {
                 }
                 let RawLine::Line(b) = raw else { return };
                 let Ok(l) = parse_line(b) else { return };
-                if let Some(ev) = classifier.classify(&l) {
-                    if result.is_ok() {
-                        result = write_json(&mut out, &event_json(*count, &l, &ev, file));
-                    }
+                if let Some(ev) = classifier.classify(&l)
+                    && result.is_ok()
+                {
+                    result = write_json(&mut out, &event_json(*count, &l, &ev, file));
                 }
             });
             result?;

@@ -182,12 +182,12 @@ impl Ingestor {
         };
         self.tally.lines_by_level[line.level.index()] += 1;
         let event = self.classifier.classify(&line);
-        if self.track_time {
-            if let Some(t) = line.time {
-                let ms = t.timestamp_millis();
-                let last = self.tally.last_line_millis.get_or_insert(ms);
-                *last = (*last).max(ms);
-            }
+        if self.track_time
+            && let Some(t) = line.time
+        {
+            let ms = t.timestamp_millis();
+            let last = self.tally.last_line_millis.get_or_insert(ms);
+            *last = (*last).max(ms);
         }
         if let Some(ev) = event {
             self.tally.events[ev.kind.index()] += 1;

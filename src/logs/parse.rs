@@ -236,7 +236,9 @@ fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
         _ => 28,
     }
 }
@@ -548,13 +550,13 @@ pub fn parse_line(line: &[u8]) -> Result<LogLine<'_>, ParseError> {
             return err(ErrorKind::BadSeparator, pos);
         }
         let open = pos + 1;
-        if section == 0 {
-            if let Some(end) = source_bracket(b, open) {
-                source = Some(Token::plain(&b[open + 1..end]));
-                pos = end + 1;
-                section = 1;
-                continue;
-            }
+        if section == 0
+            && let Some(end) = source_bracket(b, open)
+        {
+            source = Some(Token::plain(&b[open + 1..end]));
+            pos = end + 1;
+            section = 1;
+            continue;
         }
         let (bracket, end) = parse_bracket(b, open)?;
         match bracket {
