@@ -29,7 +29,7 @@ fn open_inputs(files: &[PathBuf]) -> Result<Vec<(String, Box<dyn Read>)>> {
         .into_iter()
         .map(|p| {
             let reader: Box<dyn Read> = if p == stdin {
-                Box::new(io::stdin().lock())
+                Box::new(io::stdin())
             } else {
                 Box::new(File::open(p).with_context(|| format!("cannot open {}", p.display()))?)
             };

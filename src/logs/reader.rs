@@ -96,15 +96,9 @@ impl<R: Read> LineReader<R> {
     pub fn read_available(&mut self, mut emit: impl FnMut(RawLine<'_>)) -> io::Result<()> {
         loop {
             self.drain_lines(&mut emit);
-            self.make_room();
-            let n = match self.inner.read(&mut self.buf[self.end..]) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            self.end += n;
-            self.consumed += n as u64;
+            if !self.fill()? {
+                return Ok(());
+            }
         }
     }
 
@@ -160,15 +154,26 @@ impl<R: Read> LineReader<R> {
                 self.start = self.end;
                 self.scan = self.end;
             }
-            self.make_room();
-            let n = match self.inner.read(&mut self.buf[self.end..]) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
+            if !self.fill()? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads once into the free space; false at end of input.
+    fn fill(&mut self) -> io::Result<bool> {
+        self.make_room();
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    self.end += n;
+                    self.consumed += n as u64;
+                    return Ok(true);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
-            };
-            self.end += n;
-            self.consumed += n as u64;
+            }
         }
     }
 
