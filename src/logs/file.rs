@@ -143,7 +143,7 @@ impl FileFollower {
             old.reader.read_available(&mut emit)?;
             if now >= *deadline {
                 old.reader.finish(&mut emit);
-                self.draining.swap_remove(i);
+                self.draining.remove(i);
             } else {
                 i += 1;
             }
