@@ -1,0 +1,493 @@
+//! A small client for Prometheus's HTTP API: instant queries (`GET /api/v1/query`) only.
+//!
+//! Sample values are returned as `f64` exactly as Prometheus reports them, so `NaN` and `±Inf`
+//! survive; what they mean (for example `histogram_quantile` over an idle histogram gives `NaN`)
+//! is the caller's decision. Responses are read in chunks and capped at [`MAX_RESPONSE_BYTES`];
+//! every request (connect, headers and body) is bounded by the client's timeout.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::Deserialize;
+
+/// Largest response body accepted from Prometheus, in bytes (16 MiB).
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// How much of an unparseable body is quoted in an error message.
+const SNIPPET_CHARS: usize = 200;
+
+/// A client for one Prometheus server; `Send + Sync`, meant to be shared behind an `Arc`.
+pub struct PromClient {
+    /// `{base}/api/v1/query` without a query string.
+    query_url: Url,
+    /// `query_url` with any password removed, for messages.
+    shown_url: String,
+    http: reqwest::Client,
+    timeout: Duration,
+    requests: AtomicU64,
+}
+
+/// One sample of an instant-query result: its label set and value (`NaN`/`±Inf` kept as such).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// The series' labels, including `__name__` when Prometheus kept it.
+    pub labels: BTreeMap<String, String>,
+    /// The sample value.
+    pub value: f64,
+}
+
+/// Why a Prometheus query (or building the client) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PromError {
+    /// The base URL given to [`PromClient::new`] is unusable.
+    #[error("invalid Prometheus URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build HTTP client for Prometheus at {url}: {cause}")]
+    Client {
+        /// The query endpoint.
+        url: String,
+        /// The underlying error, with its causes.
+        cause: String,
+    },
+    /// The request could not be sent or its response not read (connection refused, reset, ...).
+    #[error("Prometheus query {query:?} at {url}: request failed: {cause}")]
+    Request {
+        /// The query endpoint.
+        url: String,
+        /// The PromQL expression.
+        query: String,
+        /// The underlying error, with its causes.
+        cause: String,
+    },
+    /// No complete response arrived within the client's timeout.
+    #[error("Prometheus query {query:?} at {url}: no complete response within {timeout:?}")]
+    Timeout {
+        /// The query endpoint.
+        url: String,
+        /// The PromQL expression.
+        query: String,
+        /// The configured per-request timeout.
+        timeout: Duration,
+    },
+    /// The response body exceeded [`MAX_RESPONSE_BYTES`].
+    #[error("Prometheus query {query:?} at {url}: response larger than {limit} bytes")]
+    TooLarge {
+        /// The query endpoint.
+        url: String,
+        /// The PromQL expression.
+        query: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Prometheus answered `"status": "error"` (HTTP 400 `bad_data`, 422 `execution`, 503 `timeout`, ...).
+    #[error("Prometheus query {query:?} at {url}: HTTP {status}, {error_type}: {error}")]
+    Api {
+        /// The query endpoint.
+        url: String,
+        /// The PromQL expression.
+        query: String,
+        /// The HTTP status code.
+        status: u16,
+        /// Prometheus's `errorType` (`bad_data`, `execution`, `timeout`, ...).
+        error_type: String,
+        /// Prometheus's `error` text.
+        error: String,
+    },
+    /// A non-2xx answer that is not a Prometheus API error document (a proxy's error page, ...).
+    #[error("Prometheus query {query:?} at {url}: HTTP {status}: {body}")]
+    Status {
+        /// The query endpoint.
+        url: String,
+        /// The PromQL expression.
+        query: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The start of the body.
+        body: String,
+    },
+    /// A 2xx answer that is not a usable instant-query result (not JSON, a matrix, a bad value, ...).
+    #[error("Prometheus query {query:?} at {url}: invalid response: {reason}")]
+    InvalidResponse {
+        /// The query endpoint.
+        url: String,
+        /// The PromQL expression.
+        query: String,
+        /// What is wrong with the response.
+        reason: String,
+    },
+}
+
+impl PromClient {
+    /// Validates `base_url` (`http(s)://host[:port][/prefix]`) and builds a client whose requests each take at most `timeout`.
+    pub fn new(base_url: &str, timeout: Duration) -> Result<PromClient, PromError> {
+        let invalid = |reason: &str| PromError::InvalidUrl {
+            url: base_url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let mut base = Url::parse(base_url).map_err(|e| invalid(&e.to_string()))?;
+        if base.scheme() != "http" && base.scheme() != "https" {
+            return Err(invalid("scheme must be http or https"));
+        }
+        if base.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("no host"));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(invalid("must not contain a query string or fragment"));
+        }
+        if timeout.is_zero() {
+            return Err(invalid("timeout must be positive"));
+        }
+        // `Url::join` replaces the last path segment unless the path ends with '/'.
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let query_url = base
+            .join("api/v1/query")
+            .map_err(|e| invalid(&e.to_string()))?;
+        let shown_url = redact(&query_url);
+
+        ensure_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .user_agent(concat!("tikv-health-exporter/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| PromError::Client {
+                url: shown_url.clone(),
+                cause: error_chain(&e),
+            })?;
+        Ok(PromClient {
+            query_url,
+            shown_url,
+            http,
+            timeout,
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    /// Runs an instant query (`GET {base}/api/v1/query?query=...`) and returns its samples; a scalar gives one unlabelled sample.
+    pub async fn query(&self, promql: &str) -> Result<Vec<Sample>, PromError> {
+        let mut url = self.query_url.clone();
+        url.query_pairs_mut().append_pair("query", promql);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        // reqwest's own timeout also covers the body; this outer bound makes the error explicit.
+        match tokio::time::timeout(self.timeout, self.fetch(url, promql)).await {
+            Ok(result) => result,
+            Err(_) => Err(self.timeout_error(promql)),
+        }
+    }
+
+    /// How many queries this client has sent (successful or not).
+    pub fn requests_total(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    async fn fetch(&self, url: Url, promql: &str) -> Result<Vec<Sample>, PromError> {
+        let request_error = |e: reqwest::Error| {
+            if e.is_timeout() {
+                self.timeout_error(promql)
+            } else {
+                PromError::Request {
+                    url: self.shown_url.clone(),
+                    query: promql.to_owned(),
+                    cause: error_chain(&e),
+                }
+            }
+        };
+        let mut resp = self
+            .http
+            .get(url)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .map_err(request_error)?;
+        let status = resp.status().as_u16();
+        let too_large = || PromError::TooLarge {
+            url: self.shown_url.clone(),
+            query: promql.to_owned(),
+            limit: MAX_RESPONSE_BYTES,
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
+        while let Some(chunk) = resp.chunk().await.map_err(request_error)? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        self.decode(status, &body, promql)
+    }
+
+    fn decode(&self, status: u16, body: &[u8], promql: &str) -> Result<Vec<Sample>, PromError> {
+        let invalid = |reason: String| PromError::InvalidResponse {
+            url: self.shown_url.clone(),
+            query: promql.to_owned(),
+            reason,
+        };
+        let success = (200..300).contains(&status);
+        let envelope: Envelope = match serde_json::from_slice(body) {
+            Ok(env) => env,
+            Err(e) if success => {
+                return Err(invalid(format!(
+                    "body is not a Prometheus API response ({e}): {}",
+                    snippet(body)
+                )));
+            }
+            Err(_) => {
+                return Err(PromError::Status {
+                    url: self.shown_url.clone(),
+                    query: promql.to_owned(),
+                    status,
+                    body: snippet(body),
+                });
+            }
+        };
+        if envelope.status == "error" {
+            return Err(PromError::Api {
+                url: self.shown_url.clone(),
+                query: promql.to_owned(),
+                status,
+                error_type: envelope.error_type.unwrap_or_else(|| "unknown".into()),
+                error: envelope.error.unwrap_or_default(),
+            });
+        }
+        if !success {
+            return Err(PromError::Status {
+                url: self.shown_url.clone(),
+                query: promql.to_owned(),
+                status,
+                body: snippet(body),
+            });
+        }
+        if envelope.status != "success" {
+            return Err(invalid(format!("unknown status {:?}", envelope.status)));
+        }
+        let data = envelope
+            .data
+            .ok_or_else(|| invalid("no \"data\" in a success response".into()))?;
+        match data.result_type.as_str() {
+            "vector" => {
+                let items: Vec<VectorItem> = serde_json::from_value(data.result)
+                    .map_err(|e| invalid(format!("malformed vector result: {e}")))?;
+                items
+                    .into_iter()
+                    .map(|item| {
+                        let Some(value) = item.value else {
+                            return Err(invalid(format!(
+                                "sample {:?} has no float value (native histogram?)",
+                                item.metric
+                            )));
+                        };
+                        Ok(Sample {
+                            labels: item.metric,
+                            value: parse_value(&value.1).map_err(invalid)?,
+                        })
+                    })
+                    .collect()
+            }
+            "scalar" => {
+                let point: Point = serde_json::from_value(data.result)
+                    .map_err(|e| invalid(format!("malformed scalar result: {e}")))?;
+                Ok(vec![Sample {
+                    labels: BTreeMap::new(),
+                    value: parse_value(&point.1).map_err(invalid)?,
+                }])
+            }
+            other => Err(invalid(format!(
+                "unexpected result type {other:?} (an instant query needs a vector or scalar)"
+            ))),
+        }
+    }
+
+    fn timeout_error(&self, promql: &str) -> PromError {
+        PromError::Timeout {
+            url: self.shown_url.clone(),
+            query: promql.to_owned(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl fmt::Debug for PromClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PromClient")
+            .field("url", &self.shown_url)
+            .field("timeout", &self.timeout)
+            .field("requests", &self.requests_total())
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    status: String,
+    #[serde(default)]
+    data: Option<Data>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    #[serde(default)]
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct VectorItem {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    #[serde(default)]
+    value: Option<Point>,
+}
+
+/// `[unix_time, "value"]`.
+#[derive(Deserialize)]
+struct Point(#[allow(dead_code)] f64, serde_json::Value);
+
+/// Prometheus formats values with Go's `strconv.FormatFloat(v, 'f', -1, 64)`: `"1.5"`, `"NaN"`, `"+Inf"`, `"-Inf"`, `"1e+06"`.
+fn parse_value(v: &serde_json::Value) -> Result<f64, String> {
+    match v {
+        serde_json::Value::String(s) => match s.as_str() {
+            "NaN" => Ok(f64::NAN),
+            "+Inf" | "Inf" => Ok(f64::INFINITY),
+            "-Inf" => Ok(f64::NEG_INFINITY),
+            other => other
+                .parse::<f64>()
+                .map_err(|_| format!("sample value {other:?} is not a number")),
+        },
+        serde_json::Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| format!("sample value {n} is not a number")),
+        other => Err(format!("sample value {other} is not a string")),
+    }
+}
+
+/// rustls needs a process-wide crypto provider before reqwest can build a client
+/// (the crate enables reqwest's `rustls-no-provider`); install ring's unless one is set.
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race with another installer is fine: some provider is then installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+fn redact(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    shown.to_string()
+}
+
+/// The error and its causes, joined by ": ", without reqwest's URL (the caller names it).
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut out = String::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        // reqwest's own message repeats the URL ("error sending request for url (...)").
+        let text = match text.find(" for url (") {
+            Some(i) => text[..i].to_owned(),
+            None => text,
+        };
+        if !out.is_empty() && !out.ends_with(&text) {
+            out.push_str(": ");
+        }
+        if !out.ends_with(&text) {
+            out.push_str(&text);
+        }
+        cur = err.source();
+    }
+    out
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return "(empty body)".into();
+    }
+    let mut s: String = trimmed.chars().take(SNIPPET_CHARS).collect();
+    if trimmed.chars().count() > SNIPPET_CHARS {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<PromClient>();
+        assert_send_sync::<PromError>();
+    }
+
+    #[test]
+    fn values_parse_like_go_formats_them() {
+        let s = |v: &str| parse_value(&serde_json::Value::String(v.into()));
+        assert_eq!(s("1.5"), Ok(1.5));
+        assert_eq!(s("1e+06"), Ok(1e6));
+        assert_eq!(s("-0.25"), Ok(-0.25));
+        assert_eq!(s("+Inf"), Ok(f64::INFINITY));
+        assert_eq!(s("-Inf"), Ok(f64::NEG_INFINITY));
+        assert!(s("NaN").unwrap().is_nan());
+        assert!(s("fast").is_err());
+        assert!(parse_value(&serde_json::Value::Null).is_err());
+    }
+
+    #[test]
+    fn urls_are_validated_and_prefixes_kept() {
+        let t = Duration::from_secs(1);
+        for bad in [
+            "",
+            "127.0.0.1:9090",
+            "ftp://h/",
+            "http://",
+            "http://h/?x=1",
+            "http://h/#f",
+        ] {
+            assert!(
+                matches!(PromClient::new(bad, t), Err(PromError::InvalidUrl { .. })),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(PromClient::new("http://h", Duration::ZERO).is_err());
+        let c = PromClient::new("http://h:9090", t).unwrap();
+        assert_eq!(c.query_url.as_str(), "http://h:9090/api/v1/query");
+        let c = PromClient::new("http://h/prom", t).unwrap();
+        assert_eq!(c.query_url.as_str(), "http://h/prom/api/v1/query");
+        let c = PromClient::new("https://u:secret@h/prom/", t).unwrap();
+        assert_eq!(c.query_url.as_str(), "https://u:secret@h/prom/api/v1/query");
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn snippets_are_bounded() {
+        let long = "x".repeat(1000);
+        assert_eq!(snippet(long.as_bytes()).chars().count(), SNIPPET_CHARS + 1);
+        assert_eq!(snippet(b"  "), "(empty body)");
+    }
+}

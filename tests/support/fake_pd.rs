@@ -1,0 +1,1144 @@
+//! A fake PD (placement driver) HTTP API for integration tests, built on [`super::http`].
+//!
+//! It serves the real JSON shapes of `/pd/api/v1/{stores,store/<id>,members,leader,health,
+//! config/schedule}` (see [`samples`]), lets a test change the cluster while it runs (store
+//! state, heartbeat, sizes, slow score, PD health and leader), inject faults (HTTP errors, garbage
+//! bodies, delays, per-path responses, stop/restart on the same port) and records every request,
+//! so tests can count requests and check that `/pd/api/v1/regions` is never asked for.
+//!
+//! ```ignore
+//! let pd = FakePd::with_stores(&fake_pd::cluster(1000));
+//! pd.set_store_state(3, "Disconnected");
+//! // ... point the code under test at pd.url() ...
+//! assert!(!pd.regions_requested());
+//! ```
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+
+use super::http::{Acceptor, ReadWrite, Request, Response, TestServer};
+
+/// Real PD response bodies, copied from /work/shared/reference/pd-api.md (§ numbers refer to it).
+pub mod samples {
+    /// §3.1 `GET /stores`, PD v8.1.0: one TiKV (id 4) and one TiFlash (id 20); `count` says 4 (the fixture listed only two of its four stores: the list is what counts).
+    pub const V81_STORES: &str = r##"{
+  "count": 4,
+  "stores": [
+    {
+      "store": {
+        "id": 4,
+        "address": "basic-tikv-5gzwgj.basic-tikv-peer.default:20160",
+        "version": "8.1.0",
+        "peer_address": "basic-tikv-5gzwgj.basic-tikv-peer.default:20160",
+        "status_address": "basic-tikv-5gzwgj.basic-tikv-peer.default:20180",
+        "git_hash": "ba73b0d92d94463d74543550d0efe61fa6a6f416",
+        "start_timestamp": 1735095903,
+        "deploy_path": "/",
+        "last_heartbeat": 1735098083480549971,
+        "node_state": 1,
+        "state_name": "Up"
+      },
+      "status": {
+        "capacity": "311.7GiB",
+        "available": "222.1GiB",
+        "used_size": "290.7MiB",
+        "leader_count": 17,
+        "leader_weight": 1,
+        "leader_score": 17,
+        "leader_size": 17,
+        "region_count": 60,
+        "region_weight": 1,
+        "region_score": 127.38727094442186,
+        "region_size": 60,
+        "slow_score": 1,
+        "slow_trend": {
+          "cause_value": 250054.47306397307,
+          "cause_rate": 0,
+          "result_value": 10,
+          "result_rate": 0
+        },
+        "start_ts": "2024-12-25T03:05:03Z",
+        "last_heartbeat_ts": "2024-12-25T03:41:23.480549971Z",
+        "uptime": "36m20.480549971s"
+      }
+    },
+    {
+      "store": {
+        "id": 20,
+        "address": "basic-tiflash-tphn85.basic-tiflash-peer.default:3930",
+        "labels": [
+          {
+            "key": "engine",
+            "value": "tiflash"
+          }
+        ],
+        "version": "v8.1.0",
+        "peer_address": "basic-tiflash-tphn85.basic-tiflash-peer.default:20170",
+        "status_address": "basic-tiflash-tphn85.basic-tiflash-peer.default:20292",
+        "git_hash": "c1838001167c8ba83af759085a71ad61e6c2a5af",
+        "start_timestamp": 1735095904,
+        "deploy_path": "/tiflash",
+        "last_heartbeat": 1735098074657264947,
+        "node_state": 1,
+        "state_name": "Up"
+      },
+      "status": {
+        "capacity": "311.7GiB",
+        "available": "222.1GiB",
+        "used_size": "1B",
+        "leader_count": 0,
+        "leader_weight": 1,
+        "leader_score": 0,
+        "leader_size": 0,
+        "region_count": 0,
+        "region_weight": 1,
+        "region_score": 0,
+        "region_size": 0,
+        "slow_score": 1,
+        "slow_trend": {
+          "cause_value": 250039.13468013468,
+          "cause_rate": 0,
+          "result_value": 0,
+          "result_rate": 0
+        },
+        "start_ts": "2024-12-25T03:05:04Z",
+        "last_heartbeat_ts": "2024-12-25T03:41:14.657264947Z",
+        "uptime": "36m10.657264947s"
+      }
+    }
+  ]
+}"##;
+
+    /// §3.5 `GET /store/5`, PD v5.2.1: an Offline store (`"state": 1`) with `"0B"` sizes and `slow_score` 0.
+    pub const V521_OFFLINE_STORE: &str = r##"{
+  "store": {
+    "id": 5,
+    "address": "xxxx:20160",
+    "state": 1,
+    "version": "5.2.1",
+    "status_address": "xxxxx:20180",
+    "git_hash": "2c99f317d4ba125b772a8b94a6c3c0eb9d07ac59",
+    "start_timestamp": 1648465247,
+    "deploy_path": "/data/deploy/bin",
+    "last_heartbeat": 1648517045511041818,
+    "state_name": "Offline"
+  },
+  "status": {
+    "capacity": "0B",
+    "available": "0B",
+    "used_size": "0B",
+    "leader_count": 0,
+    "leader_weight": 1,
+    "leader_score": 0,
+    "leader_size": 0,
+    "region_count": 0,
+    "region_weight": 1,
+    "region_score": 0,
+    "region_size": 0,
+    "slow_score": 0,
+    "start_ts": "2022-03-28T19:00:47+08:00",
+    "last_heartbeat_ts": "2022-03-29T09:24:05.511041818+08:00",
+    "uptime": "14h23m18.511041818s"
+  }
+}"##;
+
+    /// §3.7 `GET /stores`, PD v3.0.0-beta: spaced sizes (`"20 GiB"`), no `last_heartbeat`, no `status_address`, no `used_size`. The doc's `#` comments are removed and its missing final `}` added.
+    pub const V30_STORES: &str = r##"{
+  "count": 1,
+  "stores": [
+    {
+      "store": {
+        "id": 1,
+        "address": "127.0.0.1:20160",
+        "version": "3.0.0-beta",
+        "state_name": "Up"
+      },
+      "status": {
+        "capacity": "20 GiB",
+        "available": "16 GiB",
+        "leader_count": 17,
+        "leader_weight": 1,
+        "leader_score": 17,
+        "leader_size": 17,
+        "region_count": 17,
+        "region_weight": 1,
+        "region_score": 17,
+        "region_size": 17,
+        "start_ts": "2019-03-21T14:09:32+08:00",
+        "last_heartbeat_ts": "2019-03-21T14:14:22.961171958+08:00",
+        "uptime": "4m50.961171958s"
+      }
+    }
+  ]
+}"##;
+
+    /// §3.8 `GET /health`: three members, one `member_id` above `i64::MAX`.
+    pub const HEALTH: &str = r##"[
+  {
+    "name": "basic-7axwci",
+    "member_id": 1428427862495950874,
+    "client_urls": [
+      "http://basic-pd-7axwci.basic-pd-peer.default:2379"
+    ],
+    "health": true
+  },
+  {
+    "name": "basic-53pe89",
+    "member_id": 2548954049902922308,
+    "client_urls": [
+      "http://basic-pd-53pe89.basic-pd-peer.default:2379"
+    ],
+    "health": true
+  },
+  {
+    "name": "basic-0qt9e9",
+    "member_id": 12818309996638325969,
+    "client_urls": [
+      "http://basic-pd-0qt9e9.basic-pd-peer.default:2379"
+    ],
+    "health": true
+  }
+]"##;
+
+    /// §3.9 `GET /members`: three members, leader and etcd leader `basic-53pe89`.
+    pub const MEMBERS: &str = r##"{
+  "header": {
+    "cluster_id": 7452180154224557728
+  },
+  "members": [
+    {
+      "name": "basic-7axwci",
+      "member_id": 1428427862495950874,
+      "peer_urls": [
+        "http://basic-pd-7axwci.basic-pd-peer.default:2380"
+      ],
+      "client_urls": [
+        "http://basic-pd-7axwci.basic-pd-peer.default:2379"
+      ],
+      "deploy_path": "/",
+      "binary_version": "v8.1.0",
+      "git_hash": "fca469ca33eb5d8b5e0891b507c87709a00b0e81"
+    },
+    {
+      "name": "basic-53pe89",
+      "member_id": 2548954049902922308,
+      "peer_urls": [
+        "http://basic-pd-53pe89.basic-pd-peer.default:2380"
+      ],
+      "client_urls": [
+        "http://basic-pd-53pe89.basic-pd-peer.default:2379"
+      ],
+      "deploy_path": "/",
+      "binary_version": "v8.1.0",
+      "git_hash": "fca469ca33eb5d8b5e0891b507c87709a00b0e81"
+    },
+    {
+      "name": "basic-0qt9e9",
+      "member_id": 12818309996638325969,
+      "peer_urls": [
+        "http://basic-pd-0qt9e9.basic-pd-peer.default:2380"
+      ],
+      "client_urls": [
+        "http://basic-pd-0qt9e9.basic-pd-peer.default:2379"
+      ],
+      "deploy_path": "/",
+      "binary_version": "v8.1.0",
+      "git_hash": "fca469ca33eb5d8b5e0891b507c87709a00b0e81"
+    }
+  ],
+  "leader": {
+    "name": "basic-53pe89",
+    "member_id": 2548954049902922308,
+    "peer_urls": [
+      "http://basic-pd-53pe89.basic-pd-peer.default:2380"
+    ],
+    "client_urls": [
+      "http://basic-pd-53pe89.basic-pd-peer.default:2379"
+    ],
+    "deploy_path": "/",
+    "binary_version": "v8.1.0",
+    "git_hash": "fca469ca33eb5d8b5e0891b507c87709a00b0e81"
+  },
+  "etcd_leader": {
+    "name": "basic-53pe89",
+    "member_id": 2548954049902922308,
+    "peer_urls": [
+      "http://basic-pd-53pe89.basic-pd-peer.default:2380"
+    ],
+    "client_urls": [
+      "http://basic-pd-53pe89.basic-pd-peer.default:2379"
+    ],
+    "deploy_path": "/",
+    "binary_version": "v8.1.0",
+    "git_hash": "fca469ca33eb5d8b5e0891b507c87709a00b0e81"
+  }
+}"##;
+
+    /// §3.10 `GET /leader`.
+    pub const LEADER: &str = r##"{
+  "name": "basic-53pe89",
+  "member_id": 2548954049902922308,
+  "peer_urls": [
+    "http://basic-pd-53pe89.basic-pd-peer.default:2380"
+  ],
+  "client_urls": [
+    "http://basic-pd-53pe89.basic-pd-peer.default:2379"
+  ]
+}"##;
+
+    /// `GET /config/schedule`: not a verbatim sample; built from the values §8 saw in a real v6.1.0
+    /// `pd config show` (`max-store-down-time` as a Go duration string, as PD renders it).
+    pub const CONFIG_SCHEDULE: &str = r##"{
+  "max-store-down-time": "30m0s",
+  "leader-schedule-limit": 4,
+  "max-pending-peer-count": 64,
+  "low-space-ratio": 0.8,
+  "high-space-ratio": 0.7
+}"##;
+
+    /// The message PD (any member) answers with HTTP 503 while there is no PD leader (§1).
+    pub const NO_LEADER: &str = "[PD:apiutil:ErrRedirectNoLeader]redirect finds no leader";
+
+    /// §3.5's Offline store wrapped as a `GET /stores` body.
+    pub fn v521_offline_stores() -> String {
+        format!("{{\"count\": 1, \"stores\": [{V521_OFFLINE_STORE}]}}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building stores
+
+/// Parameters of one store, rendered in PD v8.1's `/stores` shape by [`StoreSpec::to_json`].
+///
+/// Start from [`StoreSpec::tikv`] or [`StoreSpec::tiflash`] and override fields with struct
+/// update syntax: `StoreSpec { state_name: "Offline".into(), ..StoreSpec::tikv(5) }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreSpec {
+    /// Store id.
+    pub id: u64,
+    /// `address` (also used as `peer_address`).
+    pub address: String,
+    /// `status_address`.
+    pub status_address: String,
+    /// `version` (TiKV `8.1.0`, TiFlash `v8.1.0`).
+    pub version: String,
+    /// `state_name`; `"Offline"`/`"Tombstone"` also set the metapb `state` int as PD does.
+    pub state_name: String,
+    /// `last_heartbeat` (unix ns); `last_heartbeat_ts` and `uptime` are derived from it.
+    pub last_heartbeat_ns: Option<u64>,
+    /// `start_timestamp` (unix s); `start_ts` is derived from it.
+    pub start_timestamp: Option<u64>,
+    /// Size strings exactly as PD prints them (`"311.7GiB"`); `None` omits the field.
+    pub capacity: Option<String>,
+    /// `available` size string.
+    pub available: Option<String>,
+    /// `used_size` size string.
+    pub used_size: Option<String>,
+    /// `leader_count` (also `leader_score`/`leader_size`).
+    pub leader_count: Option<u64>,
+    /// `region_count` (also `region_score`/`region_size`).
+    pub region_count: Option<u64>,
+    /// PD's slow score (an integer in PD; 1 = healthy, >= 80 = slow).
+    pub slow_score: Option<u64>,
+    /// Store labels, e.g. `("engine", "tiflash")`, `("zone", "z1")`.
+    pub labels: Vec<(String, String)>,
+}
+
+impl StoreSpec {
+    /// An Up TiKV store `tikv-<id>:20160` that heartbeated just now.
+    pub fn tikv(id: u64) -> Self {
+        let now = now_ns();
+        StoreSpec {
+            id,
+            address: format!("tikv-{id}:20160"),
+            status_address: format!("tikv-{id}:20180"),
+            version: "8.1.0".into(),
+            state_name: "Up".into(),
+            last_heartbeat_ns: Some(now),
+            start_timestamp: Some(now / 1_000_000_000 - 3600),
+            capacity: Some("311.7GiB".into()),
+            available: Some("222.1GiB".into()),
+            used_size: Some("290.7MiB".into()),
+            leader_count: Some(17),
+            region_count: Some(60),
+            slow_score: Some(1),
+            labels: Vec::new(),
+        }
+    }
+
+    /// An Up TiFlash store `tiflash-<id>:3930` (label `engine=tiflash`, version with `v`).
+    pub fn tiflash(id: u64) -> Self {
+        StoreSpec {
+            address: format!("tiflash-{id}:3930"),
+            status_address: format!("tiflash-{id}:20292"),
+            version: "v8.1.0".into(),
+            used_size: Some("1B".into()),
+            leader_count: Some(0),
+            region_count: Some(0),
+            labels: vec![("engine".into(), "tiflash".into())],
+            ..StoreSpec::tikv(id)
+        }
+    }
+
+    /// The `{"store": {...}, "status": {...}}` object PD v8.1 lists in `/stores`.
+    pub fn to_json(&self) -> Value {
+        let mut store = Map::new();
+        store.insert("id".into(), json!(self.id));
+        store.insert("address".into(), json!(self.address));
+        if !self.labels.is_empty() {
+            let labels: Vec<Value> = self
+                .labels
+                .iter()
+                .map(|(k, v)| json!({"key": k, "value": v}))
+                .collect();
+            store.insert("labels".into(), Value::Array(labels));
+        }
+        store.insert("version".into(), json!(self.version));
+        store.insert("peer_address".into(), json!(self.address));
+        store.insert("status_address".into(), json!(self.status_address));
+        store.insert(
+            "git_hash".into(),
+            json!("ba73b0d92d94463d74543550d0efe61fa6a6f416"),
+        );
+        if let Some(s) = self.start_timestamp {
+            store.insert("start_timestamp".into(), json!(s));
+        }
+        store.insert("deploy_path".into(), json!("/"));
+        if let Some(hb) = self.last_heartbeat_ns {
+            store.insert("last_heartbeat".into(), json!(hb));
+        }
+        store.insert("node_state".into(), json!(1));
+        store.insert("state_name".into(), json!(self.state_name));
+        set_state_int(&mut store, &self.state_name);
+
+        let mut status = Map::new();
+        for (k, v) in [
+            ("capacity", &self.capacity),
+            ("available", &self.available),
+            ("used_size", &self.used_size),
+        ] {
+            if let Some(v) = v {
+                status.insert(k.into(), json!(v));
+            }
+        }
+        if let Some(n) = self.leader_count {
+            status.insert("leader_count".into(), json!(n));
+            status.insert("leader_weight".into(), json!(1));
+            status.insert("leader_score".into(), json!(n));
+            status.insert("leader_size".into(), json!(n));
+        }
+        if let Some(n) = self.region_count {
+            status.insert("region_count".into(), json!(n));
+            status.insert("region_weight".into(), json!(1));
+            status.insert(
+                "region_score".into(),
+                json!(n as f64 * 2.123_145_182_407_031),
+            );
+            status.insert("region_size".into(), json!(n));
+        }
+        if let Some(s) = self.slow_score {
+            status.insert("slow_score".into(), json!(s));
+            status.insert(
+                "slow_trend".into(),
+                json!({"cause_value": 250054.47306397307, "cause_rate": 0,
+                       "result_value": 10, "result_rate": 0}),
+            );
+        }
+        let mut obj = json!({"store": Value::Object(store), "status": Value::Object(status)});
+        refresh_timestamps(&mut obj);
+        obj
+    }
+}
+
+/// `n` Up TiKV stores with ids `1..=n`.
+pub fn cluster(n: u64) -> Vec<StoreSpec> {
+    (1..=n).map(StoreSpec::tikv).collect()
+}
+
+/// A `GET /stores` body for these stores (`count` = number of stores).
+pub fn stores_body(specs: &[StoreSpec]) -> String {
+    let stores: Vec<Value> = specs.iter().map(StoreSpec::to_json).collect();
+    json!({"count": stores.len(), "stores": stores}).to_string()
+}
+
+/// Now as unix nanoseconds.
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos() as u64
+}
+
+/// PD sets the metapb `state` int only for non-Up stores (it is omitted when 0).
+fn set_state_int(store: &mut Map<String, Value>, state_name: &str) {
+    match state_name {
+        "Offline" => store.insert("state".into(), json!(1)),
+        "Tombstone" => store.insert("state".into(), json!(2)),
+        _ => store.remove("state"),
+    };
+}
+
+/// Re-derives `start_ts`, `last_heartbeat_ts` and `uptime` from the integer fields, as PD does.
+fn refresh_timestamps(obj: &mut Value) {
+    let start = obj["store"]["start_timestamp"].as_u64();
+    let hb = obj["store"]["last_heartbeat"].as_u64();
+    let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) else {
+        return;
+    };
+    match start {
+        Some(s) => status.insert("start_ts".into(), json!(rfc3339(s * 1_000_000_000))),
+        None => status.remove("start_ts"),
+    };
+    match hb {
+        Some(h) => status.insert("last_heartbeat_ts".into(), json!(rfc3339(h))),
+        None => status.remove("last_heartbeat_ts"),
+    };
+    match (start, hb) {
+        (Some(s), Some(h)) if h > s * 1_000_000_000 => {
+            status.insert("uptime".into(), json!(go_duration(h - s * 1_000_000_000)))
+        }
+        _ => status.remove("uptime"),
+    };
+}
+
+/// RFC 3339 with nanoseconds in UTC, like Go's `time.RFC3339Nano` (trailing zeros trimmed).
+fn rfc3339(ns: u64) -> String {
+    let t = chrono::DateTime::from_timestamp_nanos(ns as i64);
+    let s = t.format("%Y-%m-%dT%H:%M:%S%.9f").to_string();
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}Z")
+}
+
+/// A Go `time.Duration.String()` for durations of at least one second: `36m20.480549971s`.
+fn go_duration(ns: u64) -> String {
+    let (h, rem) = (ns / 3_600_000_000_000, ns % 3_600_000_000_000);
+    let (m, rem) = (rem / 60_000_000_000, rem % 60_000_000_000);
+    let (s, frac) = (rem / 1_000_000_000, rem % 1_000_000_000);
+    let secs = if frac == 0 {
+        format!("{s}s")
+    } else {
+        let f = format!("{frac:09}");
+        format!("{s}.{}s", f.trim_end_matches('0'))
+    };
+    if h > 0 {
+        format!("{h}h{m}m{secs}")
+    } else if m > 0 {
+        format!("{m}m{secs}")
+    } else {
+        secs
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fake
+
+struct State {
+    /// `count` as given by a loaded body; `None`: the number of listed stores.
+    count: Option<i64>,
+    stores: Vec<Value>,
+    members: Vec<Value>,
+    header: Value,
+    leader: Option<String>,
+    etcd_leader: Option<String>,
+    health: Vec<Value>,
+    schedule: Map<String, Value>,
+    failure: Option<Response>,
+    garbage: bool,
+    delay: Option<Duration>,
+    overrides: HashMap<String, Response>,
+    requests: Vec<Request>,
+}
+
+/// A running fake PD on an ephemeral loopback port; stops on drop.
+pub struct FakePd {
+    server: Option<TestServer>,
+    addr: SocketAddr,
+    tls: bool,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakePd {
+    /// Plain HTTP, serving the v8.1 samples (TiKV store 4 + TiFlash store 20, `count` 4).
+    pub fn start() -> Self {
+        Self::with_stores_json(samples::V81_STORES)
+    }
+
+    /// Plain HTTP, serving these stores (plus the sample members/health/schedule).
+    pub fn with_stores(specs: &[StoreSpec]) -> Self {
+        Self::with_stores_json(&stores_body(specs))
+    }
+
+    /// Plain HTTP, serving this `GET /stores` body (kept as-is but editable by the setters).
+    pub fn with_stores_json(body: &str) -> Self {
+        let state = Arc::new(Mutex::new(State::new(body)));
+        let server = TestServer::start(handler(state.clone()));
+        FakePd {
+            addr: server.addr(),
+            server: Some(server),
+            tls: false,
+            state,
+        }
+    }
+
+    /// Over TLS: `acceptor` wraps each connection (see [`tls::Pki::server_acceptor`]).
+    pub fn start_tls(acceptor: Arc<Acceptor>) -> Self {
+        let state = Arc::new(Mutex::new(State::new(samples::V81_STORES)));
+        let server = TestServer::start_with(acceptor, handler(state.clone()));
+        FakePd {
+            addr: server.addr(),
+            server: Some(server),
+            tls: true,
+            state,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` (or `https://` for a TLS fake).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops listening (connections are then refused); the cluster state is kept.
+    pub fn stop(&mut self) {
+        self.server = None;
+    }
+
+    /// Listens again on the same port with the same state (plain HTTP fakes only).
+    pub fn restart(&mut self) {
+        assert!(!self.tls, "restart is only supported for plain-HTTP fakes");
+        if self.server.is_none() {
+            self.server = Some(TestServer::start_on(self.addr, handler(self.state.clone())));
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Edits the JSON object of store `id` (panics if there is none).
+    pub fn edit_store(&self, id: u64, f: impl FnOnce(&mut Value)) {
+        let mut st = self.lock();
+        let store = st
+            .stores
+            .iter_mut()
+            .find(|s| s["store"]["id"].as_u64() == Some(id))
+            .unwrap_or_else(|| panic!("fake PD has no store {id}"));
+        f(store);
+    }
+
+    fn set_status_field(&self, id: u64, key: &str, value: Value) {
+        self.edit_store(id, |s| {
+            if !s["status"].is_object() {
+                s["status"] = json!({});
+            }
+            s["status"][key] = value;
+        });
+    }
+
+    /// Sets `state_name` (any string, e.g. `"Disconnected"`, `"Removing"`) and PD's `state` int.
+    pub fn set_store_state(&self, id: u64, state_name: &str) {
+        self.edit_store(id, |s| {
+            s["store"]["state_name"] = json!(state_name);
+            if let Some(store) = s["store"].as_object_mut() {
+                set_state_int(store, state_name);
+            }
+        });
+    }
+
+    /// Sets `last_heartbeat` (unix ns) and re-derives `last_heartbeat_ts` and `uptime`.
+    pub fn set_last_heartbeat(&self, id: u64, ns: u64) {
+        self.edit_store(id, |s| {
+            s["store"]["last_heartbeat"] = json!(ns);
+            refresh_timestamps(s);
+        });
+    }
+
+    /// Sets `slow_score`.
+    pub fn set_slow_score(&self, id: u64, score: u64) {
+        self.set_status_field(id, "slow_score", json!(score));
+    }
+
+    /// Sets `capacity` to this size string (any string, e.g. `"1.5TiB"` or garbage).
+    pub fn set_capacity(&self, id: u64, size: &str) {
+        self.set_status_field(id, "capacity", json!(size));
+    }
+
+    /// Sets `available` to this size string.
+    pub fn set_available(&self, id: u64, size: &str) {
+        self.set_status_field(id, "available", json!(size));
+    }
+
+    /// Sets `used_size` to this size string.
+    pub fn set_used_size(&self, id: u64, size: &str) {
+        self.set_status_field(id, "used_size", json!(size));
+    }
+
+    /// Sets `leader_count` (and `leader_score`/`leader_size` like PD).
+    pub fn set_leader_count(&self, id: u64, n: u64) {
+        self.edit_store(id, |s| {
+            for k in ["leader_count", "leader_score", "leader_size"] {
+                s["status"][k] = json!(n);
+            }
+        });
+    }
+
+    /// Sets `region_count` (and `region_size`).
+    pub fn set_region_count(&self, id: u64, n: u64) {
+        self.edit_store(id, |s| {
+            for k in ["region_count", "region_size"] {
+                s["status"][k] = json!(n);
+            }
+        });
+    }
+
+    /// Sets the store's labels.
+    pub fn set_labels(&self, id: u64, labels: &[(&str, &str)]) {
+        let labels: Vec<Value> = labels
+            .iter()
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect();
+        self.edit_store(id, |s| s["store"]["labels"] = Value::Array(labels));
+    }
+
+    /// Adds (or replaces, by id) a store.
+    pub fn add_store(&self, spec: &StoreSpec) {
+        self.remove_store(spec.id);
+        self.lock().stores.push(spec.to_json());
+    }
+
+    /// Removes store `id` from the list (no-op if absent).
+    pub fn remove_store(&self, id: u64) {
+        self.lock()
+            .stores
+            .retain(|s| s["store"]["id"].as_u64() != Some(id));
+    }
+
+    /// Replaces the whole `/stores` body.
+    pub fn set_stores_json(&self, body: &str) {
+        let fresh = State::new(body);
+        let mut st = self.lock();
+        st.count = fresh.count;
+        st.stores = fresh.stores;
+    }
+
+    /// Overrides `count` (`None`: the number of listed stores).
+    pub fn set_count(&self, count: Option<i64>) {
+        self.lock().count = count;
+    }
+
+    /// Ids of the listed stores, in order.
+    pub fn store_ids(&self) -> Vec<u64> {
+        self.lock()
+            .stores
+            .iter()
+            .filter_map(|s| s["store"]["id"].as_u64())
+            .collect()
+    }
+
+    /// Sets `health` of the PD member `name` in `/health` (panics if unknown).
+    pub fn set_health(&self, name: &str, healthy: bool) {
+        let mut st = self.lock();
+        let m = st
+            .health
+            .iter_mut()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("fake PD has no member {name}"));
+        m["health"] = json!(healthy);
+    }
+
+    /// Sets the PD leader and etcd leader by member name; `None`: no leader (`/members` omits
+    /// them and `/leader` answers 503 like PD during an election).
+    pub fn set_leader(&self, name: Option<&str>) {
+        let mut st = self.lock();
+        if let Some(n) = name {
+            assert!(
+                st.members.iter().any(|m| m["name"] == n),
+                "fake PD has no member {n}"
+            );
+        }
+        st.leader = name.map(str::to_owned);
+        st.etcd_leader = name.map(str::to_owned);
+    }
+
+    /// Sets `max-store-down-time` in `/config/schedule` (`None` removes the key).
+    pub fn set_max_store_down_time(&self, value: Option<&str>) {
+        let mut st = self.lock();
+        match value {
+            Some(v) => st.schedule.insert("max-store-down-time".into(), json!(v)),
+            None => st.schedule.remove("max-store-down-time"),
+        };
+    }
+
+    /// Every request answers `status` with this raw body (e.g. a JSON string like PD's errors).
+    pub fn fail_with(&self, status: u16, body: &str) {
+        self.lock().failure = Some(Response::json(body).status(status));
+    }
+
+    /// Every request answers `status` with `message` rendered as PD does (a JSON string).
+    pub fn fail_with_pd_error(&self, status: u16, message: &str) {
+        self.fail_with(status, &json!(message).to_string());
+    }
+
+    /// Every request answers 200 with a body that is not JSON.
+    pub fn respond_garbage(&self) {
+        self.lock().garbage = true;
+    }
+
+    /// Every answer is delayed by `d`.
+    pub fn delay(&self, d: Duration) {
+        self.lock().delay = Some(d);
+    }
+
+    /// Requests to exactly this path (without query) get `response` (before faults and routes).
+    pub fn respond_with(&self, path: &str, response: Response) {
+        self.lock().overrides.insert(path.to_owned(), response);
+    }
+
+    /// Removes failures, garbage, delay and per-path responses.
+    pub fn heal(&self) {
+        let mut st = self.lock();
+        st.failure = None;
+        st.garbage = false;
+        st.delay = None;
+        st.overrides.clear();
+    }
+
+    /// Every request received so far (method, path with query, headers).
+    pub fn requests(&self) -> Vec<Request> {
+        self.lock().requests.clone()
+    }
+
+    /// Paths (with query) of every request received so far.
+    pub fn paths(&self) -> Vec<String> {
+        self.lock()
+            .requests
+            .iter()
+            .map(|r| r.path.clone())
+            .collect()
+    }
+
+    /// Number of requests received so far.
+    pub fn request_count(&self) -> usize {
+        self.lock().requests.len()
+    }
+
+    /// Number of requests to exactly this path (query ignored).
+    pub fn requests_to(&self, path: &str) -> usize {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.path_only() == path)
+            .count()
+    }
+
+    /// Whether any `/pd/api/v1/regions...` path was requested.
+    pub fn regions_requested(&self) -> bool {
+        self.lock()
+            .requests
+            .iter()
+            .any(|r| r.path_only().starts_with("/pd/api/v1/regions"))
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.lock().requests.clear();
+    }
+}
+
+impl State {
+    fn new(stores_body: &str) -> State {
+        let doc: Value = serde_json::from_str(stores_body).expect("stores body is JSON");
+        let stores = match &doc["stores"] {
+            Value::Array(a) => a.clone(),
+            _ => Vec::new(),
+        };
+        let members: Value = serde_json::from_str(samples::MEMBERS).expect("members sample");
+        let leader = members["leader"]["name"].as_str().map(str::to_owned);
+        let etcd_leader = members["etcd_leader"]["name"].as_str().map(str::to_owned);
+        let Value::Object(schedule) =
+            serde_json::from_str(samples::CONFIG_SCHEDULE).expect("schedule sample")
+        else {
+            unreachable!("schedule sample is an object")
+        };
+        let Value::Array(health) = serde_json::from_str(samples::HEALTH).expect("health sample")
+        else {
+            unreachable!("health sample is an array")
+        };
+        State {
+            count: doc["count"].as_i64(),
+            stores,
+            members: members["members"].as_array().cloned().unwrap_or_default(),
+            header: members["header"].clone(),
+            leader,
+            etcd_leader,
+            health,
+            schedule,
+            failure: None,
+            garbage: false,
+            delay: None,
+            overrides: HashMap::new(),
+            requests: Vec::new(),
+        }
+    }
+
+    fn member(&self, name: &Option<String>) -> Option<Value> {
+        let name = name.as_deref()?;
+        self.members.iter().find(|m| m["name"] == name).cloned()
+    }
+
+    fn route(&self, req: &Request) -> Response {
+        if req.method != "GET" {
+            return Response::text(405, "405 method not allowed\n");
+        }
+        let path = req.path_only();
+        match path {
+            "/pd/api/v1/stores" => {
+                let count = self.count.unwrap_or(self.stores.len() as i64);
+                Response::json(json!({"count": count, "stores": self.stores}).to_string())
+            }
+            "/pd/api/v1/members" => {
+                let mut m = json!({"header": self.header, "members": self.members});
+                if let Some(l) = self.member(&self.leader) {
+                    m["leader"] = l;
+                }
+                if let Some(l) = self.member(&self.etcd_leader) {
+                    m["etcd_leader"] = l;
+                }
+                Response::json(m.to_string())
+            }
+            "/pd/api/v1/leader" => match self.member(&self.leader) {
+                Some(l) => {
+                    let l = json!({"name": l["name"], "member_id": l["member_id"],
+                                   "peer_urls": l["peer_urls"], "client_urls": l["client_urls"]});
+                    Response::json(l.to_string())
+                }
+                None => Response::json(json!(samples::NO_LEADER).to_string()).status(503),
+            },
+            "/pd/api/v1/health" | "/health" => {
+                Response::json(Value::Array(self.health.clone()).to_string())
+            }
+            "/pd/api/v1/config/schedule" => {
+                Response::json(Value::Object(self.schedule.clone()).to_string())
+            }
+            "/pd/api/v1/ping" => Response::json("").status(200),
+            p if p.starts_with("/pd/api/v1/regions") => {
+                Response::json(r#"{"count":0,"regions":[]}"#)
+            }
+            p if p.starts_with("/pd/api/v1/store/") => {
+                let id = p.trim_start_matches("/pd/api/v1/store/");
+                let found = id.parse::<u64>().ok().and_then(|id| {
+                    self.stores
+                        .iter()
+                        .find(|s| s["store"]["id"].as_u64() == Some(id))
+                });
+                match found {
+                    Some(s) => Response::json(s.to_string()),
+                    None => Response::json(
+                        json!(format!("[PD:core:ErrStoreNotFound]store {id} not found"))
+                            .to_string(),
+                    )
+                    .status(404),
+                }
+            }
+            _ => Response::text(404, "404 page not found\n"),
+        }
+    }
+}
+
+fn handler(state: Arc<Mutex<State>>) -> impl Fn(&Request) -> Response + Send + Sync + 'static {
+    move |req: &Request| {
+        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        st.requests.push(req.clone());
+        let resp = if let Some(r) = st.overrides.get(req.path_only()) {
+            r.clone()
+        } else if let Some(r) = &st.failure {
+            r.clone()
+        } else if st.garbage {
+            Response::text(200, "<html><body>502 Bad Gateway</body></html>\n")
+        } else {
+            st.route(req)
+        };
+        match st.delay {
+            Some(d) => resp.delayed(d),
+            None => resp,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+
+/// Test certificates and a rustls acceptor for TLS fakes.
+pub mod tls {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::server::WebPkiClientVerifier;
+    use rustls::{RootCertStore, ServerConfig, ServerConnection, StreamOwned};
+
+    /// A CA with a server certificate for `127.0.0.1`/`localhost` and a client certificate.
+    pub struct Pki {
+        /// The CA certificate.
+        pub ca_pem: String,
+        /// Server certificate for `127.0.0.1` and `localhost`.
+        pub server_cert_pem: String,
+        /// The server certificate's key (PKCS#8).
+        pub server_key_pem: String,
+        /// Client certificate (CN `tikv-health-exporter`, clientAuth).
+        pub client_cert_pem: String,
+        /// The client certificate's key (PKCS#8).
+        pub client_key_pem: String,
+    }
+
+    /// Paths of a [`Pki`] written to a directory.
+    pub struct PkiFiles {
+        /// `ca.pem`.
+        pub ca: PathBuf,
+        /// `server.pem`.
+        pub server_cert: PathBuf,
+        /// `server-key.pem`.
+        pub server_key: PathBuf,
+        /// `client.pem`.
+        pub client_cert: PathBuf,
+        /// `client-key.pem`.
+        pub client_key: PathBuf,
+    }
+
+    impl Pki {
+        /// Generates a fresh CA (named `cn`) and leaf certificates signed by it.
+        pub fn generate(cn: &str) -> Pki {
+            let ca_key = KeyPair::generate().unwrap();
+            let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            ca_params.distinguished_name.push(DnType::CommonName, cn);
+            ca_params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+
+            let server_key = KeyPair::generate().unwrap();
+            let mut sp =
+                CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                    .unwrap();
+            sp.distinguished_name.push(DnType::CommonName, "fake-pd");
+            sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            let server_cert = sp.signed_by(&server_key, &ca).unwrap();
+
+            let client_key = KeyPair::generate().unwrap();
+            let mut cp = CertificateParams::new(vec!["tikv-health-exporter".to_owned()]).unwrap();
+            cp.distinguished_name
+                .push(DnType::CommonName, "tikv-health-exporter");
+            cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            let client_cert = cp.signed_by(&client_key, &ca).unwrap();
+
+            Pki {
+                ca_pem: ca.pem(),
+                server_cert_pem: server_cert.pem(),
+                server_key_pem: server_key.serialize_pem(),
+                client_cert_pem: client_cert.pem(),
+                client_key_pem: client_key.serialize_pem(),
+            }
+        }
+
+        /// Writes the PEM files into `dir`.
+        pub fn write_to(&self, dir: &Path) -> PkiFiles {
+            let write = |name: &str, pem: &str| {
+                let p = dir.join(name);
+                std::fs::write(&p, pem).unwrap();
+                p
+            };
+            PkiFiles {
+                ca: write("ca.pem", &self.ca_pem),
+                server_cert: write("server.pem", &self.server_cert_pem),
+                server_key: write("server-key.pem", &self.server_key_pem),
+                client_cert: write("client.pem", &self.client_cert_pem),
+                client_key: write("client-key.pem", &self.client_key_pem),
+            }
+        }
+
+        /// A server acceptor presenting the server certificate and requiring a client
+        /// certificate signed by this CA (mutual TLS, like PD with `cert-allowed-cn` unset).
+        pub fn server_acceptor(&self) -> Arc<Acceptor> {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut roots = RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .unwrap();
+            let certs: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
+                    .map(Result::unwrap)
+                    .collect();
+            let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).unwrap();
+            let config = Arc::new(
+                ServerConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .unwrap()
+                    .with_client_cert_verifier(verifier)
+                    .with_single_cert(certs, key)
+                    .unwrap(),
+            );
+            Arc::new(move |tcp: TcpStream| {
+                let conn = ServerConnection::new(config.clone()).ok()?;
+                let mut tls = StreamOwned::new(conn, tcp);
+                while tls.conn.is_handshaking() {
+                    // A failed handshake (no or untrusted client certificate) drops the connection
+                    // after rustls has sent its alert.
+                    tls.conn.complete_io(&mut tls.sock).ok()?;
+                }
+                Some(Box::new(TlsStream(tls)) as Box<dyn ReadWrite>)
+            })
+        }
+    }
+
+    /// A server TLS stream that sends close_notify when dropped.
+    struct TlsStream(StreamOwned<ServerConnection, TcpStream>);
+
+    impl Read for TlsStream {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+
+    impl Write for TlsStream {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush()
+        }
+    }
+
+    impl Drop for TlsStream {
+        fn drop(&mut self) {
+            self.0.conn.send_close_notify();
+            while self.0.conn.wants_write() {
+                if self.0.conn.write_tls(&mut self.0.sock).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
