@@ -4,5 +4,14 @@
 //! (counters and history), fed by sources such as [`logs::file`]. The [`cli`] module wires the
 //! command line onto these layers.
 
+pub mod app;
 pub mod cli;
+pub mod config;
+pub mod exposition;
+pub mod invariants;
+pub mod log;
 pub mod logs;
+pub mod observations;
+pub mod sources;
+pub mod state;
+pub mod watch;

@@ -8,15 +8,71 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::{Config, Dur, LogFileConfig};
 use crate::logs::parse::DEFAULT_MAX_LINE_BYTES;
 
 /// Prometheus exporter and alert sidecar for TiKV clusters.
+///
+/// Without a subcommand, runs the exporter: polls PD (and Prometheus, if given), evaluates the
+/// health invariants with their grace periods, follows the configured log files, and serves
+/// /metrics (OpenMetrics), /, /-/healthy, /-/ready, /api/v1/invariants and /api/v1/leadership.
+/// Flags override the YAML config file.
 #[derive(Parser, Debug)]
-#[command(name = "tikv-health-exporter", version, about, long_about = None)]
+#[command(
+    name = "tikv-health-exporter",
+    version,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
-    /// What to run.
+    /// Exporter options (when no subcommand is given).
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// What to run instead of the exporter.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+/// Options of the exporter; each overrides the same key of the config file.
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// YAML configuration file (see `check-config`).
+    #[arg(long = "config.file", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// PD endpoints, comma-separated or repeated (pd.endpoints).
+    #[arg(long = "pd.endpoints", value_name = "URL", value_delimiter = ',')]
+    pub pd_endpoints: Vec<String>,
+    /// PD request timeout (pd.timeout).
+    #[arg(long = "pd.timeout", value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub pd_timeout: Option<Duration>,
+    /// CA file for PD TLS (pd.tls.ca_file).
+    #[arg(long = "pd.tls.ca-file", value_name = "FILE")]
+    pub pd_ca_file: Option<PathBuf>,
+    /// Client certificate for PD mutual TLS (pd.tls.cert_file).
+    #[arg(long = "pd.tls.cert-file", value_name = "FILE")]
+    pub pd_cert_file: Option<PathBuf>,
+    /// Client key for PD mutual TLS (pd.tls.key_file).
+    #[arg(long = "pd.tls.key-file", value_name = "FILE")]
+    pub pd_key_file: Option<PathBuf>,
+    /// Prometheus base URL for the Prometheus-based invariants (prometheus.url).
+    #[arg(long = "prometheus.url", value_name = "URL")]
+    pub prometheus_url: Option<String>,
+    /// How often to poll and evaluate (poll_interval, default 10s).
+    #[arg(long = "poll-interval", value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub poll_interval: Option<Duration>,
+    /// File that keeps active violations across restarts (state_file).
+    #[arg(long = "state-file", value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+    /// Log file to follow, as PATH or PATH=STORE_ID; repeatable (logs.files).
+    #[arg(long = "log.file", value_name = "PATH[=STORE]")]
+    pub log_files: Vec<String>,
+    /// Address to listen on (web.listen_address, default :19180).
+    #[arg(long = "web.listen-address", value_name = "ADDR")]
+    pub listen_address: Option<String>,
+    /// Path of the metrics endpoint (web.telemetry_path, default /metrics).
+    #[arg(long = "web.telemetry-path", value_name = "PATH")]
+    pub telemetry_path: Option<String>,
 }
 
 /// Top-level subcommands.
@@ -25,6 +81,16 @@ pub enum Command {
     /// Work with TiKV/PD logs in the TiDB unified log format.
     #[command(subcommand)]
     Logs(LogsCommand),
+    /// Validate a config file and print the effective configuration (with defaults) as YAML.
+    CheckConfig(CheckConfigArgs),
+}
+
+/// Arguments of `check-config`.
+#[derive(Args, Debug)]
+pub struct CheckConfigArgs {
+    /// The YAML file to check.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 /// `logs` subcommands.
@@ -83,37 +149,18 @@ pub struct LeadershipArgs {
     #[arg(long, requires = "follow")]
     pub from_start: bool,
     /// With --follow: how often to check the files.
-    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration, requires = "follow")]
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = crate::config::parse_duration, requires = "follow")]
     pub poll_interval: Duration,
-}
-
-/// Parses `500ms`, `10s`, `5m`, `1h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{s}`: missing unit (ms, s, m or h)"))?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a whole number followed by ms, s, m or h"))?;
-    let ms = match unit {
-        "ms" => Some(n),
-        "s" => n.checked_mul(1000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)")),
-    }
-    .ok_or_else(|| format!("`{s}`: too large"))?;
-    Ok(Duration::from_millis(ms))
 }
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Logs(LogsCommand::Parse(a)) => logs::parse(&a),
-        Command::Logs(LogsCommand::Leadership(a)) => logs::leadership(&a),
+        Some(Command::Logs(LogsCommand::Parse(a))) => logs::parse(&a),
+        Some(Command::Logs(LogsCommand::Leadership(a))) => logs::leadership(&a),
+        Some(Command::CheckConfig(a)) => check_config(&a),
+        None => run_exporter(cli.run),
     };
     match result {
         Ok(()) => 0,
@@ -123,6 +170,91 @@ pub fn main() -> i32 {
             1
         }
     }
+}
+
+fn check_config(a: &CheckConfigArgs) -> anyhow::Result<()> {
+    let cfg = Config::load(&a.file)?;
+    print!("{}", cfg.to_yaml());
+    println!("# Effective invariants (defaults applied):");
+    for d in crate::invariants::definitions::build(&cfg) {
+        let r = &d.rule;
+        println!(
+            "#   {}: severity={} violated when value {} {}{} grace={}s clear_grace={}s{}",
+            r.name,
+            r.severity.as_str(),
+            r.op.as_str(),
+            r.threshold,
+            r.clear_threshold
+                .map(|c| format!(" (clears at {c})"))
+                .unwrap_or_default(),
+            r.grace,
+            r.clear_grace,
+            d.query().map(|q| format!(" query={q}")).unwrap_or_default()
+        );
+    }
+    if cfg.prometheus.url.is_none() {
+        println!("#   (write_latency_p99 and cpu_usage need prometheus.url and are off)");
+    }
+    Ok(())
+}
+
+/// The configuration from the file (or defaults) with the flags applied, validated.
+pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
+    let mut cfg = match &run.config_file {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if !run.pd_endpoints.is_empty() {
+        cfg.pd.endpoints = run.pd_endpoints;
+    }
+    if let Some(t) = run.pd_timeout {
+        cfg.pd.timeout = Dur(t);
+    }
+    if run.pd_ca_file.is_some() || run.pd_cert_file.is_some() || run.pd_key_file.is_some() {
+        let tls = cfg.pd.tls.get_or_insert_with(Default::default);
+        tls.ca_file = run.pd_ca_file.or(tls.ca_file.take());
+        tls.cert_file = run.pd_cert_file.or(tls.cert_file.take());
+        tls.key_file = run.pd_key_file.or(tls.key_file.take());
+    }
+    if let Some(u) = run.prometheus_url {
+        cfg.prometheus.url = Some(u);
+    }
+    if let Some(p) = run.poll_interval {
+        cfg.poll_interval = Dur(p);
+    }
+    if let Some(p) = run.state_file {
+        cfg.state_file = Some(p);
+    }
+    for spec in run.log_files {
+        let (path, store) = match spec.rsplit_once('=') {
+            Some((p, s)) => (p.to_owned(), Some(s.to_owned())),
+            None => (spec, None),
+        };
+        cfg.logs.files.push(LogFileConfig {
+            path: path.into(),
+            name: None,
+            store,
+            from_start: false,
+        });
+    }
+    if let Some(a) = run.listen_address {
+        cfg.web.listen_address = a;
+    }
+    if let Some(p) = run.telemetry_path {
+        cfg.web.telemetry_path = p;
+    }
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    Ok(cfg)
+}
+
+fn run_exporter(run: RunArgs) -> anyhow::Result<()> {
+    let cfg = effective_config(run)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(crate::app::run(cfg))
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -135,17 +267,6 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_units_and_reject_garbage() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("10").unwrap_err().contains("missing unit"));
-        assert!(parse_duration("10x").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("s").is_err());
-    }
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -2,7 +2,7 @@
 //! counters (lines by level, malformed lines, events by kind) and a bounded event history.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::events::{Classifier, EventKind, LeadershipEvent};
@@ -21,6 +21,8 @@ pub struct SourceStats {
     events: [AtomicU64; EventKind::ALL.len()],
     /// Time of the newest line that carried one, in ms since the epoch; `i64::MIN` if none yet.
     last_line_millis: AtomicI64,
+    /// Whether the source can currently be read (file open, container attached).
+    up: AtomicBool,
 }
 
 /// A point-in-time copy of a [`SourceStats`].
@@ -53,7 +55,18 @@ impl SourceStats {
             malformed: AtomicU64::new(0),
             events: Default::default(),
             last_line_millis: AtomicI64::new(i64::MIN),
+            up: AtomicBool::new(false),
         }
+    }
+
+    /// Records whether the source can currently be read.
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Relaxed);
+    }
+
+    /// Whether the source could be read at its last attempt.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
     }
 
     /// Reads every counter.

@@ -1,0 +1,261 @@
+//! The HTTP server: `/metrics` (OpenMetrics), a landing page, `/-/healthy`, `/-/ready`,
+//! `/api/v1/invariants` and `/api/v1/leadership`. Every handler reads the published snapshot.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::metrics;
+use crate::invariants::engine::Phase;
+use crate::state::Shared;
+
+/// What the handlers need.
+pub struct HttpState {
+    /// Published state.
+    pub shared: Arc<Shared>,
+    /// Registry with the state collector.
+    pub registry: Registry,
+    /// Path of the metrics endpoint.
+    pub telemetry_path: String,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn json(v: &impl Serialize) -> Resp {
+    match serde_json::to_vec(v) {
+        Ok(b) => respond(StatusCode::OK, "application/json", b),
+        Err(e) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain; charset=utf-8",
+            e.to_string(),
+        ),
+    }
+}
+
+/// Routes one request.
+pub fn handle(state: &HttpState, method: &Method, path: &str, query: Option<&str>) -> Resp {
+    if method != Method::GET && method != Method::HEAD {
+        return respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "only GET and HEAD\n",
+        );
+    }
+    if path == state.telemetry_path {
+        return respond(
+            StatusCode::OK,
+            metrics::CONTENT_TYPE,
+            metrics::render(&state.registry),
+        );
+    }
+    match path {
+        "/" => respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            landing_page(state),
+        ),
+        "/-/healthy" => respond(StatusCode::OK, "text/plain; charset=utf-8", "Healthy\n"),
+        "/-/ready" if state.shared.is_ready() => {
+            respond(StatusCode::OK, "text/plain; charset=utf-8", "Ready\n")
+        }
+        "/-/ready" => respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "Not ready: the first poll has not finished\n",
+        ),
+        "/api/v1/invariants" => json(&state.shared.snapshot().invariants),
+        "/api/v1/leadership" => {
+            let limit = query
+                .and_then(|q| {
+                    q.split('&')
+                        .find_map(|kv| kv.strip_prefix("limit="))
+                        .and_then(|v| v.parse::<usize>().ok())
+                })
+                .unwrap_or(usize::MAX);
+            json(&leadership(&state.shared, limit))
+        }
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found\n",
+        ),
+    }
+}
+
+#[derive(Serialize)]
+struct EventJson {
+    source: String,
+    store: String,
+    time: Option<String>,
+    event: &'static str,
+    region_id: Option<u64>,
+    from_store: Option<u64>,
+    to_store: Option<u64>,
+    term: Option<u64>,
+    message: String,
+}
+
+fn leadership(shared: &Shared, limit: usize) -> Vec<EventJson> {
+    let all = shared.history.recent();
+    let skip = all.len().saturating_sub(limit);
+    all.into_iter()
+        .skip(skip)
+        .map(|h| EventJson {
+            source: h.source,
+            store: h.store,
+            time: h.time,
+            event: h.event.kind.as_str(),
+            region_id: h.event.region_id,
+            from_store: h.event.from_store,
+            to_store: h.event.to_store,
+            term: h.event.term,
+            message: h.message,
+        })
+        .collect()
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn fmt_time(t: f64) -> String {
+    chrono::DateTime::from_timestamp(t as i64, 0)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+fn landing_page(state: &HttpState) -> String {
+    let snap = state.shared.snapshot();
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>tikv-health-exporter</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}\
+         .firing{{background:#f8d7da}}.pending{{background:#fff3cd}}.unknown{{background:#e2e3e5}}</style>\
+         </head><body><h1>tikv-health-exporter</h1><p>Prometheus exporter and alert sidecar for TiKV. \
+         Version {}.</p><ul><li><a href=\"{}\">Metrics</a></li><li><a href=\"/api/v1/invariants\">\
+         Invariants (JSON)</a></li><li><a href=\"/api/v1/leadership\">Recent leadership events (JSON)\
+         </a></li><li><a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></li></ul>",
+        esc(env!("CARGO_PKG_VERSION")),
+        esc(&state.telemetry_path)
+    );
+    let _ = write!(
+        h,
+        "<h2>Invariants</h2><table><tr><th>name</th><th>store</th><th>severity</th><th>state</th>\
+         <th>since</th><th>value</th><th>threshold</th><th>message</th></tr>"
+    );
+    if snap.invariants.is_empty() {
+        h.push_str("<tr><td colspan=\"8\">no evaluation yet</td></tr>");
+    }
+    for i in &snap.invariants {
+        let state = if i.unknown {
+            format!("unknown ({})", i.state.as_str())
+        } else {
+            i.state.as_str().to_owned()
+        };
+        let class = if i.unknown {
+            "unknown"
+        } else {
+            match i.state {
+                Phase::Firing => "firing",
+                Phase::Pending => "pending",
+                Phase::Ok => "ok",
+            }
+        };
+        let _ = write!(
+            h,
+            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{} {}</td><td>{}</td></tr>",
+            esc(&i.name),
+            esc(if i.store.is_empty() {
+                "(cluster)"
+            } else {
+                &i.store
+            }),
+            i.severity.as_str(),
+            esc(&state),
+            i.since.map(fmt_time).unwrap_or_default(),
+            i.value.map(|v| format!("{v:.4}")).unwrap_or_default(),
+            esc(i.op.as_str()),
+            i.threshold,
+            esc(&i.message)
+        );
+    }
+    h.push_str("</table><h2>Sources</h2><table><tr><th>source</th><th>up</th><th>last success</th><th>last error</th></tr>");
+    for (name, s) in &snap.sources {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(name),
+            s.up,
+            s.last_success.map(fmt_time).unwrap_or_default(),
+            esc(s.last_error.as_deref().unwrap_or(""))
+        );
+    }
+    for s in &state.shared.logs {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td></td><td></td></tr>",
+            esc(&s.source),
+            s.is_up()
+        );
+    }
+    h.push_str("</table></body></html>\n");
+    h
+}
+
+/// Serves until `shutdown` turns true; then stops accepting and lets open requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<HttpState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let conn = tokio::select! {
+            c = listener.accept() => c,
+            _ = shutdown.changed() => break,
+        };
+        let Ok((stream, _)) = conn else { continue };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let state = state.clone();
+                async move {
+                    let mut resp =
+                        handle(&state, req.method(), req.uri().path(), req.uri().query());
+                    if req.method() == Method::HEAD {
+                        *resp.body_mut() = Full::new(Bytes::new());
+                    }
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}

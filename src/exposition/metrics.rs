@@ -1,0 +1,370 @@
+//! The metric contract, encoded in OpenMetrics text from the published [`Shared`] state by a
+//! prometheus-client collector (fresh series on every scrape: vanished stores disappear).
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::invariants::engine::Phase;
+use crate::logs::events::EventKind;
+use crate::logs::parse::Level;
+use crate::state::Shared;
+
+/// Content type of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Store states always exported in the `tikv_store_state` state set.
+pub const STORE_STATES: [&str; 5] = ["Up", "Offline", "Disconnected", "Down", "Tombstone"];
+
+/// Build identity exported as `tikv_health_exporter_build_info`.
+#[derive(Clone, Debug)]
+pub struct BuildInfo {
+    /// Crate version.
+    pub version: String,
+    /// VCS revision, or `unknown`.
+    pub revision: String,
+}
+
+impl BuildInfo {
+    /// This binary's version and the revision given at build time (`GIT_REVISION`).
+    pub fn current() -> Self {
+        BuildInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            revision: option_env!("GIT_REVISION").unwrap_or("unknown").to_owned(),
+        }
+    }
+}
+
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+#[derive(Debug)]
+struct StateCollector {
+    shared: Arc<Shared>,
+    build: BuildInfo,
+}
+
+fn family<'a, M: EncodeMetric>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    rows: impl IntoIterator<Item = (Labels<'a>, M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut rows = rows.into_iter().peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    let mut me = enc.encode_descriptor(name, help, None, kind)?;
+    for (labels, metric) in rows {
+        metric.encode(me.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauges<'a>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (Labels<'a>, f64)>,
+) -> Result<(), std::fmt::Error> {
+    family(
+        enc,
+        name,
+        help,
+        MetricType::Gauge,
+        rows.into_iter().map(|(l, v)| (l, ConstGauge::new(v))),
+    )
+}
+
+fn counters<'a>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (Labels<'a>, u64)>,
+) -> Result<(), std::fmt::Error> {
+    family(
+        enc,
+        name,
+        help,
+        MetricType::Counter,
+        rows.into_iter().map(|(l, v)| (l, ConstCounter::new(v))),
+    )
+}
+
+fn b(v: bool) -> f64 {
+    if v { 1.0 } else { 0.0 }
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snap = self.shared.snapshot();
+        let inv = &snap.invariants;
+        fn nss(i: &crate::state::InvariantView) -> Labels<'_> {
+            vec![
+                ("name", i.name.as_str()),
+                ("store", i.store.as_str()),
+                ("severity", i.severity.as_str()),
+            ]
+        }
+        gauges(
+            &mut enc,
+            "tikv_invariant_violation",
+            "1 while the invariant is firing (violated past its grace period), else 0",
+            inv.iter().map(|i| (nss(i), b(i.state == Phase::Firing))),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_invariant_pending",
+            "1 while the invariant is violated but inside its grace period, else 0",
+            inv.iter().map(|i| (nss(i), b(i.state == Phase::Pending))),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_invariant_unknown",
+            "1 while the inputs of the invariant are missing (it neither fires nor resolves), else 0",
+            inv.iter().map(|i| (nss(i), b(i.unknown))),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_invariant_active_since_timestamp_seconds",
+            "When the current violation started (while pending or firing)",
+            inv.iter()
+                .filter_map(|i| Some((nss(i), i.since.filter(|_| i.state != Phase::Ok)?))),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_invariant_observed_value",
+            "The last value compared with the invariant's threshold",
+            inv.iter().filter_map(|i| {
+                Some((
+                    vec![("name", i.name.as_str()), ("store", i.store.as_str())],
+                    i.value?,
+                ))
+            }),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_invariant_threshold",
+            "The threshold of the invariant",
+            inv.iter().map(|i| {
+                (
+                    vec![("name", i.name.as_str()), ("store", i.store.as_str())],
+                    i.threshold,
+                )
+            }),
+        )?;
+
+        let st = &snap.stores;
+        gauges(
+            &mut enc,
+            "tikv_store_info",
+            "PD store metadata; always 1",
+            st.iter().map(|s| {
+                (
+                    vec![
+                        ("store", s.id.as_str()),
+                        ("address", s.address.as_str()),
+                        ("status_address", s.status_address.as_str()),
+                        ("version", s.version.as_str()),
+                        ("engine", s.engine.as_str()),
+                    ],
+                    1.0,
+                )
+            }),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_store_state",
+            "PD state_name of the store as a state set (1 for the current state)",
+            st.iter().flat_map(|s| {
+                let own = (!STORE_STATES.contains(&s.state.as_str())).then_some(s.state.as_str());
+                STORE_STATES.iter().copied().chain(own).map(move |name| {
+                    (
+                        vec![("store", s.id.as_str()), ("state", name)],
+                        b(s.state == name),
+                    )
+                })
+            }),
+        )?;
+        let now = now_secs();
+        gauges(
+            &mut enc,
+            "tikv_store_heartbeat_age_seconds",
+            "Seconds since the store's last heartbeat to PD, at scrape time",
+            st.iter().filter_map(|s| {
+                Some((
+                    vec![("store", s.id.as_str())],
+                    (now - s.last_heartbeat?).max(0.0),
+                ))
+            }),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_store_last_heartbeat_timestamp_seconds",
+            "Time of the store's last heartbeat to PD",
+            st.iter()
+                .filter_map(|s| Some((vec![("store", s.id.as_str())], s.last_heartbeat?))),
+        )?;
+        let per_store = |f: fn(&crate::state::StoreView) -> Option<f64>| {
+            st.iter()
+                .filter_map(move |s| Some((vec![("store", s.id.as_str())], f(s)?)))
+        };
+        gauges(
+            &mut enc,
+            "tikv_store_leader_count",
+            "Region leaders on the store (PD)",
+            per_store(|s| s.leader_count.map(|v| v as f64)),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_store_region_count",
+            "Region peers on the store (PD)",
+            per_store(|s| s.region_count.map(|v| v as f64)),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_store_capacity_bytes",
+            "Store capacity reported by PD (4 significant digits)",
+            per_store(|s| s.capacity_bytes.map(|v| v as f64)),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_store_available_bytes",
+            "Store available space reported by PD (4 significant digits)",
+            per_store(|s| s.available_bytes.map(|v| v as f64)),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_store_slow_score",
+            "PD slow score of the store (>= 80 is slow)",
+            per_store(|s| s.slow_score),
+        )?;
+
+        let logs = &self.shared.logs;
+        let snaps: Vec<_> = logs.iter().map(|s| (s, s.snapshot())).collect();
+        counters(
+            &mut enc,
+            "tikv_leadership_changes",
+            "Leadership events found in the logs, by source, store and event",
+            snaps.iter().flat_map(|(s, sn)| {
+                EventKind::ALL.iter().map(move |k| {
+                    (
+                        vec![
+                            ("source", s.source.as_str()),
+                            ("store", s.store.as_str()),
+                            ("event", k.as_str()),
+                        ],
+                        sn.events[k.index()],
+                    )
+                })
+            }),
+        )?;
+        counters(
+            &mut enc,
+            "tikv_log_lines",
+            "Well-formed log lines read, by source, store and level",
+            snaps.iter().flat_map(|(s, sn)| {
+                Level::ALL.iter().map(move |l| {
+                    (
+                        vec![
+                            ("source", s.source.as_str()),
+                            ("store", s.store.as_str()),
+                            ("level", l.as_str()),
+                        ],
+                        sn.lines_by_level[l.index()],
+                    )
+                })
+            }),
+        )?;
+        counters(
+            &mut enc,
+            "tikv_log_malformed_lines",
+            "Log lines that are not in the unified log format (counted and skipped)",
+            snaps.iter().map(|(s, sn)| {
+                (
+                    vec![("source", s.source.as_str()), ("store", s.store.as_str())],
+                    sn.malformed,
+                )
+            }),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_log_last_line_timestamp_seconds",
+            "The log time of the newest line read from the source",
+            snaps.iter().filter_map(|(s, sn)| {
+                Some((
+                    vec![("source", s.source.as_str()), ("store", s.store.as_str())],
+                    sn.last_line_millis? as f64 / 1000.0,
+                ))
+            }),
+        )?;
+
+        let src = &snap.sources;
+        gauges(
+            &mut enc,
+            "tikv_health_exporter_source_up",
+            "1 when the source answered at its last attempt",
+            src.iter()
+                .map(|(n, h)| (vec![("source", n.as_str())], b(h.up)))
+                .chain(
+                    logs.iter()
+                        .map(|s| (vec![("source", s.source.as_str())], b(s.is_up()))),
+                ),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_health_exporter_poll_duration_seconds",
+            "Duration of the last poll of the source",
+            src.iter()
+                .filter_map(|(n, h)| Some((vec![("source", n.as_str())], h.last_duration?))),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_health_exporter_last_success_timestamp_seconds",
+            "Time of the last successful poll of the source",
+            src.iter()
+                .filter_map(|(n, h)| Some((vec![("source", n.as_str())], h.last_success?))),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_health_exporter_build_info",
+            "Build of the exporter; always 1",
+            [(
+                vec![
+                    ("version", self.build.version.as_str()),
+                    ("revision", self.build.revision.as_str()),
+                ],
+                1.0,
+            )],
+        )?;
+        Ok(())
+    }
+}
+
+/// A registry exporting the shared state.
+pub fn registry(shared: Arc<Shared>, build: BuildInfo) -> Registry {
+    let mut r = Registry::default();
+    r.register_collector(Box::new(StateCollector { shared, build }));
+    r
+}
+
+/// Encodes the registry as OpenMetrics text.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        out.clear();
+        out.push_str("# EOF\n");
+    }
+    out
+}

@@ -1,0 +1,4 @@
+//! Exposition: the metric contract and the HTTP server that serves it.
+
+pub mod http;
+pub mod metrics;

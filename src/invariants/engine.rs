@@ -1,0 +1,464 @@
+//! The invariant state machine with in-process grace periods.
+//!
+//! Per (invariant, store): `ok` → `pending` (violated, inside `grace`) → `firing` → `ok`.
+//! A firing invariant resolves only after it has been clear for `clear_grace`, and with
+//! hysteresis only once `clear_threshold` no longer holds. An evaluation without input is
+//! `unknown`: it neither fires nor resolves, and the previous phase and timestamps are kept.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Op, Severity};
+
+/// The rule of one invariant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    /// Invariant name (`name` label).
+    pub name: String,
+    /// Severity label.
+    pub severity: Severity,
+    /// Violated when `value op threshold`.
+    pub op: Op,
+    /// Threshold in the observed value's unit.
+    pub threshold: f64,
+    /// Hysteresis: once firing, stays firing while `value op clear_threshold`.
+    pub clear_threshold: Option<f64>,
+    /// Seconds the violation must hold before firing.
+    pub grace: f64,
+    /// Seconds a firing invariant must be clear before resolving.
+    pub clear_grace: f64,
+}
+
+/// One evaluation's input.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// The inputs are missing; the reason is shown to users.
+    Unknown(String),
+    /// A value compared against the rule's thresholds.
+    Value(f64),
+    /// A value with the verdict already decided (e.g. PD's store state); hysteresis does not apply.
+    Verdict {
+        /// The observed value shown to users.
+        value: f64,
+        /// Whether the invariant is violated.
+        violated: bool,
+        /// Why (shown in the API and landing page).
+        reason: String,
+    },
+}
+
+/// Lifecycle phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Not violated.
+    Ok,
+    /// Violated, inside the grace period.
+    Pending,
+    /// Violated past the grace period.
+    Firing,
+}
+
+impl Phase {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Ok => "ok",
+            Phase::Pending => "pending",
+            Phase::Firing => "firing",
+        }
+    }
+}
+
+/// Current state of one (invariant, store).
+#[derive(Clone, Debug, PartialEq)]
+pub struct State {
+    /// Lifecycle phase (kept while unknown).
+    pub phase: Phase,
+    /// When the current violation started (Unix seconds), while pending or firing.
+    pub active_since: Option<f64>,
+    /// When a firing invariant first looked clear (for `clear_grace`).
+    pub clearing_since: Option<f64>,
+    /// True when the last evaluation had no input.
+    pub unknown: bool,
+    /// Last compared value.
+    pub value: Option<f64>,
+    /// Human-readable explanation of the last evaluation.
+    pub message: String,
+    /// When it was last evaluated (Unix seconds).
+    pub evaluated_at: f64,
+}
+
+impl State {
+    fn new() -> Self {
+        State {
+            phase: Phase::Ok,
+            active_since: None,
+            clearing_since: None,
+            unknown: true,
+            value: None,
+            message: "not evaluated yet".into(),
+            evaluated_at: 0.0,
+        }
+    }
+}
+
+/// What the state file keeps per active (pending or firing) invariant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Persisted {
+    /// Invariant name.
+    pub name: String,
+    /// Store label.
+    pub store: String,
+    /// Phase when saved.
+    pub phase: Phase,
+    /// When the violation started (Unix seconds).
+    pub active_since: f64,
+    /// When a firing invariant started looking clear.
+    #[serde(default)]
+    pub clearing_since: Option<f64>,
+}
+
+/// Key of one evaluated series.
+pub type Key = (String, String);
+
+/// All invariant states.
+#[derive(Debug, Default)]
+pub struct Engine {
+    states: BTreeMap<Key, State>,
+}
+
+impl Engine {
+    /// An empty engine.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Restores active states saved by a previous process; they continue where they were, so a
+    /// restart neither re-arms nor skips a grace period.
+    pub fn restore(&mut self, saved: &[Persisted]) {
+        for p in saved {
+            if p.phase == Phase::Ok {
+                continue;
+            }
+            let st = self
+                .states
+                .entry((p.name.clone(), p.store.clone()))
+                .or_insert_with(State::new);
+            st.phase = p.phase;
+            st.active_since = Some(p.active_since);
+            st.clearing_since = p.clearing_since;
+            st.message = "restored from state file; waiting for the first evaluation".into();
+        }
+    }
+
+    /// Active states to persist.
+    pub fn persisted(&self) -> Vec<Persisted> {
+        self.states
+            .iter()
+            .filter_map(|((name, store), s)| {
+                Some(Persisted {
+                    name: name.clone(),
+                    store: store.clone(),
+                    phase: s.phase,
+                    active_since: s.active_since?,
+                    clearing_since: s.clearing_since,
+                })
+            })
+            .filter(|p| p.phase != Phase::Ok)
+            .collect()
+    }
+
+    /// Evaluates `rule` for `store` at `now` (Unix seconds).
+    pub fn evaluate(&mut self, rule: &Rule, store: &str, input: Input, now: f64) -> &State {
+        let st = self
+            .states
+            .entry((rule.name.clone(), store.to_owned()))
+            .or_insert_with(State::new);
+        st.evaluated_at = now;
+        let (value, violated, still_violated, reason) = match input {
+            Input::Unknown(why) => {
+                st.unknown = true;
+                st.message = format!("unknown: {why}");
+                return st;
+            }
+            Input::Verdict {
+                value,
+                violated,
+                reason,
+            } => (value, violated, violated, reason),
+            Input::Value(v) => {
+                let violated = rule.op.holds(v, rule.threshold);
+                let still = match rule.clear_threshold {
+                    Some(c) => rule.op.holds(v, c),
+                    None => violated,
+                };
+                let reason = format!(
+                    "{} {} {} {}",
+                    fmt_value(v),
+                    if violated { rule.op.as_str() } else { "within" },
+                    fmt_value(rule.threshold),
+                    if violated {
+                        "(violated)"
+                    } else {
+                        "(threshold)"
+                    }
+                );
+                (v, violated, still, reason)
+            }
+        };
+        st.unknown = false;
+        st.value = Some(value);
+        st.message = reason;
+        match st.phase {
+            Phase::Ok | Phase::Pending if !violated => {
+                st.phase = Phase::Ok;
+                st.active_since = None;
+                st.clearing_since = None;
+            }
+            Phase::Ok | Phase::Pending => {
+                let since = *st.active_since.get_or_insert(now);
+                st.phase = if now - since >= rule.grace {
+                    Phase::Firing
+                } else {
+                    Phase::Pending
+                };
+            }
+            Phase::Firing if still_violated => st.clearing_since = None,
+            Phase::Firing => {
+                let clear_since = *st.clearing_since.get_or_insert(now);
+                if now - clear_since >= rule.clear_grace {
+                    st.phase = Phase::Ok;
+                    st.active_since = None;
+                    st.clearing_since = None;
+                }
+            }
+        }
+        st
+    }
+
+    /// Drops every series of `name` whose store is not in `keep` (e.g. Tombstone stores).
+    pub fn retain_stores(&mut self, name: &str, keep: &dyn Fn(&str) -> bool) {
+        self.states.retain(|(n, store), _| n != name || keep(store));
+    }
+
+    /// Drops every series of invariants not named in `names` (disabled ones).
+    pub fn retain_names(&mut self, names: &[&str]) {
+        self.states.retain(|(n, _), _| names.contains(&n.as_str()));
+    }
+
+    /// All states in (name, store) order.
+    pub fn states(&self) -> impl Iterator<Item = (&Key, &State)> {
+        self.states.iter()
+    }
+
+    /// One state.
+    pub fn get(&self, name: &str, store: &str) -> Option<&State> {
+        self.states.get(&(name.to_owned(), store.to_owned()))
+    }
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(grace: f64, clear_grace: f64, clear_threshold: Option<f64>) -> Rule {
+        Rule {
+            name: "disk_usage".into(),
+            severity: Severity::Warning,
+            op: Op::Gt,
+            threshold: 0.7,
+            clear_threshold,
+            grace,
+            clear_grace,
+        }
+    }
+
+    fn phase(e: &mut Engine, r: &Rule, input: Input, now: f64) -> (Phase, Option<f64>, bool) {
+        let s = e.evaluate(r, "1", input, now);
+        (s.phase, s.active_since, s.unknown)
+    }
+
+    #[test]
+    fn ok_pending_firing_ok_with_grace() {
+        let r = rule(60.0, 0.0, None);
+        let mut e = Engine::new();
+        assert_eq!(
+            phase(&mut e, &r, Input::Value(0.5), 0.0),
+            (Phase::Ok, None, false)
+        );
+        assert_eq!(
+            phase(&mut e, &r, Input::Value(0.8), 10.0),
+            (Phase::Pending, Some(10.0), false)
+        );
+        assert_eq!(
+            phase(&mut e, &r, Input::Value(0.9), 69.9),
+            (Phase::Pending, Some(10.0), false)
+        );
+        assert_eq!(
+            phase(&mut e, &r, Input::Value(0.9), 70.0),
+            (Phase::Firing, Some(10.0), false)
+        );
+        assert_eq!(
+            phase(&mut e, &r, Input::Value(0.1), 80.0),
+            (Phase::Ok, None, false)
+        );
+    }
+
+    #[test]
+    fn zero_grace_fires_on_first_violation() {
+        let r = rule(0.0, 0.0, None);
+        let mut e = Engine::new();
+        assert_eq!(
+            phase(&mut e, &r, Input::Value(0.8), 5.0),
+            (Phase::Firing, Some(5.0), false)
+        );
+    }
+
+    #[test]
+    fn pending_that_clears_rearms_from_scratch() {
+        let r = rule(60.0, 0.0, None);
+        let mut e = Engine::new();
+        phase(&mut e, &r, Input::Value(0.8), 0.0);
+        assert_eq!(
+            phase(&mut e, &r, Input::Value(0.1), 30.0),
+            (Phase::Ok, None, false)
+        );
+        assert_eq!(
+            phase(&mut e, &r, Input::Value(0.8), 40.0),
+            (Phase::Pending, Some(40.0), false)
+        );
+        assert_eq!(phase(&mut e, &r, Input::Value(0.8), 90.0).0, Phase::Pending);
+        assert_eq!(phase(&mut e, &r, Input::Value(0.8), 100.0).0, Phase::Firing);
+    }
+
+    #[test]
+    fn clear_grace_keeps_firing_until_clear_long_enough() {
+        let r = rule(0.0, 30.0, None);
+        let mut e = Engine::new();
+        phase(&mut e, &r, Input::Value(0.8), 0.0);
+        assert_eq!(phase(&mut e, &r, Input::Value(0.1), 10.0).0, Phase::Firing);
+        // Violated again: the clear timer restarts.
+        assert_eq!(phase(&mut e, &r, Input::Value(0.8), 20.0).0, Phase::Firing);
+        assert_eq!(phase(&mut e, &r, Input::Value(0.1), 30.0).0, Phase::Firing);
+        assert_eq!(phase(&mut e, &r, Input::Value(0.1), 59.0).0, Phase::Firing);
+        assert_eq!(
+            phase(&mut e, &r, Input::Value(0.1), 60.0),
+            (Phase::Ok, None, false)
+        );
+    }
+
+    #[test]
+    fn hysteresis_needs_the_clear_threshold() {
+        let r = rule(0.0, 0.0, Some(0.6));
+        let mut e = Engine::new();
+        assert_eq!(
+            phase(&mut e, &r, Input::Value(0.65), 0.0).0,
+            Phase::Ok,
+            "below threshold"
+        );
+        assert_eq!(phase(&mut e, &r, Input::Value(0.75), 1.0).0, Phase::Firing);
+        assert_eq!(
+            phase(&mut e, &r, Input::Value(0.65), 2.0).0,
+            Phase::Firing,
+            "above clear"
+        );
+        assert_eq!(phase(&mut e, &r, Input::Value(0.6), 3.0).0, Phase::Ok);
+    }
+
+    #[test]
+    fn unknown_neither_fires_nor_resolves() {
+        let r = rule(60.0, 0.0, None);
+        let mut e = Engine::new();
+        assert_eq!(
+            phase(&mut e, &r, Input::Unknown("x".into()), 0.0),
+            (Phase::Ok, None, true)
+        );
+        phase(&mut e, &r, Input::Value(0.8), 10.0);
+        // Past the grace period but unknown: stays pending.
+        assert_eq!(
+            phase(&mut e, &r, Input::Unknown("pd down".into()), 100.0),
+            (Phase::Pending, Some(10.0), true)
+        );
+        assert_eq!(
+            e.get("disk_usage", "1").unwrap().value,
+            Some(0.8),
+            "last value kept"
+        );
+        assert_eq!(
+            phase(&mut e, &r, Input::Value(0.8), 110.0),
+            (Phase::Firing, Some(10.0), false)
+        );
+        // Firing then unknown: stays firing, no false resolve.
+        assert_eq!(
+            phase(&mut e, &r, Input::Unknown("pd down".into()), 120.0),
+            (Phase::Firing, Some(10.0), true)
+        );
+        assert_eq!(
+            phase(&mut e, &r, Input::Value(0.1), 130.0),
+            (Phase::Ok, None, false)
+        );
+    }
+
+    #[test]
+    fn verdicts_bypass_thresholds() {
+        let r = rule(0.0, 0.0, Some(0.0));
+        let mut e = Engine::new();
+        let v = |violated| Input::Verdict {
+            value: 25.0,
+            violated,
+            reason: "x".into(),
+        };
+        assert_eq!(phase(&mut e, &r, v(true), 0.0).0, Phase::Firing);
+        assert_eq!(phase(&mut e, &r, v(false), 1.0).0, Phase::Ok);
+    }
+
+    #[test]
+    fn restore_continues_grace_periods() {
+        let r = rule(60.0, 0.0, None);
+        let mut e = Engine::new();
+        phase(&mut e, &r, Input::Value(0.8), 100.0);
+        let saved = e.persisted();
+        assert_eq!(
+            saved,
+            vec![Persisted {
+                name: "disk_usage".into(),
+                store: "1".into(),
+                phase: Phase::Pending,
+                active_since: 100.0,
+                clearing_since: None
+            }]
+        );
+        let mut e2 = Engine::new();
+        e2.restore(&saved);
+        // 30 s later: still pending (not re-armed), 60 s after the start: firing (not skipped).
+        assert_eq!(
+            phase(&mut e2, &r, Input::Value(0.8), 130.0),
+            (Phase::Pending, Some(100.0), false)
+        );
+        assert_eq!(
+            phase(&mut e2, &r, Input::Value(0.8), 160.0),
+            (Phase::Firing, Some(100.0), false)
+        );
+    }
+
+    #[test]
+    fn retain_drops_vanished_stores() {
+        let r = rule(0.0, 0.0, None);
+        let mut e = Engine::new();
+        e.evaluate(&r, "1", Input::Value(0.8), 0.0);
+        e.evaluate(&r, "2", Input::Value(0.8), 0.0);
+        e.retain_stores("disk_usage", &|s| s == "1");
+        let keys: Vec<_> = e.states().map(|(k, _)| k.1.clone()).collect();
+        assert_eq!(keys, vec!["1"]);
+    }
+}

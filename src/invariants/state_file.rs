@@ -1,0 +1,90 @@
+//! The optional state file: when each active violation started, written atomically so a
+//! restart neither re-arms nor skips a grace period.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::engine::Persisted;
+
+/// Saved states older than this are ignored on start (like Prometheus'
+/// `--rules.alert.for-outage-tolerance`): after a long outage nothing is known about the gap.
+pub const OUTAGE_TOLERANCE_SECS: f64 = 3600.0;
+
+#[derive(Serialize, Deserialize)]
+struct FileContent {
+    version: u32,
+    saved_at: f64,
+    active: Vec<Persisted>,
+}
+
+/// Writes `active` to `path` atomically (temporary file, fsync, rename, fsync of the directory).
+pub fn save(path: &Path, active: &[Persisted], now: f64) -> std::io::Result<()> {
+    let body = serde_json::to_vec_pretty(&FileContent {
+        version: 1,
+        saved_at: now,
+        active: active.to_vec(),
+    })
+    .map_err(std::io::Error::other)?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&body)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(d) = dir
+        && let Ok(df) = std::fs::File::open(d)
+    {
+        let _ = df.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads the saved states; a missing file is empty, a stale one (older than the outage
+/// tolerance) is ignored, a corrupt one is an error naming the file.
+pub fn load(path: &Path, now: f64) -> Result<Vec<Persisted>, String> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot read state file {}: {e}", path.display())),
+    };
+    let c: FileContent = serde_json::from_slice(&text)
+        .map_err(|e| format!("state file {} is corrupt: {e}", path.display()))?;
+    if now - c.saved_at > OUTAGE_TOLERANCE_SECS {
+        return Ok(Vec::new());
+    }
+    Ok(c.active)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invariants::engine::Phase;
+
+    #[test]
+    fn round_trip_staleness_and_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.json");
+        assert_eq!(load(&p, 0.0).unwrap(), vec![]);
+        let a = vec![Persisted {
+            name: "disk_usage".into(),
+            store: "4".into(),
+            phase: Phase::Firing,
+            active_since: 1000.5,
+            clearing_since: None,
+        }];
+        save(&p, &a, 2000.0).unwrap();
+        assert!(!p.with_extension("tmp").exists());
+        assert_eq!(load(&p, 2100.0).unwrap(), a);
+        assert_eq!(
+            load(&p, 2000.0 + OUTAGE_TOLERANCE_SECS + 1.0).unwrap(),
+            vec![]
+        );
+        std::fs::write(&p, b"{not json").unwrap();
+        assert!(load(&p, 0.0).unwrap_err().contains("is corrupt"));
+    }
+}

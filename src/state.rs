@@ -1,0 +1,139 @@
+//! The published state: an immutable snapshot rebuilt after each poll, plus the live log
+//! counters. Scrapes and API calls read it; they never wait on PD or Prometheus.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+
+use crate::config::{Op, Severity};
+use crate::invariants::engine::Phase;
+use crate::logs::ingest::{EventHistory, SourceStats};
+
+/// One evaluated (invariant, store).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InvariantView {
+    /// Invariant name.
+    pub name: String,
+    /// Store id, `""` for cluster-wide invariants.
+    pub store: String,
+    /// Severity label.
+    pub severity: Severity,
+    /// ok / pending / firing (kept while unknown).
+    pub state: Phase,
+    /// Inputs missing at the last evaluation.
+    pub unknown: bool,
+    /// When the current violation started (Unix seconds).
+    pub since: Option<f64>,
+    /// Last compared value (`null` in JSON for NaN/±Inf).
+    pub value: Option<f64>,
+    /// The comparison that means violated.
+    pub op: Op,
+    /// Its threshold.
+    pub threshold: f64,
+    /// Hysteresis threshold, if any.
+    pub clear_threshold: Option<f64>,
+    /// Grace period in seconds.
+    pub grace_seconds: f64,
+    /// Why it is in this state.
+    pub message: String,
+    /// What the invariant checks.
+    pub description: String,
+}
+
+/// One PD store as last seen.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StoreView {
+    /// Store id.
+    pub id: String,
+    /// Store (gRPC) address.
+    pub address: String,
+    /// Status address (`instance` of its metrics).
+    pub status_address: String,
+    /// TiKV/TiFlash version.
+    pub version: String,
+    /// `tikv` or the `engine` label (e.g. `tiflash`).
+    pub engine: String,
+    /// PD `state_name`.
+    pub state: String,
+    /// Last heartbeat (Unix seconds).
+    pub last_heartbeat: Option<f64>,
+    /// Leaders on the store.
+    pub leader_count: Option<u64>,
+    /// Regions on the store.
+    pub region_count: Option<u64>,
+    /// Capacity in bytes.
+    pub capacity_bytes: Option<u64>,
+    /// Available bytes.
+    pub available_bytes: Option<u64>,
+    /// PD slow score.
+    pub slow_score: Option<f64>,
+}
+
+/// Health of one polled source.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SourceHealth {
+    /// The last attempt succeeded.
+    pub up: bool,
+    /// Time of the last success (Unix seconds).
+    pub last_success: Option<f64>,
+    /// Duration of the last attempt in seconds.
+    pub last_duration: Option<f64>,
+    /// The last error, if the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// Everything one poll produced.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Snapshot {
+    /// Every evaluated invariant, sorted by (name, store).
+    pub invariants: Vec<InvariantView>,
+    /// Stores from the last good PD answer (Tombstone removed).
+    pub stores: Vec<StoreView>,
+    /// `pd`, `prometheus`.
+    pub sources: BTreeMap<String, SourceHealth>,
+    /// When the snapshot was built (Unix seconds).
+    pub taken_at: f64,
+}
+
+/// State shared between the poller, the log readers and the HTTP server.
+#[derive(Debug)]
+pub struct Shared {
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// Counters of every log source.
+    pub logs: Vec<Arc<SourceStats>>,
+    /// Recent leadership events of all log sources.
+    pub history: Arc<EventHistory>,
+    ready: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// Empty state (not ready) with the given log sources.
+    pub fn new(logs: Vec<Arc<SourceStats>>, history: Arc<EventHistory>) -> Self {
+        Shared {
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            logs,
+            history,
+            ready: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Replaces the snapshot and marks the exporter ready (the first PD poll has finished).
+    pub fn publish(&self, s: Snapshot) {
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
+        self.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// True once the first poll has been published.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
