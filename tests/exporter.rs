@@ -1,0 +1,785 @@
+//! End to end: the real exporter binary against a fake PD (built from PD's real JSON shapes):
+//! the metric contract, every invariant transition over time, PD outages and failover,
+//! Tombstone removal, the state file across restarts, the HTTP endpoints and log sources.
+
+mod support;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use support::exporter::{Exporter, inv, sample, samples};
+use support::fake_pd::{FakePd, StoreSpec, cluster, samples as fixtures};
+
+const POLL: &str = "200ms";
+
+fn args(pd: &[&FakePd], extra: &[&str]) -> Vec<String> {
+    let endpoints: Vec<String> = pd.iter().map(|p| p.url()).collect();
+    let mut a = vec![
+        "--pd.endpoints".to_owned(),
+        endpoints.join(","),
+        "--poll-interval".to_owned(),
+        POLL.to_owned(),
+        "--pd.timeout".to_owned(),
+        "1s".to_owned(),
+    ];
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn config_file(dir: &tempfile::TempDir, yaml: &str) -> String {
+    let p = dir.path().join("config.yml");
+    std::fs::write(&p, yaml).unwrap();
+    p.display().to_string()
+}
+
+fn v(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    sample(text, name, labels).unwrap_or_else(|| panic!("no {name}{labels:?} in\n{text}"))
+}
+
+#[test]
+fn contract_series_for_a_healthy_cluster() {
+    let mut specs = cluster(3);
+    specs.push(StoreSpec::tiflash(20));
+    let pd = FakePd::with_stores(&specs);
+    let e = Exporter::start(&args(&[&pd], &[]));
+    e.wait_ready();
+    let m = e.wait_metrics("pd up", Duration::from_secs(5), |m| {
+        sample(m, "tikv_health_exporter_source_up", &[("source", "pd")]) == Some(1.0)
+            && sample(
+                m,
+                "tikv_invariant_unknown",
+                &inv("pd_leader", "", "critical"),
+            ) == Some(0.0)
+    });
+    let (_, ctype, _) = e.get("/metrics");
+    assert_eq!(
+        ctype,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(m.ends_with("# EOF\n"));
+    for store in ["1", "2", "3", "20"] {
+        for (name, sev) in [
+            ("store_down", "critical"),
+            ("disk_usage", "warning"),
+            ("store_slow", "warning"),
+        ] {
+            for metric in [
+                "tikv_invariant_violation",
+                "tikv_invariant_pending",
+                "tikv_invariant_unknown",
+            ] {
+                assert_eq!(
+                    sample(&m, metric, &inv(name, store, sev)),
+                    Some(0.0),
+                    "{metric} {name} {store}"
+                );
+            }
+        }
+    }
+    for metric in [
+        "tikv_invariant_violation",
+        "tikv_invariant_pending",
+        "tikv_invariant_unknown",
+    ] {
+        assert_eq!(
+            sample(&m, metric, &inv("pd_leader", "", "critical")),
+            Some(0.0)
+        );
+    }
+    // No Prometheus configured: the Prometheus-based invariants are not evaluated at all.
+    assert!(!m.contains("write_latency_p99") && !m.contains("cpu_usage"));
+    // No active violations: no active-since series.
+    assert!(!m.contains("tikv_invariant_active_since_timestamp_seconds{"));
+    assert_eq!(
+        v(
+            &m,
+            "tikv_store_info",
+            &[
+                ("store", "1"),
+                ("address", "tikv-1:20160"),
+                ("status_address", "tikv-1:20180"),
+                ("version", "8.1.0"),
+                ("engine", "tikv"),
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        v(
+            &m,
+            "tikv_store_info",
+            &[
+                ("store", "20"),
+                ("address", "tiflash-20:3930"),
+                ("status_address", "tiflash-20:20292"),
+                ("version", "v8.1.0"),
+                ("engine", "tiflash"),
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        v(&m, "tikv_store_state", &[("store", "1"), ("state", "Up")]),
+        1.0
+    );
+    for s in ["Offline", "Disconnected", "Down", "Tombstone"] {
+        assert_eq!(
+            v(&m, "tikv_store_state", &[("store", "1"), ("state", s)]),
+            0.0
+        );
+    }
+    assert_eq!(v(&m, "tikv_store_leader_count", &[("store", "1")]), 17.0);
+    assert_eq!(v(&m, "tikv_store_region_count", &[("store", "1")]), 60.0);
+    let cap = v(&m, "tikv_store_capacity_bytes", &[("store", "1")]);
+    let avail = v(&m, "tikv_store_available_bytes", &[("store", "1")]);
+    assert!((cap - 311.7 * 1024f64.powi(3)).abs() < 1.0, "{cap}");
+    assert!((avail - 222.1 * 1024f64.powi(3)).abs() < 1.0, "{avail}");
+    let used = v(
+        &m,
+        "tikv_invariant_observed_value",
+        &[("name", "disk_usage"), ("store", "1")],
+    );
+    assert!((used - (1.0 - avail / cap)).abs() < 1e-9, "{used}");
+    let age = v(&m, "tikv_store_heartbeat_age_seconds", &[("store", "1")]);
+    assert!((0.0..30.0).contains(&age), "{age}");
+    assert_eq!(v(&m, "tikv_store_slow_score", &[("store", "2")]), 1.0);
+    assert_eq!(
+        samples(&m)
+            .iter()
+            .filter(|(n, _, _)| n == "tikv_health_exporter_build_info")
+            .count(),
+        1
+    );
+    // Bounded cardinality: no region or peer ids anywhere in the labels.
+    for (_, labels, _) in samples(&m) {
+        for (k, _) in labels {
+            assert!(
+                [
+                    "name",
+                    "store",
+                    "severity",
+                    "address",
+                    "status_address",
+                    "version",
+                    "engine",
+                    "state",
+                    "source",
+                    "event",
+                    "level",
+                    "revision"
+                ]
+                .contains(&k.as_str()),
+                "unexpected label {k}"
+            );
+        }
+    }
+}
+
+#[test]
+fn pd_is_asked_for_stores_once_per_poll_and_never_for_regions() {
+    let pd = FakePd::with_stores(&cluster(3));
+    let e = Exporter::start(&args(&[&pd], &[]));
+    e.wait_ready();
+    std::thread::sleep(Duration::from_millis(2100));
+    let stores = pd.requests_to("/pd/api/v1/stores");
+    let health = pd.requests_to("/pd/api/v1/health");
+    // ~10 polls of 200 ms in 2.1 s (+ the first); health every 30 s: once.
+    assert!((9..=13).contains(&stores), "{stores} /stores requests");
+    assert_eq!(health, 1, "{:?}", pd.paths());
+    assert!(!pd.regions_requested());
+}
+
+#[test]
+fn store_down_fires_within_one_poll_and_resolves() {
+    let pd = FakePd::with_stores(&cluster(3));
+    let e = Exporter::start(&args(&[&pd], &[]));
+    e.wait_ready();
+    let key = inv("store_down", "2", "critical");
+    let changed = Instant::now();
+    pd.set_store_state(2, "Disconnected");
+    let m = e.wait_metrics("store 2 down", Duration::from_secs(3), |m| {
+        sample(m, "tikv_invariant_violation", &key) == Some(1.0)
+    });
+    // Detection within one poll interval plus the scrape loop's slack.
+    assert!(
+        changed.elapsed() < Duration::from_millis(200 + 300),
+        "{:?}",
+        changed.elapsed()
+    );
+    assert_eq!(
+        sample(&m, "tikv_invariant_pending", &key),
+        Some(0.0),
+        "grace 0: straight to firing"
+    );
+    assert_eq!(sample(&m, "tikv_invariant_unknown", &key), Some(0.0));
+    let since = v(&m, "tikv_invariant_active_since_timestamp_seconds", &key);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - since).abs() < 5.0);
+    assert_eq!(
+        v(
+            &m,
+            "tikv_store_state",
+            &[("store", "2"), ("state", "Disconnected")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_violation",
+            &inv("store_down", "1", "critical")
+        ),
+        Some(0.0)
+    );
+    let api = e.invariant("store_down", "2").unwrap();
+    assert_eq!(api["state"], "firing");
+    assert!(
+        api["message"]
+            .as_str()
+            .unwrap()
+            .contains("PD state Disconnected"),
+        "{api}"
+    );
+
+    // Down (past max-store-down-time) is down too; Offline is not.
+    pd.set_store_state(2, "Down");
+    std::thread::sleep(Duration::from_millis(450));
+    assert_eq!(
+        sample(&e.metrics(), "tikv_invariant_violation", &key),
+        Some(1.0)
+    );
+    pd.set_store_state(2, "Offline");
+    let m = e.wait_metrics("offline is not down", Duration::from_secs(3), |m| {
+        sample(m, "tikv_invariant_violation", &key) == Some(0.0)
+    });
+    assert!(
+        !m.contains(
+            "tikv_invariant_active_since_timestamp_seconds{name=\"store_down\",store=\"2\""
+        )
+    );
+    // Offline stores are only checked for store_down.
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_violation",
+            &inv("disk_usage", "2", "warning")
+        ),
+        None
+    );
+}
+
+#[test]
+fn stale_heartbeat_while_pd_says_up_is_down() {
+    let pd = FakePd::with_stores(&cluster(2));
+    let e = Exporter::start(&args(&[&pd], &[]));
+    e.wait_ready();
+    let stale = support::fake_pd::now_ns() - 120 * 1_000_000_000;
+    pd.set_last_heartbeat(1, stale);
+    let m = e.wait_metrics("heartbeat too old", Duration::from_secs(3), |m| {
+        sample(
+            m,
+            "tikv_invariant_violation",
+            &inv("store_down", "1", "critical"),
+        ) == Some(1.0)
+    });
+    let age = v(
+        &m,
+        "tikv_invariant_observed_value",
+        &[("name", "store_down"), ("store", "1")],
+    );
+    assert!((119.0..130.0).contains(&age), "{age}");
+    assert!(
+        e.invariant("store_down", "1").unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("PD state Up but last heartbeat")
+    );
+}
+
+#[test]
+fn pd_outage_makes_pd_invariants_unknown_without_resolving() {
+    let mut pd = FakePd::with_stores(&cluster(3));
+    let e = Exporter::start(&args(&[&pd], &[]));
+    e.wait_ready();
+    let down = inv("store_down", "2", "critical");
+    pd.set_store_state(2, "Disconnected");
+    e.wait_metrics("firing", Duration::from_secs(3), |m| {
+        sample(m, "tikv_invariant_violation", &down) == Some(1.0)
+    });
+    pd.stop();
+    let m = e.wait_metrics("pd down", Duration::from_secs(5), |m| {
+        sample(m, "tikv_health_exporter_source_up", &[("source", "pd")]) == Some(0.0)
+            && sample(m, "tikv_invariant_unknown", &down) == Some(1.0)
+    });
+    // No false resolve, and the last good store data stays.
+    assert_eq!(sample(&m, "tikv_invariant_violation", &down), Some(1.0));
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_unknown",
+            &inv("disk_usage", "1", "warning")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_unknown",
+            &inv("pd_leader", "", "critical")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(v(&m, "tikv_store_leader_count", &[("store", "1")]), 17.0);
+    assert!(
+        e.invariant("store_down", "2").unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown: PD unavailable")
+    );
+    // A bad answer is an outage too.
+    pd.restart();
+    pd.respond_garbage();
+    std::thread::sleep(Duration::from_millis(500));
+    let m = e.metrics();
+    assert_eq!(
+        sample(&m, "tikv_health_exporter_source_up", &[("source", "pd")]),
+        Some(0.0)
+    );
+    assert_eq!(sample(&m, "tikv_invariant_violation", &down), Some(1.0));
+    // Recovery: fresh data resolves it.
+    pd.heal();
+    pd.set_store_state(2, "Up");
+    let m = e.wait_metrics("recovered", Duration::from_secs(5), |m| {
+        sample(m, "tikv_health_exporter_source_up", &[("source", "pd")]) == Some(1.0)
+            && sample(m, "tikv_invariant_violation", &down) == Some(0.0)
+    });
+    assert_eq!(sample(&m, "tikv_invariant_unknown", &down), Some(0.0));
+    assert!(
+        v(
+            &m,
+            "tikv_health_exporter_last_success_timestamp_seconds",
+            &[("source", "pd")]
+        ) > 0.0
+    );
+}
+
+#[test]
+fn fails_over_across_pd_endpoints() {
+    let a = FakePd::with_stores(&cluster(2));
+    a.fail_with_pd_error(503, fixtures::NO_LEADER);
+    let mut b = FakePd::with_stores(&cluster(2));
+    let e = Exporter::start(&args(&[&a, &b], &[]));
+    e.wait_ready();
+    e.wait_metrics("pd up via b", Duration::from_secs(3), |m| {
+        sample(m, "tikv_health_exporter_source_up", &[("source", "pd")]) == Some(1.0)
+            && sample(
+                m,
+                "tikv_store_info",
+                &[
+                    ("store", "2"),
+                    ("address", "tikv-2:20160"),
+                    ("status_address", "tikv-2:20180"),
+                    ("version", "8.1.0"),
+                    ("engine", "tikv"),
+                ],
+            ) == Some(1.0)
+    });
+    a.heal();
+    b.stop();
+    a.clear_requests();
+    std::thread::sleep(Duration::from_millis(600));
+    let m = e.metrics();
+    assert_eq!(
+        sample(&m, "tikv_health_exporter_source_up", &[("source", "pd")]),
+        Some(1.0)
+    );
+    assert!(a.requests_to("/pd/api/v1/stores") >= 2);
+}
+
+#[test]
+fn tombstone_and_removed_stores_lose_their_series() {
+    let pd = FakePd::with_stores(&cluster(3));
+    let e = Exporter::start(&args(&[&pd], &[]));
+    e.wait_ready();
+    e.wait_metrics("store 3 present", Duration::from_secs(3), |m| {
+        m.contains("store=\"3\"")
+    });
+    pd.set_store_state(3, "Tombstone");
+    let m = e.wait_metrics("store 3 gone", Duration::from_secs(3), |m| {
+        !m.contains("store=\"3\"")
+    });
+    assert!(m.contains("store=\"2\""));
+    pd.remove_store(2);
+    e.wait_metrics("store 2 gone", Duration::from_secs(3), |m| {
+        !m.contains("store=\"2\"")
+    });
+}
+
+#[test]
+fn pd_leader_and_member_health() {
+    let pd = FakePd::with_stores(&cluster(1));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(&dir, "pd:\n  health_interval: 200ms\n");
+    let e = Exporter::start(&args(&[&pd], &["--config.file", &cfg]));
+    e.wait_ready();
+    let key = inv("pd_leader", "", "critical");
+    e.wait_metrics("pd ok", Duration::from_secs(3), |m| {
+        sample(m, "tikv_invariant_unknown", &key) == Some(0.0)
+    });
+    pd.set_health("basic-0qt9e9", false);
+    let m = e.wait_metrics("unhealthy member", Duration::from_secs(3), |m| {
+        sample(m, "tikv_invariant_violation", &key) == Some(1.0)
+    });
+    assert_eq!(
+        v(
+            &m,
+            "tikv_invariant_observed_value",
+            &[("name", "pd_leader"), ("store", "")]
+        ),
+        1.0
+    );
+    pd.set_health("basic-0qt9e9", true);
+    pd.set_leader(None);
+    e.wait_metrics("no leader", Duration::from_secs(3), |_| {
+        e.invariant("pd_leader", "")
+            .is_some_and(|i| i["message"] == "no PD leader" && i["state"] == "firing")
+    });
+    pd.set_leader(Some("basic-53pe89"));
+    e.wait_metrics("leader back", Duration::from_secs(3), |m| {
+        sample(m, "tikv_invariant_violation", &key) == Some(0.0)
+    });
+}
+
+#[test]
+fn grace_clear_grace_and_hysteresis_over_time() {
+    let pd = FakePd::with_stores(&cluster(1));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(
+        &dir,
+        "invariants:\n  disk_usage:\n    grace: 1s\n    clear_grace: 1s\n    threshold_percent: 70\n    clear_threshold: 0.6\n",
+    );
+    let e = Exporter::start(&args(&[&pd], &["--config.file", &cfg]));
+    e.wait_ready();
+    let key = inv("disk_usage", "1", "warning");
+    pd.set_capacity(1, "100GiB");
+    pd.set_available(1, "20GiB"); // 80 % used
+    let t0 = Instant::now();
+    let m = e.wait_metrics("pending", Duration::from_secs(3), |m| {
+        sample(m, "tikv_invariant_pending", &key) == Some(1.0)
+    });
+    assert_eq!(sample(&m, "tikv_invariant_violation", &key), Some(0.0));
+    let since = v(&m, "tikv_invariant_active_since_timestamp_seconds", &key);
+    let m = e.wait_metrics("firing", Duration::from_secs(4), |m| {
+        sample(m, "tikv_invariant_violation", &key) == Some(1.0)
+    });
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(sample(&m, "tikv_invariant_pending", &key), Some(0.0));
+    assert_eq!(
+        v(&m, "tikv_invariant_active_since_timestamp_seconds", &key),
+        since
+    );
+    // 65 %: below the threshold but above the clear threshold: stays firing.
+    pd.set_available(1, "35GiB");
+    std::thread::sleep(Duration::from_millis(1500));
+    let m = e.metrics();
+    assert_eq!(sample(&m, "tikv_invariant_violation", &key), Some(1.0));
+    assert!(
+        (v(
+            &m,
+            "tikv_invariant_observed_value",
+            &[("name", "disk_usage"), ("store", "1")]
+        ) - 0.65)
+            .abs()
+            < 1e-9
+    );
+    // 50 %: clear, but only resolves after clear_grace.
+    pd.set_available(1, "50GiB");
+    let cleared = Instant::now();
+    e.wait_metrics("resolved", Duration::from_secs(4), |m| {
+        sample(m, "tikv_invariant_violation", &key) == Some(0.0)
+    });
+    assert!(
+        cleared.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        cleared.elapsed()
+    );
+    // A violation shorter than the grace period never fires.
+    pd.set_available(1, "10GiB");
+    e.wait_metrics("pending again", Duration::from_secs(3), |m| {
+        sample(m, "tikv_invariant_pending", &key) == Some(1.0)
+    });
+    pd.set_available(1, "50GiB");
+    e.wait_metrics("back to ok", Duration::from_secs(3), |m| {
+        sample(m, "tikv_invariant_pending", &key) == Some(0.0)
+            && sample(m, "tikv_invariant_violation", &key) == Some(0.0)
+    });
+}
+
+#[test]
+fn state_file_keeps_grace_periods_across_restarts() {
+    let pd = FakePd::with_stores(&cluster(1));
+    pd.set_capacity(1, "100GiB");
+    pd.set_available(1, "10GiB");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let cfg = config_file(&dir, "invariants:\n  disk_usage:\n    grace: 4s\n");
+    let key = inv("disk_usage", "1", "warning");
+    let base = args(
+        &[&pd],
+        &[
+            "--config.file",
+            &cfg,
+            "--state-file",
+            state.to_str().unwrap(),
+        ],
+    );
+
+    let mut e = Exporter::start(&base);
+    let m = e.wait_metrics("pending", Duration::from_secs(3), |m| {
+        sample(m, "tikv_invariant_pending", &key) == Some(1.0)
+    });
+    let since = v(&m, "tikv_invariant_active_since_timestamp_seconds", &key);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(e.terminate(), Some(0), "graceful exit: {}", e.stderr());
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved["active"][0]["name"], "disk_usage");
+    assert_eq!(saved["active"][0]["phase"], "pending");
+    assert_eq!(saved["active"][0]["active_since"].as_f64(), Some(since));
+
+    // Restart: the violation keeps its start, so it fires 4 s after it began, not 4 s after
+    // the restart.
+    let restarted = Instant::now();
+    let e = Exporter::start(&base);
+    let m = e.wait_metrics("pending with the old start", Duration::from_secs(3), |m| {
+        sample(m, "tikv_invariant_active_since_timestamp_seconds", &key) == Some(since)
+    });
+    assert_eq!(sample(&m, "tikv_invariant_violation", &key), Some(0.0));
+    e.wait_metrics("firing", Duration::from_secs(6), |m| {
+        sample(m, "tikv_invariant_violation", &key) == Some(1.0)
+    });
+    assert!(
+        restarted.elapsed() < Duration::from_millis(3500),
+        "re-armed: {:?}",
+        restarted.elapsed()
+    );
+    drop(e);
+
+    // Without the state file the grace period starts over.
+    let plain = args(&[&pd], &["--config.file", &cfg]);
+    let e = Exporter::start(&plain);
+    let m = e.wait_metrics("pending again", Duration::from_secs(3), |m| {
+        sample(m, "tikv_invariant_pending", &key) == Some(1.0)
+    });
+    assert!(v(&m, "tikv_invariant_active_since_timestamp_seconds", &key) > since + 1.0);
+}
+
+#[test]
+fn http_endpoints_and_log_sources() {
+    let pd = FakePd::with_stores(&cluster(2));
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("tikv.log");
+    std::fs::write(&log, "[2024/07/12 09:26:10.005 +00:00] [INFO] [raft.rs:874] [\"became leader at term 5\"] [region_id=1]\n").unwrap();
+    let e = Exporter::start(&args(
+        &[&pd],
+        &["--log.file", &format!("{}=2", log.display())],
+    ));
+    e.wait_ready();
+    let (code, ctype, body) = e.get("/");
+    assert_eq!(code, 200);
+    assert!(ctype.starts_with("text/html"));
+    assert!(
+        body.contains("<a href=\"/metrics\">") && body.contains("<td>store_down</td>"),
+        "{body}"
+    );
+    assert_eq!(e.get("/-/healthy").0, 200);
+    assert_eq!(e.get("/nope").0, 404);
+    let inv = e.invariant("disk_usage", "1").unwrap();
+    for k in [
+        "state",
+        "since",
+        "value",
+        "threshold",
+        "message",
+        "severity",
+        "unknown",
+    ] {
+        assert!(inv.get(k).is_some(), "{k} missing in {inv}");
+    }
+    assert_eq!(inv["threshold"], 0.7);
+
+    // The existing line is skipped (start at end); appended lines are counted.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let fixture = include_str!("data/tikv-pd-real-lines.log");
+    f.write_all(fixture.as_bytes()).unwrap();
+    f.flush().unwrap();
+    let labels = |event| {
+        [
+            ("source", "file:tikv.log"),
+            ("store", "2"),
+            ("event", event),
+        ]
+    };
+    let m = e.wait_metrics("log events", Duration::from_secs(5), |m| {
+        sample(
+            m,
+            "tikv_leadership_changes_total",
+            &labels("pd_leader_changed"),
+        ) == Some(7.0)
+    });
+    for (event, n) in [
+        ("became_leader", 2.0),
+        ("became_follower", 1.0),
+        ("election_started", 4.0),
+        ("leader_changed", 2.0),
+        ("transfer_leader", 1.0),
+        ("step_down", 0.0),
+    ] {
+        assert_eq!(
+            sample(&m, "tikv_leadership_changes_total", &labels(event)),
+            Some(n),
+            "{event}"
+        );
+    }
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_log_malformed_lines_total",
+            &[("source", "file:tikv.log"), ("store", "2")]
+        ),
+        Some(2.0)
+    );
+    let info = sample(
+        &m,
+        "tikv_log_lines_total",
+        &[
+            ("source", "file:tikv.log"),
+            ("store", "2"),
+            ("level", "INFO"),
+        ],
+    )
+    .unwrap();
+    let all: f64 = samples(&m)
+        .iter()
+        .filter(|(n, l, _)| {
+            n == "tikv_log_lines_total"
+                && l.iter().any(|(k, v)| k == "source" && v == "file:tikv.log")
+        })
+        .map(|(_, _, v)| v)
+        .sum();
+    assert_eq!(all, 113.0);
+    assert!(info > 80.0);
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_health_exporter_source_up",
+            &[("source", "file:tikv.log")]
+        ),
+        Some(1.0)
+    );
+    let events: serde_json::Value = serde_json::from_str(&e.get("/api/v1/leadership").2).unwrap();
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 17);
+    let t = events
+        .iter()
+        .find(|e| e["event"] == "transfer_leader")
+        .unwrap();
+    assert_eq!(t["region_id"], 2641161);
+    assert_eq!(t["from_store"], 1);
+    assert_eq!(t["to_store"], 5);
+    assert_eq!(t["source"], "file:tikv.log");
+    let last2: serde_json::Value =
+        serde_json::from_str(&e.get("/api/v1/leadership?limit=2").2).unwrap();
+    assert_eq!(last2.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn sigterm_exits_cleanly() {
+    let pd = FakePd::with_stores(&cluster(1));
+    let mut e = Exporter::start(&args(&[&pd], &[]));
+    e.wait_ready();
+    assert_eq!(e.terminate(), Some(0));
+    assert!(e.stderr().contains("shutting down"));
+}
+
+#[test]
+fn bad_flags_and_config_fail_with_a_named_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(support::exporter::binary())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let cfg = config_file(
+        &dir,
+        "pd:\n  endpoints: [\"http://a:2379\"]\n  timeout: 5 seconds\n",
+    );
+    let out = run(&["check-config", &cfg]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3") && err.contains("5 seconds"), "{err}");
+
+    let cfg = config_file(&dir, "poll_interval: 10s\nweb:\n  listen_adress: \":1\"\n");
+    let out = run(&["check-config", &cfg]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("listen_adress") && err.contains("line 3"),
+        "{err}"
+    );
+
+    let cfg = config_file(
+        &dir,
+        "invariants:\n  disk_usage:\n    grace: 1m\n  disk_full:\n    grace: 1m\n",
+    );
+    let out = run(&["check-config", &cfg]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 4") && err.contains("`invariants.disk_full`"),
+        "{err}"
+    );
+
+    let cfg = config_file(
+        &dir,
+        "invariants:\n  cpu_usage:\n    threshold_percent: 170\n",
+    );
+    let out = run(&["check-config", &cfg]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`invariants.cpu_usage.threshold_percent`") && err.contains("line 3"),
+        "{err}"
+    );
+
+    let out = run(&["--web.listen-address", "nonsense"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("web.listen_address"));
+
+    let cfg = config_file(
+        &dir,
+        "pd:\n  endpoints: [\"http://pd:2379\"]\ninvariants:\n  disk_usage:\n    threshold_percent: 80\n    grace: 10m\n",
+    );
+    let out = run(&["check-config", &cfg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let eff = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "http://pd:2379",
+        "threshold_percent: 80",
+        "grace: 10m",
+        "poll_interval: 10s",
+        "listen_address: \":19180\"",
+        "#   disk_usage: severity=warning violated when value > 0.8 grace=600s",
+    ] {
+        assert!(eff.contains(want), "{want} missing in:\n{eff}");
+    }
+}

@@ -1,0 +1,9 @@
+//! Shared helpers for integration tests (each test binary uses what it needs).
+
+#![allow(dead_code)]
+
+pub mod exporter;
+pub mod fake_pd;
+pub mod fake_tikv;
+pub mod http;
+pub mod prometheus;
