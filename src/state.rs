@@ -94,6 +94,8 @@ pub struct Snapshot {
     pub sources: BTreeMap<String, SourceHealth>,
     /// When the snapshot was built (Unix seconds).
     pub taken_at: f64,
+    /// PD's `max-store-down-time` in seconds, when read.
+    pub max_store_down_time: Option<f64>,
 }
 
 /// State shared between the poller, the log readers and the HTTP server.

@@ -259,6 +259,7 @@ impl Watcher {
             stores: self.stores.iter().map(store_view).collect(),
             sources: self.sources.clone(),
             taken_at: obs.now,
+            max_store_down_time: obs.max_store_down_time.map(|d| d.as_secs_f64()),
         }
     }
 

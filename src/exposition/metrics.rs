@@ -310,6 +310,12 @@ impl Collector for StateCollector {
             }),
         )?;
 
+        gauges(
+            &mut enc,
+            "tikv_pd_max_store_down_time_seconds",
+            "PD's max-store-down-time: how long a Disconnected store stays before PD marks it Down",
+            snap.max_store_down_time.map(|v| (Vec::new(), v)),
+        )?;
         let src = &snap.sources;
         gauges(
             &mut enc,

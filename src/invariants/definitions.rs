@@ -253,9 +253,16 @@ fn store_down(s: &Store, obs: &Observations, heartbeat_threshold: f64) -> Input 
         None => "no heartbeat time reported".into(),
     };
     match &s.state {
-        StoreState::Disconnected | StoreState::Down => {
-            verdict(true, format!("PD state {}; {hb}", s.state.as_str()))
+        StoreState::Disconnected => {
+            let down_after = obs.max_store_down_time.map_or(String::new(), |d| {
+                format!(
+                    "; PD marks it Down and re-replicates after {}s",
+                    d.as_secs()
+                )
+            });
+            verdict(true, format!("PD state Disconnected; {hb}{down_after}"))
         }
+        StoreState::Down => verdict(true, format!("PD state Down; {hb}")),
         StoreState::Offline | StoreState::Tombstone => verdict(
             false,
             format!(
