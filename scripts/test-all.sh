@@ -6,10 +6,16 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)   # tests/cli.rs runs the corpus generator
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)   # tests/prometheus_client.rs runs a real Prometheus
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "==> installing ${need_apt[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    # Where services may start, the package starts one on :9090; the tests run their own
+    # instances on free ports and never use it, so stop it (it would only hold the port).
+    if [[ " ${need_apt[*]} " == *" prometheus "* ]]; then
+        service prometheus stop >/dev/null 2>&1 || true
+    fi
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 

@@ -83,6 +83,11 @@ impl Exporter {
         e
     }
 
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// Listening address.
     pub fn addr(&self) -> SocketAddr {
         self.addr

@@ -1,0 +1,207 @@
+//! Exporter benchmarks at 1000 stores: scrape (exposition) cost in-process with criterion, and,
+//! with the real binary against the fake PD: scrape latency, peak RSS, PD requests and bytes
+//! per poll, and store-down detection latency. Printed as a report after the criterion run.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group};
+use tikv_health_exporter::config::{Op, Severity};
+use tikv_health_exporter::exposition::metrics::{BuildInfo, registry, render};
+use tikv_health_exporter::invariants::engine::Phase;
+use tikv_health_exporter::logs::ingest::{EventHistory, SourceStats};
+use tikv_health_exporter::state::{InvariantView, Shared, Snapshot, SourceHealth, StoreView};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::exporter::{Exporter, sample};
+use support::fake_pd::{FakePd, cluster};
+
+const STORES: u64 = 1000;
+
+fn snapshot(stores: u64) -> Snapshot {
+    let mut invariants = Vec::new();
+    for (name, sev) in [
+        ("cpu_usage", Severity::Warning),
+        ("disk_usage", Severity::Warning),
+        ("store_down", Severity::Critical),
+        ("store_slow", Severity::Warning),
+        ("write_latency_p99", Severity::Warning),
+    ] {
+        for id in 1..=stores {
+            invariants.push(InvariantView {
+                name: name.into(),
+                store: id.to_string(),
+                severity: sev,
+                state: if id % 97 == 0 {
+                    Phase::Firing
+                } else {
+                    Phase::Ok
+                },
+                unknown: false,
+                since: (id % 97 == 0).then_some(1.7e9),
+                value: Some(0.42),
+                op: Op::Gt,
+                threshold: 0.7,
+                clear_threshold: None,
+                grace_seconds: 60.0,
+                message: "0.42 within 0.7 (threshold)".into(),
+                description: String::new(),
+            });
+        }
+    }
+    let stores = (1..=stores)
+        .map(|id| StoreView {
+            id: id.to_string(),
+            address: format!("tikv-{id}.tikv-peer.ns.svc:20160"),
+            status_address: format!("tikv-{id}.tikv-peer.ns.svc:20180"),
+            version: "8.1.0".into(),
+            engine: "tikv".into(),
+            state: "Up".into(),
+            last_heartbeat: Some(1.7e9),
+            leader_count: Some(1234),
+            region_count: Some(3702),
+            capacity_bytes: Some(1 << 40),
+            available_bytes: Some(1 << 39),
+            slow_score: Some(1.0),
+        })
+        .collect();
+    let mut sources = std::collections::BTreeMap::new();
+    sources.insert(
+        "pd".into(),
+        SourceHealth {
+            up: true,
+            last_success: Some(1.7e9),
+            last_duration: Some(0.05),
+            last_error: None,
+        },
+    );
+    Snapshot {
+        invariants,
+        stores,
+        sources,
+        taken_at: 1.7e9,
+        max_store_down_time: Some(1800.0),
+    }
+}
+
+fn scrape(c: &mut Criterion) {
+    let logs: Vec<Arc<SourceStats>> = (1..=3)
+        .map(|i| {
+            Arc::new(SourceStats::new(
+                format!("file:tikv-{i}.log"),
+                i.to_string(),
+            ))
+        })
+        .collect();
+    let shared = Arc::new(Shared::new(logs, Arc::new(EventHistory::new(1000))));
+    shared.publish(snapshot(STORES));
+    let reg = registry(shared, BuildInfo::current());
+    let bytes = render(&reg).len();
+    let mut g = c.benchmark_group("scrape");
+    g.throughput(criterion::Throughput::Bytes(bytes as u64));
+    g.bench_function("render_1000_stores", |b| b.iter(|| black_box(render(&reg))));
+    g.finish();
+    eprintln!("exposition size at {STORES} stores: {bytes} bytes");
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// End-to-end measurements with the real binary; printed, and recorded in BENCHMARKS.md.
+fn end_to_end() {
+    let pd = FakePd::with_stores(&cluster(STORES));
+    let poll = Duration::from_secs(1);
+    let e = Exporter::start(&[
+        "--pd.endpoints".into(),
+        pd.url(),
+        "--poll-interval".into(),
+        "1s".into(),
+    ]);
+    e.wait_ready();
+    // PD traffic per poll over 10 polls (health once per 30 s).
+    pd.clear_requests();
+    std::thread::sleep(poll * 10 + Duration::from_millis(100));
+    let reqs = pd.requests();
+    let stores_reqs = reqs
+        .iter()
+        .filter(|r| r.path_only() == "/pd/api/v1/stores")
+        .count();
+    let body = support::fake_pd::stores_body(&cluster(STORES)).len();
+    println!(
+        "PD: {} requests in 10 polls ({} /stores, others {}); /stores body {} bytes; /regions requested: {}",
+        reqs.len(),
+        stores_reqs,
+        reqs.len() - stores_reqs,
+        body,
+        pd.regions_requested()
+    );
+    // Scrape latency through HTTP and RSS.
+    let mut times = Vec::new();
+    let mut size = 0;
+    for _ in 0..50 {
+        let t = Instant::now();
+        size = e.metrics().len();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let pid = e.pid();
+    println!(
+        "scrape over HTTP at {STORES} stores: p50 {:?}, p99 {:?}, {} bytes; RSS {} KiB, peak RSS {} KiB",
+        times[times.len() / 2],
+        times[times.len() * 99 / 100],
+        size,
+        rss_kib(pid, "VmRSS:"),
+        rss_kib(pid, "VmHWM:")
+    );
+    // Store-down detection latency: from PD reporting Disconnected to the gauge flipping.
+    let mut lat = Vec::new();
+    for round in 0..10u64 {
+        let id = round + 1;
+        std::thread::sleep(Duration::from_millis(137 * round % 1000));
+        let t = Instant::now();
+        pd.set_store_state(id, "Disconnected");
+        let key = [
+            ("name", "store_down"),
+            ("store", &*id.to_string()),
+            ("severity", "critical"),
+        ];
+        while sample(&e.metrics(), "tikv_invariant_violation", &key) != Some(1.0) {
+            assert!(t.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        lat.push(t.elapsed());
+        pd.set_store_state(id, "Up");
+    }
+    lat.sort();
+    println!(
+        "store-down detection (poll 1s, 10 trials): min {:?}, median {:?}, max {:?} (goal <= 1.1s)",
+        lat[0],
+        lat[lat.len() / 2],
+        lat[lat.len() - 1]
+    );
+}
+
+criterion_group!(benches, scrape);
+
+fn main() {
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+    end_to_end();
+}

@@ -1,0 +1,352 @@
+//! A real Prometheus server (Debian package `prometheus`, `/usr/bin/prometheus`) for tests.
+//!
+//! [`RealPrometheus::start`] writes a `prometheus.yml` into a fresh temp dir, starts the binary
+//! on a free loopback port with its TSDB in that dir and stderr in `<dir>/prometheus.log`, and
+//! waits (at most [`READY_TIMEOUT`]) for `/-/ready`. Dropping it kills the process and removes
+//! the dir; when dropped during a panic it first prints the log's tail.
+//!
+//! [`RealPrometheus::start_with_history`] first backfills past samples with `promtool`, for
+//! queries over windows longer than the test wants to wait (see [`FakeTikv::history`]).
+//!
+//! Set `PROMETHEUS_BIN` / `PROMTOOL_BIN` to use other binaries.
+//!
+//! [`FakeTikv::history`]: super::fake_tikv::FakeTikv::history
+
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::http::free_port;
+
+/// How long to wait for `/-/ready` after starting the process.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running Prometheus process; killed (and its temp dir removed) on drop.
+pub struct RealPrometheus {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+/// The binary to run: `$PROMETHEUS_BIN` or `prometheus` from `PATH`.
+pub fn prometheus_bin() -> String {
+    std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".to_owned())
+}
+
+/// Whether the Prometheus binary can be run here.
+pub fn available() -> bool {
+    Command::new(prometheus_bin())
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl RealPrometheus {
+    /// Starts Prometheus scraping `jobs` (`(job_name, targets)`) every `scrape_interval`.
+    pub fn start(jobs: &[(&str, Vec<SocketAddr>)], scrape_interval: Duration) -> Self {
+        Self::start_with(jobs, scrape_interval, &[], &[])
+    }
+
+    /// Like [`start`](Self::start), with extra command-line flags and rule files
+    /// (`rule_files:`; `evaluation_interval` equals `scrape_interval`).
+    pub fn start_with(
+        jobs: &[(&str, Vec<SocketAddr>)],
+        scrape_interval: Duration,
+        extra_args: &[String],
+        rule_files: &[PathBuf],
+    ) -> Self {
+        Self::launch(jobs, scrape_interval, extra_args, rule_files, "")
+    }
+
+    /// Like [`start`](Self::start), after backfilling the TSDB (with `promtool tsdb
+    /// create-blocks-from openmetrics`) from `history`: lines `name{labels} value unix_secs`
+    /// in any series order, e.g. concatenated [`FakeTikv::history`] outputs.
+    ///
+    /// [`FakeTikv::history`]: super::fake_tikv::FakeTikv::history
+    pub fn start_with_history(
+        jobs: &[(&str, Vec<SocketAddr>)],
+        scrape_interval: Duration,
+        history: &str,
+    ) -> Self {
+        Self::launch(jobs, scrape_interval, &[], &[], history)
+    }
+
+    /// The general form: extra flags, rule files and backfilled history (may be empty).
+    pub fn launch(
+        jobs: &[(&str, Vec<SocketAddr>)],
+        scrape_interval: Duration,
+        extra_args: &[String],
+        rule_files: &[PathBuf],
+        history: &str,
+    ) -> Self {
+        assert!(
+            available(),
+            "the `{}` binary is missing; install it with \
+             `apt-get install -y prometheus` (scripts/test-all.sh does) or set PROMETHEUS_BIN",
+            prometheus_bin()
+        );
+        let config = render_config(jobs, scrape_interval, rule_files);
+        // free_port() can race with another process; retry a few times on "address in use".
+        let mut last_log = String::new();
+        for _ in 0..3 {
+            let dir = tempfile::Builder::new()
+                .prefix("real-prometheus-")
+                .tempdir()
+                .expect("create temp dir");
+            let config_path = dir.path().join("prometheus.yml");
+            std::fs::write(&config_path, &config).expect("write prometheus.yml");
+            if !history.trim().is_empty() {
+                backfill(dir.path(), history);
+            }
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let log = File::create(dir.path().join("prometheus.log")).expect("create log");
+            let mut cmd = Command::new(prometheus_bin());
+            cmd.arg(format!("--config.file={}", config_path.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                .arg("--web.enable-lifecycle")
+                .args(extra_args)
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log));
+            let child = cmd.spawn().expect("spawn prometheus");
+            let mut prom = RealPrometheus { child, addr, dir };
+            match prom.wait_ready(READY_TIMEOUT) {
+                Ok(()) => return prom,
+                Err(why) => {
+                    last_log = prom.log_tail(40);
+                    let retry = last_log.contains("address already in use");
+                    drop(prom);
+                    if !retry {
+                        panic!(
+                            "Prometheus did not become ready: {why}\n--- prometheus.yml ---\n{config}\n\
+                             --- last lines of its log ---\n{last_log}"
+                        );
+                    }
+                }
+            }
+        }
+        panic!("Prometheus could not bind a free port\n--- last log ---\n{last_log}");
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
+                return Err(format!("process exited with {status}"));
+            }
+            if let Ok((200, _)) = http_request(self.addr, "GET", "/-/ready") {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("not ready within {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The temp dir holding `prometheus.yml`, `prometheus.log` and `data/`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The last `n` lines Prometheus wrote to stderr.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// A blocking `GET path` (e.g. `/api/v1/targets`); returns status and body. Panics on I/O errors.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_request(self.addr, "GET", path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// Asks Prometheus to re-read its config and rule files (`POST /-/reload`); panics unless it answers 200.
+    pub fn reload(&self) {
+        let (status, body) =
+            http_request(self.addr, "POST", "/-/reload").unwrap_or_else(|e| panic!("reload: {e}"));
+        assert_eq!(status, 200, "reload failed: {body}\n{}", self.log_tail(20));
+    }
+
+    /// Runs an instant query with a blocking request and returns the whole JSON answer
+    /// (`{"status":"success","data":{...}}`); panics on I/O errors or non-JSON bodies.
+    pub fn query_blocking(&self, promql: &str) -> serde_json::Value {
+        let url =
+            reqwest::Url::parse_with_params("http://x/api/v1/query", [("query", promql)]).unwrap();
+        let path = format!("{}?{}", url.path(), url.query().unwrap_or(""));
+        let (status, body) = self.get(&path);
+        serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("query {promql:?}: HTTP {status}, not JSON ({e}): {body}"))
+    }
+
+    /// Polls `promql` (every 250 ms) until `pred` accepts the JSON answer, returning it; panics
+    /// with the last answer and the log's tail after `timeout`.
+    pub fn wait_for(
+        &self,
+        promql: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+        timeout: Duration,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.query_blocking(promql);
+            if pred(&v) {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "query {promql:?} did not satisfy the condition within {timeout:?}; last answer: {v}\n\
+                     --- Prometheus log tail ---\n{}",
+                    self.log_tail(20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for RealPrometheus {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- Prometheus at {} (log tail) ---\n{}",
+                self.addr,
+                self.log_tail(20)
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // `dir` (TempDir) removes itself after this.
+    }
+}
+
+/// The promtool binary: `$PROMTOOL_BIN` or `promtool` from `PATH`.
+pub fn promtool_bin() -> String {
+    std::env::var("PROMTOOL_BIN").unwrap_or_else(|_| "promtool".to_owned())
+}
+
+/// Writes `history` as OpenMetrics (families contiguous, `# EOF`) to `<dir>/history.om` and
+/// turns it into TSDB blocks under `<dir>/data`.
+fn backfill(dir: &Path, history: &str) {
+    let mut lines: Vec<&str> = history
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    // OpenMetrics forbids interleaving families; a stable sort keeps each series' time order.
+    lines.sort_by_key(|l| l.split(['{', ' ']).next().unwrap_or(""));
+    let mut text = lines.join("\n");
+    text.push_str("\n# EOF\n");
+    let input = dir.join("history.om");
+    std::fs::write(&input, text).expect("write history.om");
+    let out = Command::new(promtool_bin())
+        .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet"])
+        .arg(&input)
+        .arg(dir.join("data"))
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", promtool_bin()));
+    assert!(
+        out.status.success(),
+        "promtool backfill failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The `prometheus.yml` for these jobs.
+pub fn render_config(
+    jobs: &[(&str, Vec<SocketAddr>)],
+    scrape_interval: Duration,
+    rule_files: &[PathBuf],
+) -> String {
+    let interval = go_duration(scrape_interval);
+    let timeout = go_duration(scrape_interval.min(Duration::from_secs(10)));
+    let mut y = String::new();
+    let _ = writeln!(y, "global:");
+    let _ = writeln!(y, "  scrape_interval: {interval}");
+    let _ = writeln!(y, "  scrape_timeout: {timeout}");
+    let _ = writeln!(y, "  evaluation_interval: {interval}");
+    if !rule_files.is_empty() {
+        let _ = writeln!(y, "rule_files:");
+        for f in rule_files {
+            let abs = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
+            let _ = writeln!(y, "  - {}", yaml_str(&abs.display().to_string()));
+        }
+    }
+    let _ = writeln!(y, "scrape_configs:");
+    for (job, targets) in jobs {
+        let _ = writeln!(y, "  - job_name: {}", yaml_str(job));
+        let _ = writeln!(y, "    static_configs:");
+        let _ = writeln!(y, "      - targets:");
+        for t in targets {
+            let _ = writeln!(
+                y,
+                "          - {}",
+                yaml_str(&format!("127.0.0.1:{}", t.port()))
+            );
+        }
+    }
+    y
+}
+
+/// A duration in Prometheus's syntax, in milliseconds (`1500ms`).
+fn go_duration(d: Duration) -> String {
+    format!("{}ms", d.as_millis().max(1))
+}
+
+/// A double-quoted YAML scalar (JSON string syntax is valid YAML).
+fn yaml_str(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+/// A minimal blocking HTTP/1.0 request (Connection: close, so no chunked body).
+fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("malformed response: {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("malformed status line: {head:?}"))?;
+    Ok((status, body.to_owned()))
+}
