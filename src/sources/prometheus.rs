@@ -401,24 +401,20 @@ fn redact(url: &Url) -> String {
 
 /// The error and its causes, joined by ": ", without reqwest's URL (the caller names it).
 fn error_chain(e: &reqwest::Error) -> String {
-    let mut out = String::new();
+    let mut parts: Vec<String> = Vec::new();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        let text = err.to_string();
+        let mut text = err.to_string();
         // reqwest's own message repeats the URL ("error sending request for url (...)").
-        let text = match text.find(" for url (") {
-            Some(i) => text[..i].to_owned(),
-            None => text,
-        };
-        if !out.is_empty() && !out.ends_with(&text) {
-            out.push_str(": ");
+        if let Some(i) = text.find(" for url (") {
+            text.truncate(i);
         }
-        if !out.ends_with(&text) {
-            out.push_str(&text);
+        if parts.last() != Some(&text) {
+            parts.push(text);
         }
         cur = err.source();
     }
-    out
+    parts.join(": ")
 }
 
 fn snippet(body: &[u8]) -> String {
