@@ -705,24 +705,150 @@ fn extract_line(msg: &str) -> Option<usize> {
 /// The 1-based line where the last segment of a dotted key (`a.b[2].c`) is written as `c:`,
 /// searching after its parents' lines.
 fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
     let mut from = 0;
     let mut found = None;
     for seg in key.split('.') {
-        let name = seg.split('[').next().unwrap_or(seg);
+        let (name, index) = match seg.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (seg, None),
+        };
         if name.is_empty() {
             continue;
         }
-        let hit = text.lines().enumerate().skip(from).find(|(_, l)| {
+        let hit = lines.iter().enumerate().skip(from).find(|(_, l)| {
             let t = l.trim_start().trim_start_matches("- ");
             t.starts_with(&format!("{name}:")) || t.starts_with(&format!("\"{name}\":"))
         });
-        match hit {
-            Some((i, _)) => {
-                from = i;
-                found = Some(i + 1);
-            }
-            None => return found,
+        let Some((i, _)) = hit else { return found };
+        from = i;
+        found = Some(i + 1);
+        if let Some(n) = index {
+            // The n-th `- ` item below the key.
+            let item = lines
+                .iter()
+                .enumerate()
+                .skip(i + 1)
+                .filter(|(_, l)| l.trim_start().starts_with("- "))
+                .nth(n);
+            let Some((j, _)) = item else { return found };
+            from = j;
+            found = Some(j + 1);
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_example_is_valid_and_round_trips() {
+        let text = include_str!("../examples/config.yml");
+        let cfg = Config::from_yaml(text).unwrap();
+        assert_eq!(cfg.pd.endpoints.len(), 3);
+        assert_eq!(cfg.invariants["disk_usage"].threshold_percent, Some(70.0));
+        assert_eq!(cfg.custom_invariants[0].op, Op::Gt);
+        assert_eq!(cfg.logs.files[0].source_label(), "file:tikv-1");
+        let again = Config::from_yaml(&cfg.to_yaml()).unwrap();
+        assert_eq!(again, cfg);
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let cfg = Config::from_yaml("").unwrap();
+        assert_eq!(cfg, Config::default());
+        assert_eq!(cfg.poll_interval.0, Duration::from_secs(10));
+        assert_eq!(cfg.web.listen_address, ":19180");
+    }
+
+    #[test]
+    fn every_rule_names_its_key_and_line() {
+        let cases = [
+            ("pd:\n  endpoints: []\n", "pd.endpoints", Some(2)),
+            ("poll_interval: 50ms\n", "poll_interval", Some(1)),
+            ("prometheus:\n  url: prom:9090\n", "prometheus.url", Some(2)),
+            (
+                "invariants:\n  store_down:\n    threshold_percent: 5\n",
+                "invariants.store_down.threshold_percent",
+                Some(3),
+            ),
+            (
+                "invariants:\n  disk_usage:\n    threshold: 0.5\n    threshold_percent: 50\n",
+                "invariants.disk_usage.threshold_percent",
+                Some(4),
+            ),
+            (
+                "invariants:\n  disk_usage:\n    query: up\n",
+                "invariants.disk_usage.query",
+                Some(3),
+            ),
+            (
+                "prometheus:\n  url: http://p:9090\ncustom_invariants:\n  - name: Bad-Name\n    query: up\n    op: \">\"\n    threshold: 1\n",
+                "custom_invariants[0].name",
+                Some(4),
+            ),
+            (
+                "custom_invariants:\n  - name: x\n    query: up\n    op: \">\"\n    threshold: 1\n",
+                "prometheus.url",
+                None,
+            ),
+            (
+                "web:\n  telemetry_path: metrics\n",
+                "web.telemetry_path",
+                Some(2),
+            ),
+            (
+                "logs:\n  files:\n    - path: /a/x.log\n    - path: /b/x.log\n",
+                "logs.files[1].name",
+                Some(4),
+            ),
+            ("pd:\n  tls:\n    cert_file: /c.pem\n", "pd.tls", Some(2)),
+        ];
+        for (yaml, key, line) in cases {
+            let e = Config::from_yaml(yaml).unwrap_err();
+            assert_eq!(e.key, key, "{yaml}");
+            assert_eq!(e.line, line, "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn yaml_level_errors_name_the_dotted_key() {
+        let e = Config::from_yaml("pd:\n  timeout: 5 seconds\n").unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("pd.timeout", Some(2)));
+        assert!(e.message.contains("unknown unit"), "{e}");
+        let e =
+            Config::from_yaml("logs:\n  files:\n    - path: /x\n      stor: \"1\"\n").unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("logs.files.stor", Some(4)));
+        let e = Config::from_yaml(
+            "custom_invariants:\n  - name: x\n    query: up\n    op: \"=>\"\n    threshold: 1\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "custom_invariants.op");
+    }
+
+    #[test]
+    fn durations_and_listen_addresses() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("10").unwrap_err().contains("missing unit"));
+        assert!(parse_duration("10x").unwrap_err().contains("unknown unit"));
+        for d in ["0s", "250ms", "10s", "5m", "2h", "90s"] {
+            assert_eq!(format_duration(parse_duration(d).unwrap()), d);
+        }
+        assert_eq!(
+            parse_listen_address(":19180").unwrap().to_string(),
+            "0.0.0.0:19180"
+        );
+        assert_eq!(
+            parse_listen_address("localhost:1").unwrap().to_string(),
+            "127.0.0.1:1"
+        );
+        assert_eq!(
+            parse_listen_address("[::1]:9").unwrap().to_string(),
+            "[::1]:9"
+        );
+        assert!(parse_listen_address("nonsense").is_err());
+    }
 }
