@@ -783,3 +783,26 @@ fn bad_flags_and_config_fail_with_a_named_key() {
         assert!(eff.contains(want), "{want} missing in:\n{eff}");
     }
 }
+
+#[test]
+fn tiflash_stores_can_be_excluded() {
+    let mut specs = cluster(1);
+    specs.push(StoreSpec::tiflash(20));
+    let pd = FakePd::with_stores(&specs);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(&dir, "pd:\n  tiflash: exclude\n");
+    let e = Exporter::start(&args(&[&pd], &["--config.file", &cfg]));
+    e.wait_ready();
+    let m = e.wait_metrics("store 1", Duration::from_secs(3), |m| {
+        sample(
+            m,
+            "tikv_invariant_violation",
+            &inv("store_down", "1", "critical"),
+        )
+        .is_some()
+    });
+    assert!(!m.contains("store=\"20\""), "{m}");
+    pd.set_store_state(20, "Disconnected");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!e.metrics().contains("store=\"20\""));
+}
