@@ -89,6 +89,14 @@ async fn shutdown_signal() {
 
 /// Runs the exporter until a shutdown signal.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    run_observed(cfg, |_, _| {}).await
+}
+
+/// Like [`run`], calling `observe` with the shared state after every published poll.
+pub async fn run_observed(
+    cfg: Config,
+    observe: impl Fn(&Shared, &crate::state::Snapshot),
+) -> anyhow::Result<()> {
     let addr = parse_listen_address(&cfg.web.listen_address)
         .map_err(|e| anyhow::anyhow!("web.listen_address: {e}"))?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -140,6 +148,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 // A signal during a poll is handled after it: the round and its state write finish.
                 let snap = watcher.poll().await;
                 shared.publish(snap);
+                observe(&shared, &shared.snapshot());
             }
         }
     }

@@ -1,0 +1,284 @@
+//! A simulated TiKV cluster for `demo`: a PD-API compatible HTTP server on loopback (the v8.1
+//! JSON shapes of `/stores`, `/members`, `/health`, `/config/schedule`), per-store TiKV metric
+//! endpoints (write-latency histogram, process CPU and quota) for a Prometheus to scrape, and a
+//! TiKV-format log file written as things happen.
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+/// One simulated store.
+#[derive(Clone, Debug)]
+pub struct SimStore {
+    /// Store id.
+    pub id: u64,
+    /// PD `state_name`.
+    pub state: String,
+    /// Capacity in GiB.
+    pub capacity_gib: f64,
+    /// Available space in GiB.
+    pub available_gib: f64,
+    /// Leaders on the store.
+    pub leaders: u64,
+    /// PD slow score.
+    pub slow_score: u64,
+    /// Write p99 the metrics endpoint reports, in seconds.
+    pub write_latency: f64,
+    /// CPU cores busy (quota 8).
+    pub cpu_cores: f64,
+    /// Address of this store's metrics endpoint (its status address).
+    pub status_addr: Option<SocketAddr>,
+    /// When the last heartbeat was sent; frozen while Disconnected.
+    pub last_heartbeat: std::time::SystemTime,
+}
+
+/// The simulated cluster state, shared by its servers and the scenario.
+pub struct SimCluster {
+    stores: Mutex<Vec<SimStore>>,
+    started: Instant,
+    log: Mutex<std::fs::File>,
+    log_path: PathBuf,
+    /// Cumulative write requests and CPU seconds per store, advanced at each scrape.
+    counters: Mutex<Vec<(f64, f64, Instant)>>,
+}
+
+fn gib(v: f64) -> String {
+    format!("{v:.1}GiB")
+}
+
+impl SimCluster {
+    /// Three healthy stores; the log goes to `log_path`.
+    pub fn new(log_path: &Path) -> std::io::Result<Arc<SimCluster>> {
+        let log = std::fs::File::create(log_path)?;
+        let stores = (1..=3)
+            .map(|id| SimStore {
+                id,
+                state: "Up".into(),
+                capacity_gib: 500.0,
+                available_gib: 300.0,
+                leaders: 40,
+                slow_score: 1,
+                write_latency: 0.004,
+                cpu_cores: 1.5,
+                status_addr: None,
+                last_heartbeat: std::time::SystemTime::now(),
+            })
+            .collect();
+        Ok(Arc::new(SimCluster {
+            stores: Mutex::new(stores),
+            started: Instant::now(),
+            log: Mutex::new(log),
+            log_path: log_path.to_owned(),
+            counters: Mutex::new(vec![(0.0, 0.0, Instant::now()); 3]),
+        }))
+    }
+
+    /// The log file the simulated TiKVs write.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Changes one store.
+    pub fn update(&self, id: u64, f: impl FnOnce(&mut SimStore)) {
+        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = stores.iter_mut().find(|s| s.id == id) {
+            f(s);
+        }
+    }
+
+    /// A copy of the stores.
+    pub fn stores(&self) -> Vec<SimStore> {
+        self.stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Appends TiKV/PD-format log lines (timestamped now, in UTC).
+    pub fn log(&self, lines: &[String]) {
+        let ts = chrono::Utc::now().format("%Y/%m/%d %H:%M:%S%.3f +00:00");
+        let mut f = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        for l in lines {
+            let _ = writeln!(f, "[{ts}] {l}");
+        }
+        let _ = f.flush();
+    }
+
+    fn stores_json(&self) -> Value {
+        let now = std::time::SystemTime::now();
+        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        let list: Vec<Value> = stores
+            .iter_mut()
+            .map(|s| {
+                if s.state == "Up" {
+                    s.last_heartbeat = now;
+                }
+                let hb = s
+                    .last_heartbeat
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                let status_address = s
+                    .status_addr
+                    .map_or(format!("tikv-{}:20180", s.id), |a| a.to_string());
+                json!({
+                    "store": {
+                        "id": s.id,
+                        "address": format!("tikv-{}:20160", s.id),
+                        "version": "8.1.0",
+                        "status_address": status_address,
+                        "start_timestamp": hb / 1_000_000_000 - 3600,
+                        "last_heartbeat": hb,
+                        "node_state": 1,
+                        "state_name": s.state,
+                    },
+                    "status": {
+                        "capacity": gib(s.capacity_gib),
+                        "available": gib(s.available_gib),
+                        "leader_count": s.leaders,
+                        "region_count": 120,
+                        "slow_score": s.slow_score,
+                    }
+                })
+            })
+            .collect();
+        json!({"count": list.len(), "stores": list})
+    }
+
+    fn pd_response(&self, path: &str) -> (u16, String) {
+        let member = |name: &str, id: u64| json!({"name": name, "member_id": id, "client_urls": [format!("http://{name}:2379")]});
+        match path {
+            "/pd/api/v1/stores" => (200, self.stores_json().to_string()),
+            "/pd/api/v1/members" => (
+                200,
+                json!({
+                    "members": [member("pd-0", 1)],
+                    "leader": member("pd-0", 1),
+                    "etcd_leader": member("pd-0", 1),
+                })
+                .to_string(),
+            ),
+            "/pd/api/v1/health" => (
+                200,
+                json!([{"name": "pd-0", "member_id": 1, "client_urls": ["http://pd-0:2379"], "health": true}])
+                    .to_string(),
+            ),
+            "/pd/api/v1/leader" => (200, member("pd-0", 1).to_string()),
+            "/pd/api/v1/config/schedule" => (200, json!({"max-store-down-time": "30m0s"}).to_string()),
+            _ => (404, "\"404 page not found\"".into()),
+        }
+    }
+
+    /// TiKV metrics of one store: the write-latency histogram (all requests in the bucket of
+    /// the configured latency), process CPU and the CPU quota, advanced with wall-clock time.
+    fn metrics_text(&self, id: u64) -> String {
+        let Some(s) = self.stores().into_iter().find(|s| s.id == id) else {
+            return String::new();
+        };
+        let (writes, cpu) = {
+            let mut c = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+            let e = &mut c[(id - 1) as usize];
+            let dt = e.2.elapsed().as_secs_f64();
+            e.0 += 100.0 * dt;
+            e.1 += s.cpu_cores * dt;
+            e.2 = Instant::now();
+            (e.0.floor(), e.1)
+        };
+        let mut out =
+            String::from("# TYPE tikv_storage_engine_async_request_duration_seconds histogram\n");
+        for k in 0..32 {
+            let le = 0.00001 * 2f64.powi(k);
+            let v = if le >= s.write_latency { writes } else { 0.0 };
+            out.push_str(&format!(
+                "tikv_storage_engine_async_request_duration_seconds_bucket{{type=\"write\",le=\"{le}\"}} {v}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "tikv_storage_engine_async_request_duration_seconds_bucket{{type=\"write\",le=\"+Inf\"}} {writes}\n\
+             tikv_storage_engine_async_request_duration_seconds_sum{{type=\"write\"}} {}\n\
+             tikv_storage_engine_async_request_duration_seconds_count{{type=\"write\"}} {writes}\n\
+             # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}\n\
+             # TYPE tikv_server_cpu_cores_quota gauge\ntikv_server_cpu_cores_quota 8\n",
+            writes * s.write_latency
+        ));
+        out
+    }
+
+    /// Seconds since the cluster started.
+    pub fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+/// Answers a path with (status, body, content type).
+type Handler = Arc<dyn Fn(&str) -> (u16, String, &'static str) + Send + Sync>;
+
+async fn serve(listener: TcpListener, handler: Handler) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let (status, body, ctype) = handler(req.uri().path());
+                let mut r = Response::new(Full::new(Bytes::from(body)));
+                *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static(ctype),
+                );
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// Starts the PD API on a loopback port; returns its URL.
+pub async fn start_pd(sim: Arc<SimCluster>) -> std::io::Result<String> {
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?;
+    tokio::spawn(serve(
+        l,
+        Arc::new(move |path: &str| {
+            let (code, body) = sim.pd_response(path);
+            (code, body, "application/json")
+        }),
+    ));
+    Ok(format!("http://{addr}"))
+}
+
+/// Starts one TiKV metrics endpoint per store (their status addresses); returns the addresses.
+pub async fn start_metrics(sim: Arc<SimCluster>) -> std::io::Result<Vec<SocketAddr>> {
+    let mut addrs = Vec::new();
+    for s in sim.stores() {
+        let l = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = l.local_addr()?;
+        sim.update(s.id, |st| st.status_addr = Some(addr));
+        let sim2 = sim.clone();
+        let id = s.id;
+        tokio::spawn(serve(
+            l,
+            Arc::new(move |path: &str| match path {
+                "/metrics" => (200, sim2.metrics_text(id), "text/plain; version=0.0.4"),
+                _ => (404, "not found\n".into(), "text/plain"),
+            }),
+        ));
+        addrs.push(addr);
+    }
+    Ok(addrs)
+}
