@@ -114,6 +114,16 @@ fn raft_rs_templates() {
 }
 
 #[test]
+fn escaped_messages_are_classified_on_their_decoded_text() {
+    assert_eq!(
+        classify(
+            r#"[2024/07/12 09:26:10.005 +00:00] [INFO] [raft.rs:874] ["became \u006ceader at term 5"] [region_id=3]"#
+        ),
+        ev(BecameLeader, Some(3), None, None, Some(5))
+    );
+}
+
+#[test]
 fn tikv_transfer_leader_names_the_target_store() {
     assert_eq!(
         classify(

@@ -135,15 +135,15 @@ impl Classifier {
     /// Classifies one parsed line; `None` when it is not a leadership event.
     pub fn classify(&self, line: &LogLine<'_>) -> Option<LeadershipEvent> {
         let msg_tok = line.message?;
-        let raw = msg_tok.raw();
+        // Escapes are rare in messages; decode those before looking for keywords.
+        let msg: Cow<'_, [u8]> = msg_tok.bytes();
         // PD's schedule step is the only event whose message does not name it.
-        if raw == b"send schedule command" {
+        if *msg == *b"send schedule command" {
             return self.schedule_step(line);
         }
-        if !self.prefilter.may_match(raw) {
+        if !self.prefilter.may_match(&msg) {
             return None;
         }
-        let msg: Cow<'_, [u8]> = msg_tok.bytes();
         let kind = message_kind(&msg)?;
         let mut ev = LeadershipEvent {
             kind,

@@ -277,7 +277,8 @@ impl<'a> Token<'a> {
         }
     }
 
-    /// The decoded bytes, borrowing when there is nothing to decode (no UTF-8 check).
+    /// The decoded bytes, borrowing when there is nothing to decode: unescaped tokens as
+    /// written (no UTF-8 check), escaped ones decoded to UTF-8 (invalid sequences as U+FFFD).
     pub fn bytes(&self) -> Cow<'a, [u8]> {
         if self.escaped {
             Cow::Owned(decode_escapes(self.raw).into_bytes())
