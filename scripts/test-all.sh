@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)   # tests/cli.rs runs the corpus generator
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)   # tests/prometheus_client.rs runs a real Prometheus
+command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)   # tests/alerts.rs: amtool, a real Alertmanager
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "==> installing ${need_apt[*]}"
     apt-get update -qq
@@ -15,6 +16,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     # instances on free ports and never use it, so stop it (it would only hold the port).
     if [[ " ${need_apt[*]} " == *" prometheus "* ]]; then
         service prometheus stop >/dev/null 2>&1 || true
+    fi
+    if [[ " ${need_apt[*]} " == *" prometheus-alertmanager "* ]]; then
+        service prometheus-alertmanager stop >/dev/null 2>&1 || true   # :9093, unused too
     fi
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true

@@ -206,6 +206,9 @@ pub struct PrometheusConfig {
     pub url: Option<String>,
     /// Per-query timeout.
     pub timeout: Dur,
+    /// After a Prometheus restart its rate windows have a gap and read low: the built-in
+    /// Prometheus invariants stay unknown this long after a restart is seen (`0s` disables).
+    pub warmup: Dur,
 }
 
 impl Default for PrometheusConfig {
@@ -213,6 +216,7 @@ impl Default for PrometheusConfig {
         PrometheusConfig {
             url: None,
             timeout: Dur(Duration::from_secs(5)),
+            warmup: Dur(Duration::from_secs(60)),
         }
     }
 }
@@ -436,26 +440,45 @@ pub const BUILTIN_INVARIANTS: [&str; 6] = [
 ];
 
 impl Config {
-    /// Parses YAML text and validates it. `{}` or an empty file gives the defaults.
+    /// Parses YAML text without validating it (command-line flags may still complete it).
+    /// An empty file gives the defaults.
+    pub fn parse_yaml(text: &str) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_saphyr::from_str(text).map_err(|e| yaml_error(text, &e.to_string()))
+    }
+
+    /// Parses YAML text and validates it.
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = if text.trim().is_empty() {
-            Config::default()
-        } else {
-            serde_saphyr::from_str(text).map_err(|e| yaml_error(text, &e.to_string()))?
-        };
-        cfg.validate().map_err(|mut e| {
+        let cfg = Config::parse_yaml(text)?;
+        cfg.validate_in(text)?;
+        Ok(cfg)
+    }
+
+    /// Validates, locating the offending key's line in `text` (the file it came from).
+    pub fn validate_in(&self, text: &str) -> Result<(), ConfigError> {
+        self.validate().map_err(|mut e| {
             e.line = e.line.or_else(|| line_of_key(text, &e.key));
             e
-        })?;
-        Ok(cfg)
+        })
+    }
+
+    /// Reads a YAML file without validating it; returns the text too (for error lines).
+    pub fn read_file(path: &std::path::Path) -> anyhow::Result<(Config, String)> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        let cfg = Config::parse_yaml(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))?;
+        Ok((cfg, text))
     }
 
     /// Reads and validates a YAML file.
     pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        Config::from_yaml(&text)
-            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+        let (cfg, text) = Config::read_file(path)?;
+        cfg.validate_in(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))?;
+        Ok(cfg)
     }
 
     /// The effective configuration as YAML.

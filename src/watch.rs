@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, TiflashMode};
-use crate::invariants::definitions::{self, Definition};
+use crate::invariants::definitions::{self, Definition, Kind};
 use crate::invariants::engine::{Engine, Persisted};
 use crate::invariants::state_file;
 use crate::observations::{Observations, PdHealth};
@@ -25,6 +25,9 @@ pub struct Watcher {
     engine: Engine,
     tiflash: TiflashMode,
     health_interval: Duration,
+    prometheus_warmup: Duration,
+    prometheus_started: Option<f64>,
+    prometheus_warm_until: f64,
     stores: Vec<Store>,
     pd_health: Result<PdHealth, String>,
     last_health: Option<Instant>,
@@ -80,6 +83,9 @@ impl Watcher {
             engine,
             tiflash: cfg.pd.tiflash,
             health_interval: cfg.pd.health_interval.0,
+            prometheus_warmup: cfg.prometheus.warmup.0,
+            prometheus_started: None,
+            prometheus_warm_until: 0.0,
             stores: Vec::new(),
             pd_health: Err("PD health not polled yet".into()),
             last_health: None,
@@ -198,6 +204,32 @@ impl Watcher {
             Ok(())
         };
         self.record("prometheus", t, result);
+        // A Prometheus seen restarting has a gap in its rate windows and reads low until they
+        // refill: the built-in rate queries are unknown for `prometheus.warmup` after a restart.
+        let warmup = self.prometheus_warmup.as_secs_f64();
+        if warmup > 0.0 {
+            if let Ok(started) = prom.start_time().await {
+                if self.prometheus_started.is_some_and(|prev| started > prev + 1.0) {
+                    self.prometheus_warm_until = started + warmup;
+                }
+                self.prometheus_started = Some(started);
+            }
+            let left = self.prometheus_warm_until - unix_now();
+            if left > 0.0 {
+                for d in &self.defs {
+                    if let (Kind::TikvQuery(q), Some(Ok(_))) =
+                        (&d.kind, d.query().and_then(|q| out.get(q)))
+                    {
+                        out.insert(
+                            q.clone(),
+                            Err(format!(
+                                "Prometheus restarted; its rate windows have a gap for {left:.0}s more (prometheus.warmup)"
+                            )),
+                        );
+                    }
+                }
+            }
+        }
         out
     }
 

@@ -227,10 +227,13 @@ fn check_config(a: &CheckConfigArgs) -> anyhow::Result<()> {
 
 /// The configuration from the file (or defaults) with the flags applied, validated.
 pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
-    let mut cfg = match &run.config_file {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
+    // The file is validated only after the flags are applied: a flag may supply what the file
+    // lacks (e.g. --prometheus.url for its custom_invariants).
+    let (mut cfg, text) = match &run.config_file {
+        Some(p) => Config::read_file(p)?,
+        None => (Config::default(), String::new()),
     };
+    let file = run.config_file.clone();
     if !run.pd_endpoints.is_empty() {
         cfg.pd.endpoints = run.pd_endpoints;
     }
@@ -270,8 +273,10 @@ pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
     if let Some(p) = run.telemetry_path {
         cfg.web.telemetry_path = p;
     }
-    cfg.validate()
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    cfg.validate_in(&text).map_err(|e| match &file {
+        Some(f) => anyhow::anyhow!("invalid configuration ({} and flags): {e}", f.display()),
+        None => anyhow::anyhow!("invalid configuration: {e}"),
+    })?;
     Ok(cfg)
 }
 

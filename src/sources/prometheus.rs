@@ -182,8 +182,48 @@ impl PromClient {
         self.requests.fetch_add(1, Ordering::Relaxed);
         // reqwest's own timeout also covers the body; this outer bound makes the error explicit.
         match tokio::time::timeout(self.timeout, self.fetch(url, promql)).await {
-            Ok(result) => result,
+            Ok(Ok((status, body))) => self.decode(status, &body, promql),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(self.timeout_error(promql)),
+        }
+    }
+
+    /// When the Prometheus server started (Unix seconds), from `/api/v1/status/runtimeinfo`:
+    /// rate windows reaching back before that are not full yet.
+    pub async fn start_time(&self) -> Result<f64, PromError> {
+        const WHAT: &str = "(runtimeinfo)";
+        let url = self
+            .query_url
+            .join("status/runtimeinfo")
+            .map_err(|e| self.invalid(WHAT, e.to_string()))?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let (status, body) = match tokio::time::timeout(self.timeout, self.fetch(url, WHAT)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(self.timeout_error(WHAT)),
+        };
+        if !(200..300).contains(&status) {
+            return Err(PromError::Status {
+                url: self.shown_url.clone(),
+                query: WHAT.to_owned(),
+                status,
+                body: snippet(&body),
+            });
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| self.invalid(WHAT, e.to_string()))?;
+        let t = v["data"]["startTime"]
+            .as_str()
+            .ok_or_else(|| self.invalid(WHAT, "no data.startTime".into()))?;
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map(|d| d.timestamp_millis() as f64 / 1000.0)
+            .map_err(|e| self.invalid(WHAT, format!("startTime `{t}`: {e}")))
+    }
+
+    fn invalid(&self, what: &str, reason: String) -> PromError {
+        PromError::InvalidResponse {
+            url: self.shown_url.clone(),
+            query: what.to_owned(),
+            reason,
         }
     }
 
@@ -192,7 +232,8 @@ impl PromClient {
         self.requests.load(Ordering::Relaxed)
     }
 
-    async fn fetch(&self, url: Url, promql: &str) -> Result<Vec<Sample>, PromError> {
+    /// GETs `url` and returns the status and the (size-limited) body.
+    async fn fetch(&self, url: Url, promql: &str) -> Result<(u16, Vec<u8>), PromError> {
         let request_error = |e: reqwest::Error| {
             if e.is_timeout() {
                 self.timeout_error(promql)
@@ -230,7 +271,7 @@ impl PromClient {
             }
             body.extend_from_slice(&chunk);
         }
-        self.decode(status, &body, promql)
+        Ok((status, body))
     }
 
     fn decode(&self, status: u16, body: &[u8], promql: &str) -> Result<Vec<Sample>, PromError> {

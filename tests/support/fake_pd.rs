@@ -541,6 +541,8 @@ fn go_duration(ns: u64) -> String {
 // The fake
 
 struct State {
+    /// Up stores report a heartbeat of "now" on every `/stores` (like live TiKVs).
+    live_heartbeats: bool,
     /// `count` as given by a loaded body; `None`: the number of listed stores.
     count: Option<i64>,
     stores: Vec<Value>,
@@ -580,6 +582,19 @@ impl FakePd {
     pub fn with_stores_json(body: &str) -> Self {
         let state = Arc::new(Mutex::new(State::new(body)));
         let server = TestServer::start(handler(state.clone()));
+        FakePd {
+            addr: server.addr(),
+            server: Some(server),
+            tls: false,
+            state,
+        }
+    }
+
+    /// Plain HTTP on `addr` (port 0: any free port), serving these stores. For clients that
+    /// cannot reach loopback, e.g. containers: bind the Docker network's gateway address.
+    pub fn with_stores_on(addr: SocketAddr, specs: &[StoreSpec]) -> Self {
+        let state = Arc::new(Mutex::new(State::new(&stores_body(specs))));
+        let server = TestServer::start_on(addr, handler(state.clone()));
         FakePd {
             addr: server.addr(),
             server: Some(server),
@@ -664,6 +679,12 @@ impl FakePd {
             s["store"]["last_heartbeat"] = json!(ns);
             refresh_timestamps(s);
         });
+    }
+
+    /// Makes Up stores heartbeat: each `/stores` answer reports them as heard from just now,
+    /// so long tests do not drift past the exporter's heartbeat threshold.
+    pub fn live_heartbeats(&self) {
+        self.lock().live_heartbeats = true;
     }
 
     /// Sets `slow_score`.
@@ -888,6 +909,7 @@ impl State {
             schedule,
             failure: None,
             garbage: false,
+            live_heartbeats: false,
             delay: None,
             overrides: HashMap::new(),
             requests: Vec::new(),
@@ -969,6 +991,17 @@ fn handler(state: Arc<Mutex<State>>) -> impl Fn(&Request) -> Response + Send + S
         } else if st.garbage {
             Response::text(200, "<html><body>502 Bad Gateway</body></html>\n")
         } else {
+            if st.live_heartbeats && req.path_only() == "/pd/api/v1/stores" {
+                let now = now_ns();
+                for s in st
+                    .stores
+                    .iter_mut()
+                    .filter(|s| s["store"]["state_name"] == "Up")
+                {
+                    s["store"]["last_heartbeat"] = json!(now);
+                    refresh_timestamps(s);
+                }
+            }
             st.route(req)
         };
         match st.delay {

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod exporter;
 pub mod fake_pd;
 pub mod fake_tikv;

@@ -8,6 +8,9 @@
 //! [`RealPrometheus::start_with_history`] first backfills past samples with `promtool`, for
 //! queries over windows longer than the test wants to wait (see [`FakeTikv::history`]).
 //!
+//! [`RealPrometheus::stop`] and [`RealPrometheus::restart`] simulate an outage: the process is
+//! killed and later started again on the same address with the same TSDB.
+//!
 //! Set `PROMETHEUS_BIN` / `PROMTOOL_BIN` to use other binaries.
 //!
 //! [`FakeTikv::history`]: super::fake_tikv::FakeTikv::history
@@ -15,7 +18,6 @@
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -32,6 +34,8 @@ pub struct RealPrometheus {
     child: Child,
     addr: SocketAddr,
     dir: tempfile::TempDir,
+    /// The full command line after the binary (for [`restart`](Self::restart)).
+    args: Vec<String>,
 }
 
 /// The binary to run: `$PROMETHEUS_BIN` or `prometheus` from `PATH`.
@@ -87,13 +91,22 @@ impl RealPrometheus {
         rule_files: &[PathBuf],
         history: &str,
     ) -> Self {
+        Self::launch_config(
+            &render_config(jobs, scrape_interval, rule_files),
+            extra_args,
+            history,
+        )
+    }
+
+    /// Starts Prometheus with a complete configuration text (see [`with_alertmanagers`]).
+    pub fn launch_config(config: &str, extra_args: &[String], history: &str) -> Self {
         assert!(
             available(),
             "the `{}` binary is missing; install it with \
              `apt-get install -y prometheus` (scripts/test-all.sh does) or set PROMETHEUS_BIN",
             prometheus_bin()
         );
-        let config = render_config(jobs, scrape_interval, rule_files);
+        let config = config.to_owned();
         // free_port() can race with another process; retry a few times on "address in use".
         let mut last_log = String::new();
         for _ in 0..3 {
@@ -107,22 +120,20 @@ impl RealPrometheus {
                 backfill(dir.path(), history);
             }
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            let log = File::create(dir.path().join("prometheus.log")).expect("create log");
-            let mut cmd = Command::new(prometheus_bin());
-            cmd.arg(format!("--config.file={}", config_path.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address={addr}"))
-                .arg("--web.enable-lifecycle")
-                .args(extra_args)
-                .current_dir(dir.path())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(log));
-            let child = cmd.spawn().expect("spawn prometheus");
-            let mut prom = RealPrometheus { child, addr, dir };
+            let mut args = vec![
+                format!("--config.file={}", config_path.display()),
+                format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+                format!("--web.listen-address={addr}"),
+                "--web.enable-lifecycle".to_owned(),
+            ];
+            args.extend(extra_args.iter().cloned());
+            let child = spawn(dir.path(), &args);
+            let mut prom = RealPrometheus {
+                child,
+                addr,
+                dir,
+                args,
+            };
             match prom.wait_ready(READY_TIMEOUT) {
                 Ok(()) => return prom,
                 Err(why) => {
@@ -154,6 +165,35 @@ impl RealPrometheus {
                 return Err(format!("not ready within {timeout:?}"));
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the process (SIGKILL, like a crash) but keeps its directory, TSDB and log: requests
+    /// to [`addr`](Self::addr) are refused until [`restart`](Self::restart).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process is running (not [`stop`](Self::stop)ped, not exited).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// After [`stop`](Self::stop): starts Prometheus again with the same command line (same
+    /// address, config and TSDB, which it replays) and waits (at most [`READY_TIMEOUT`]) for
+    /// `/-/ready`. Does nothing while it is running.
+    pub fn restart(&mut self) {
+        if self.is_running() {
+            return;
+        }
+        self.child = spawn(self.dir.path(), &self.args);
+        if let Err(why) = self.wait_ready(READY_TIMEOUT) {
+            panic!(
+                "Prometheus did not become ready again on {}: {why}\n--- last lines of its log ---\n{}",
+                self.addr,
+                self.log_tail(40)
+            );
         }
     }
 
@@ -242,6 +282,23 @@ impl Drop for RealPrometheus {
         let _ = self.child.wait();
         // `dir` (TempDir) removes itself after this.
     }
+}
+
+/// Starts the Prometheus binary with `args` in `dir`, appending its stderr to `<dir>/prometheus.log`.
+fn spawn(dir: &Path, args: &[String]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("prometheus.log"))
+        .expect("open prometheus.log");
+    Command::new(prometheus_bin())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn prometheus")
 }
 
 /// The promtool binary: `$PROMTOOL_BIN` or `promtool` from `PATH`.
@@ -349,4 +406,17 @@ fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, Stri
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("malformed status line: {head:?}"))?;
     Ok((status, body.to_owned()))
+}
+
+/// `render_config` plus an `alerting:` section sending alerts to these Alertmanagers.
+pub fn with_alertmanagers(config: &str, alertmanagers: &[SocketAddr]) -> String {
+    let mut y = config.to_owned();
+    let _ = writeln!(y, "alerting:");
+    let _ = writeln!(y, "  alertmanagers:");
+    let _ = writeln!(y, "    - static_configs:");
+    let _ = writeln!(y, "        - targets:");
+    for a in alertmanagers {
+        let _ = writeln!(y, "            - {}", yaml_str(&a.to_string()));
+    }
+    y
 }

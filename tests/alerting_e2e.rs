@@ -1,0 +1,265 @@
+//! End to end with real processes: exporter + fake PD + real Prometheus (the shipped rules) +
+//! real Alertmanager (the shipped config, webhook URLs pointed at this test and group timings
+//! shortened) + a webhook receiver. A store goes down → the alert arrives with the right labels
+//! and annotations; an inhibited warning for the same store does not arrive while the warning
+//! for another store does; the store recovers → the resolved notification arrives.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::alertmanager::{RealAlertmanager, WebhookReceiver};
+use support::exporter::{Exporter, inv, sample};
+use support::fake_pd::{FakePd, cluster};
+use support::prometheus::{RealPrometheus, render_config, with_alertmanagers};
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// The shipped Alertmanager config with its receivers pointed at `receiver` and the grouping
+/// delays shortened for a test (routes, grouping keys and inhibit rules untouched).
+fn alertmanager_config(receiver: &str) -> String {
+    let shipped = std::fs::read_to_string(repo("alerts/alertmanager.yml")).unwrap();
+    let mut out = String::new();
+    for line in shipped.lines() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let replaced = if let Some(url) = trimmed.strip_prefix("- url: ") {
+            let path = url
+                .split_once("://")
+                .map_or("", |(_, rest)| rest.find('/').map_or("", |i| &rest[i..]));
+            format!("{indent}- url: {receiver}{path}")
+        } else if trimmed.starts_with("group_wait:") {
+            format!("{indent}group_wait: 1s")
+        } else if trimmed.starts_with("group_interval:") {
+            format!("{indent}group_interval: 1s")
+        } else {
+            line.to_owned()
+        };
+        out.push_str(&replaced);
+        out.push('\n');
+    }
+    out
+}
+
+fn find<'a>(
+    alerts: &'a [(String, String, Value)],
+    path: &str,
+    status: &str,
+    alertname: &str,
+    store: &str,
+) -> Option<&'a Value> {
+    alerts
+        .iter()
+        .find(|(p, s, a)| {
+            p == path
+                && s == status
+                && a["labels"]["alertname"] == alertname
+                && a["labels"]["store"] == store
+        })
+        .map(|(_, _, a)| a)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool, diag: impl Fn() -> String) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            diag()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn store_down_alert_reaches_the_receiver_inhibits_warnings_and_resolves() {
+    let pd = FakePd::with_stores(&cluster(2));
+    pd.live_heartbeats();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("exporter.yml");
+    std::fs::write(&cfg, "invariants:\n  disk_usage:\n    grace: 0s\n").unwrap();
+    let exporter = Exporter::start(&[
+        "--pd.endpoints".into(),
+        pd.url(),
+        "--poll-interval".into(),
+        "200ms".into(),
+        "--config.file".into(),
+        cfg.display().to_string(),
+    ]);
+    exporter.wait_ready();
+
+    let receiver = WebhookReceiver::start();
+    let am = RealAlertmanager::start(&alertmanager_config(&receiver.url()));
+    let rules = repo("alerts/tikv-health-exporter.rules.yml");
+    let prom_cfg = with_alertmanagers(
+        &render_config(
+            &[("tikv-health-exporter", vec![exporter.addr()])],
+            Duration::from_secs(1),
+            &[rules],
+        ),
+        &[am.addr()],
+    );
+    let prom =
+        RealPrometheus::launch_config(&prom_cfg, &["--rules.alert.resend-delay=1s".to_owned()], "");
+    let diag = || {
+        format!(
+            "notifications: {:#?}\nexporter: {}\nprometheus alerts: {}",
+            receiver.notifications(),
+            exporter.metrics(),
+            prom.query_blocking("ALERTS")
+        )
+    };
+
+    // The Watchdog proves the whole path works before anything is wrong.
+    wait_for(
+        "Watchdog",
+        Duration::from_secs(60),
+        || {
+            receiver
+                .alerts()
+                .iter()
+                .any(|(p, _, a)| p == "/watchdog" && a["labels"]["alertname"] == "Watchdog")
+        },
+        diag,
+    );
+
+    // Store 2's disk fills: a warning that is not inhibited (the control for the check below).
+    pd.set_capacity(2, "100GiB");
+    pd.set_available(2, "10GiB");
+    wait_for(
+        "disk warning for store 2",
+        Duration::from_secs(30),
+        || {
+            find(
+                &receiver.alerts(),
+                "/warning",
+                "firing",
+                "TiKVDiskUsageHigh",
+                "2",
+            )
+            .is_some()
+        },
+        diag,
+    );
+
+    // Store 1 goes down: the critical alert arrives with labels and annotations.
+    pd.set_store_state(1, "Disconnected");
+    wait_for(
+        "store down alert",
+        Duration::from_secs(30),
+        || {
+            find(
+                &receiver.alerts(),
+                "/critical",
+                "firing",
+                "TiKVStoreDown",
+                "1",
+            )
+            .is_some()
+        },
+        diag,
+    );
+    let alerts = receiver.alerts();
+    let a = find(&alerts, "/critical", "firing", "TiKVStoreDown", "1").unwrap();
+    assert_eq!(a["labels"]["severity"], "critical");
+    assert_eq!(a["labels"]["name"], "store_down");
+    assert_eq!(a["labels"]["job"], "tikv-health-exporter");
+    for k in ["summary", "description", "runbook_url"] {
+        assert!(
+            a["annotations"][k].as_str().is_some_and(|s| !s.is_empty()),
+            "{k} missing: {a:#}"
+        );
+    }
+    assert!(
+        a["annotations"]["description"]
+            .as_str()
+            .unwrap()
+            .contains('1'),
+        "description names the store: {a:#}"
+    );
+    assert!(
+        a["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap()
+            .contains("tikvstoredown")
+    );
+    assert!(find(&alerts, "/critical", "firing", "TiKVStoreDown", "2").is_none());
+
+    // Store 1's disk fills while it is down: Prometheus fires the warning, Alertmanager
+    // inhibits it (same store as the firing TiKVStoreDown).
+    pd.set_capacity(1, "100GiB");
+    pd.set_available(1, "10GiB");
+    wait_for(
+        "disk warning for store 1 firing in Prometheus",
+        Duration::from_secs(30),
+        || {
+            let v = prom.query_blocking(
+                r#"ALERTS{alertname="TiKVDiskUsageHigh",store="1",alertstate="firing"}"#,
+            );
+            v["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        },
+        diag,
+    );
+    // Several Alertmanager group intervals (1 s each) pass without the warning arriving.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        find(
+            &receiver.alerts(),
+            "/warning",
+            "firing",
+            "TiKVDiskUsageHigh",
+            "1"
+        )
+        .is_none(),
+        "inhibited warning arrived: {}",
+        diag()
+    );
+    assert_eq!(
+        sample(
+            &exporter.metrics(),
+            "tikv_invariant_violation",
+            &inv("disk_usage", "1", "warning")
+        ),
+        Some(1.0)
+    );
+
+    // Store 1 recovers: the resolved notification arrives (after the rules' keep_firing_for).
+    pd.set_store_state(1, "Up");
+    wait_for(
+        "resolved notification",
+        Duration::from_secs(180),
+        || {
+            find(
+                &receiver.alerts(),
+                "/critical",
+                "resolved",
+                "TiKVStoreDown",
+                "1",
+            )
+            .is_some()
+        },
+        diag,
+    );
+    // With the inhibitor gone, the store-1 disk warning is delivered.
+    wait_for(
+        "store 1 disk warning after the inhibition ends",
+        Duration::from_secs(30),
+        || {
+            find(
+                &receiver.alerts(),
+                "/warning",
+                "firing",
+                "TiKVDiskUsageHigh",
+                "1",
+            )
+            .is_some()
+        },
+        diag,
+    );
+}

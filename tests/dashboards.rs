@@ -1,0 +1,595 @@
+//! The Grafana dashboard `dashboards/tikv-health-exporter.json` and the provisioning files under
+//! `dashboards/provisioning/`.
+//!
+//! - Structure: importable through the UI (`__inputs`/`__requires`) and provisionable from a file
+//!   (every panel and variable query uses the `${datasource}` variable, never `${DS_PROMETHEUS}`,
+//!   grafana/grafana#10786), stable uid, unique panel ids, every query filtered by `$job` (and
+//!   `$store` where the metric has a store), only `$__rate_interval`/`$__range` windows.
+//! - Data: the real exporter (fake PD with 3 stores, a followed log file) scraped by a real
+//!   Prometheus; every panel query, with the template variables substituted the way Grafana
+//!   does, must parse and return a non-empty result, and every variable query must list values.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use support::exporter::Exporter;
+use support::fake_pd::{FakePd, cluster};
+use support::prometheus::RealPrometheus;
+
+const DASHBOARD: &str = include_str!("../dashboards/tikv-health-exporter.json");
+const DATASOURCE_YML: &str = include_str!("../dashboards/provisioning/datasources/prometheus.yml");
+const PROVIDER_YML: &str =
+    include_str!("../dashboards/provisioning/dashboards/tikv-health-exporter.yml");
+
+/// The Prometheus job name the e2e test scrapes the exporter under.
+const JOB: &str = "tikv-health-exporter";
+
+/// Variables Grafana itself defines (interval and range macros).
+const BUILTINS: [&str; 6] = [
+    "__rate_interval",
+    "__interval",
+    "__interval_ms",
+    "__range",
+    "__range_s",
+    "__range_ms",
+];
+
+fn dashboard() -> Value {
+    serde_json::from_str(DASHBOARD).expect("dashboard is valid JSON")
+}
+
+/// Every panel, rows included, with the panels nested in collapsed rows.
+fn all_panels(d: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().expect("panels") {
+        out.push(p);
+        if let Some(nested) = p["panels"].as_array() {
+            out.extend(nested);
+        }
+    }
+    out
+}
+
+/// Panels that query data (everything but rows).
+fn query_panels(d: &Value) -> Vec<&Value> {
+    all_panels(d)
+        .into_iter()
+        .filter(|p| p["type"] != "row")
+        .collect()
+}
+
+fn targets(p: &Value) -> &[Value] {
+    p["targets"].as_array().map_or(&[], Vec::as_slice)
+}
+
+fn title(p: &Value) -> &str {
+    p["title"].as_str().unwrap_or("?")
+}
+
+fn variables(d: &Value) -> &[Value] {
+    d["templating"]["list"].as_array().expect("templating.list")
+}
+
+fn variable<'a>(d: &'a Value, name: &str) -> &'a Value {
+    variables(d)
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no template variable `{name}`"))
+}
+
+/// The query of a query variable: `query.query` (Grafana 10 object form) or a plain string.
+fn variable_query(v: &Value) -> &str {
+    v["query"]["query"]
+        .as_str()
+        .or_else(|| v["query"].as_str())
+        .expect("variable query")
+}
+
+/// `$name` / `${name}` / `${name:format}` references in `text`.
+fn var_refs(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        rest = &rest[i + 1..];
+        let name: String = if let Some(braced) = rest.strip_prefix('{') {
+            braced
+                .split(['}', ':'])
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        } else {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        };
+        if !name.is_empty() {
+            out.insert(name);
+        }
+    }
+    out
+}
+
+/// Label selectors `metric{...}` in a PromQL expression: (metric name, matchers).
+fn selectors(expr: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(open) = rest.find('{') {
+        let metric: String = rest[..open]
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let close = rest[open..].find('}').expect("unbalanced braces") + open;
+        out.push((metric, rest[open + 1..close].to_owned()));
+        rest = &rest[close + 1..];
+    }
+    out
+}
+
+/// Range-vector windows `[...]` in a PromQL expression.
+fn windows(expr: &str) -> Vec<&str> {
+    expr.split('[')
+        .skip(1)
+        .map(|s| s.split(']').next().unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn dashboard_is_importable_and_provisionable() {
+    let d = dashboard();
+    assert_eq!(d["uid"], "tikv-health-exporter");
+    assert_eq!(d["title"], "TiKV Health (tikv-health-exporter)");
+    assert_eq!(d["schemaVersion"], 39);
+    assert!(d["id"].is_null(), "id must be null so import creates it");
+
+    // UI import: the data source input and what the dashboard requires.
+    let inputs = d["__inputs"].as_array().expect("__inputs");
+    assert!(
+        inputs.iter().any(|i| i["name"] == "DS_PROMETHEUS"
+            && i["type"] == "datasource"
+            && i["pluginId"] == "prometheus"),
+        "__inputs lacks DS_PROMETHEUS: {inputs:?}"
+    );
+    let requires = d["__requires"].as_array().expect("__requires");
+    let required = |ty: &str, id: &str| requires.iter().any(|r| r["type"] == ty && r["id"] == id);
+    assert!(required("grafana", "grafana"));
+    assert!(required("datasource", "prometheus"));
+    for p in query_panels(&d) {
+        let ty = p["type"].as_str().unwrap();
+        assert!(required("panel", ty), "__requires lacks panel type {ty}");
+    }
+
+    // File provisioning: `${DS_PROMETHEUS}` is only resolved by the import UI/API, so it may
+    // appear in `__inputs` and as the datasource variable's initial value (import sets it to the
+    // chosen data source; provisioning falls back to the data source named like its text, else
+    // the first one), nowhere else.
+    let mut stripped = d.clone();
+    stripped.as_object_mut().unwrap().remove("__inputs");
+    for v in stripped["templating"]["list"].as_array_mut().unwrap() {
+        if v["type"] == "datasource" {
+            v.as_object_mut().unwrap().remove("current");
+        }
+    }
+    assert!(
+        !stripped.to_string().contains("DS_PROMETHEUS"),
+        "DS_PROMETHEUS outside __inputs breaks file provisioning (grafana#10786)"
+    );
+    let ds = variable(&d, "datasource");
+    assert_eq!(ds["type"], "datasource");
+    assert_eq!(ds["query"], "prometheus");
+    let want_ds = json!({"type": "prometheus", "uid": "${datasource}"});
+
+    // Panels: unique ids, sane grid, the datasource variable everywhere, one query at least.
+    let mut ids = BTreeSet::new();
+    for p in all_panels(&d) {
+        let id = p["id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("panel {:?} has no numeric id", title(p)));
+        assert!(ids.insert(id), "duplicate panel id {id} ({})", title(p));
+        let g = &p["gridPos"];
+        let (x, w, h) = (
+            g["x"].as_u64().unwrap(),
+            g["w"].as_u64().unwrap(),
+            g["h"].as_u64().unwrap(),
+        );
+        assert!(
+            w > 0 && h > 0 && x + w <= 24,
+            "bad gridPos {g} ({})",
+            title(p)
+        );
+    }
+    let defined: BTreeSet<String> = variables(&d)
+        .iter()
+        .map(|v| v["name"].as_str().unwrap().to_owned())
+        .chain(BUILTINS.iter().map(|s| s.to_string()))
+        .collect();
+    for p in query_panels(&d) {
+        let t = title(p);
+        assert_eq!(p["datasource"], want_ds, "panel {t:?}");
+        assert!(!targets(p).is_empty(), "panel {t:?} has no query");
+        let mut refs = BTreeSet::new();
+        for tg in targets(p) {
+            assert_eq!(tg["datasource"], want_ds, "a target of {t:?}");
+            assert!(
+                refs.insert(tg["refId"].as_str().unwrap()),
+                "refId twice in {t:?}"
+            );
+            let expr = tg["expr"].as_str().unwrap_or_default();
+            assert!(!expr.trim().is_empty(), "empty expr in {t:?}");
+            for v in var_refs(expr).into_iter().chain(var_refs(t)) {
+                assert!(defined.contains(&v), "{t:?} uses undefined ${v}: {expr}");
+            }
+            for w in windows(expr) {
+                assert!(
+                    w == "$__rate_interval" || w == "$__range",
+                    "{t:?}: use $__rate_interval (or $__range), not [{w}]: {expr}"
+                );
+            }
+            let sels = selectors(expr);
+            assert!(!sels.is_empty(), "{t:?}: unfiltered query {expr}");
+            for (metric, matchers) in sels {
+                assert!(
+                    matchers.contains(r#"job=~"$job""#),
+                    "{t:?}: {metric} not filtered by job: {expr}"
+                );
+                let per_store = [
+                    "tikv_store_",
+                    "tikv_invariant_",
+                    "tikv_leadership_",
+                    "tikv_log_",
+                ]
+                .iter()
+                .any(|p| metric.starts_with(p));
+                if per_store {
+                    assert!(
+                        matchers.contains(r#"store=~"$store"#),
+                        "{t:?}: {metric} not filtered by store: {expr}"
+                    );
+                }
+            }
+        }
+        if let Some(rep) = p["repeat"].as_str() {
+            assert!(defined.contains(rep), "{t:?} repeats over undefined ${rep}");
+        }
+    }
+
+    // Variables: data source first, the others query through it.
+    assert_eq!(variables(&d)[0]["name"], "datasource");
+    for v in variables(&d).iter().filter(|v| v["type"] == "query") {
+        assert_eq!(v["datasource"], want_ds, "variable {}", v["name"]);
+        for r in var_refs(variable_query(v)) {
+            assert!(defined.contains(&r), "variable {} uses ${r}", v["name"]);
+        }
+    }
+    assert_eq!(
+        variable_query(variable(&d, "job")),
+        "label_values(tikv_health_exporter_build_info, job)"
+    );
+    let store = variable(&d, "store");
+    assert_eq!(
+        variable_query(store),
+        r#"label_values(tikv_store_info{job=~"$job"}, store)"#
+    );
+    assert_eq!(store["multi"], true);
+    assert_eq!(store["includeAll"], true);
+    assert_eq!(store["allValue"], ".*", "All must also match new stores");
+}
+
+#[test]
+fn provisioning_files_are_grafana_provisioning() {
+    let ds: Value = serde_saphyr::from_str(DATASOURCE_YML).expect("datasource YAML");
+    assert_eq!(ds["apiVersion"], 1);
+    let list = ds["datasources"].as_array().expect("datasources");
+    assert_eq!(list.len(), 1);
+    let p = &list[0];
+    assert_eq!(p["type"], "prometheus");
+    assert_eq!(
+        p["uid"], "prometheus",
+        "a fixed uid binds deterministically"
+    );
+    assert_eq!(p["url"], "http://prometheus:9090");
+    assert_eq!(p["access"], "proxy");
+    assert_eq!(p["isDefault"], true);
+
+    let prov: Value = serde_saphyr::from_str(PROVIDER_YML).expect("dashboard provider YAML");
+    assert_eq!(prov["apiVersion"], 1);
+    let providers = prov["providers"].as_array().expect("providers");
+    assert_eq!(providers.len(), 1);
+    let p = &providers[0];
+    assert_eq!(p["type"], "file");
+    let path = p["options"]["path"].as_str().expect("options.path");
+    assert!(path.starts_with('/'), "{path}");
+    // The mount that puts the JSON there is documented next to it.
+    assert!(
+        PROVIDER_YML.lines().any(|l| l.trim_start().starts_with('#')
+            && l.contains(path)
+            && l.contains("./dashboards")),
+        "document the volume mount for {path} in a comment"
+    );
+    if p["options"]["foldersFromFilesStructure"] == true {
+        assert!(p["folder"].is_null() && p["folderUid"].is_null());
+    }
+}
+
+/// Grafana's interpolation of `expr` with `vars` (name → already formatted value).
+fn interpolate(expr: &str, vars: &BTreeMap<&str, String>) -> String {
+    let mut names: Vec<&&str> = vars.keys().collect();
+    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    let mut out = expr.to_owned();
+    for n in names {
+        out = out
+            .replace(&format!("${{{n}}}"), &vars[*n])
+            .replace(&format!("${n}"), &vars[*n]);
+    }
+    out
+}
+
+/// A Prometheus HTTP API GET with URL-encoded parameters; the JSON answer.
+fn api(prom: &RealPrometheus, path: &str, params: &[(&str, &str)]) -> Value {
+    let url = reqwest::Url::parse_with_params(&format!("http://x{path}"), params).unwrap();
+    let full = format!("{}?{}", url.path(), url.query().unwrap_or(""));
+    let (status, body) = prom.get(&full);
+    serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("GET {full}: HTTP {status}, not JSON ({e}): {body}"))
+}
+
+/// `None` when the answer is a success with at least one series of finite values, else why not.
+fn check_answer(v: &Value) -> Option<String> {
+    if v["status"] != "success" {
+        return Some(format!("status {}: {}", v["status"], v["error"]));
+    }
+    let result = &v["data"]["result"];
+    let series = match v["data"]["resultType"].as_str() {
+        Some("scalar") => return None,
+        _ => result.as_array().map_or(&[][..], Vec::as_slice),
+    };
+    if series.is_empty() {
+        return Some("empty result".into());
+    }
+    for s in series {
+        let values: Vec<&Value> = match (s.get("value"), s.get("values")) {
+            (Some(one), _) => vec![&one[1]],
+            (_, Some(many)) => many.as_array().unwrap().iter().map(|p| &p[1]).collect(),
+            _ => return Some(format!("odd series {s}")),
+        };
+        if values.is_empty() {
+            return Some(format!("series without samples: {}", s["metric"]));
+        }
+        for val in values {
+            let f: f64 = val
+                .as_str()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(f64::NAN);
+            if !f.is_finite() {
+                return Some(format!("non-finite value {val} in {}", s["metric"]));
+            }
+        }
+    }
+    None
+}
+
+/// `label_values(selector, label)` → (selector, label).
+fn parse_label_values(q: &str) -> (String, String) {
+    let inner = q
+        .trim()
+        .strip_prefix("label_values(")
+        .and_then(|s| s.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not label_values(...): {q}"));
+    let (sel, label) = inner
+        .rsplit_once(',')
+        .expect("label_values(selector, label)");
+    (sel.trim().to_owned(), label.trim().to_owned())
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn every_panel_query_returns_data_from_a_real_prometheus() {
+    let d = dashboard();
+    let fixture = include_str!("data/tikv-pd-real-lines.log");
+    let lines: Vec<&str> = fixture.lines().collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+
+    let pd = FakePd::with_stores(&cluster(3));
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("tikv.log");
+    std::fs::write(&log, "").unwrap();
+    let exporter = Exporter::start(&[
+        "--pd.endpoints".into(),
+        pd.url(),
+        "--poll-interval".into(),
+        "200ms".into(),
+        "--log.file".into(),
+        format!("{}=1", log.display()),
+    ]);
+    exporter.wait_ready();
+    let append = |part: &[&str]| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        for l in part {
+            writeln!(f, "{l}").unwrap();
+        }
+        f.flush().unwrap();
+    };
+    append(first);
+    let prom = RealPrometheus::start(&[(JOB, vec![exporter.addr()])], Duration::from_secs(1));
+
+    // First scrape (Prometheus 2.42 takes ~5 s), then more lines so rates are not all zero,
+    // then at least 3 scrapes in all, the last one after the exporter counted every line.
+    let scrapes = format!(r#"count_over_time(up{{job="{JOB}"}}[10m])"#);
+    let at_least = |n: f64| {
+        move |v: &Value| {
+            v["data"]["result"][0]["value"][1]
+                .as_str()
+                .and_then(|s| s.parse::<f64>().ok())
+                .is_some_and(|x| x >= n)
+        }
+    };
+    prom.wait_for(&scrapes, at_least(1.0), Duration::from_secs(30));
+    append(second);
+    exporter.wait_metrics("every fixture line counted", Duration::from_secs(10), |m| {
+        m.contains(r#"tikv_log_malformed_lines_total{source="file:tikv.log",store="1"} 2"#)
+            && m.contains(r#"event="pd_leader_changed"} 7"#)
+    });
+    let counted = r#"sum(tikv_log_lines_total) + sum(tikv_log_malformed_lines_total)"#;
+    prom.wait_for(
+        counted,
+        at_least(lines.len() as f64 - 0.5),
+        Duration::from_secs(15),
+    );
+    let scraped = prom.wait_for(&scrapes, at_least(3.0), Duration::from_secs(15));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    // Let a few scrapes with the second half land so every [$__rate_interval] window is full.
+    while Instant::now() < deadline && !at_least(5.0)(&prom.query_blocking(&scrapes)) {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!(
+        "scrapes so far: {}",
+        scraped["data"]["result"][0]["value"][1]
+    );
+
+    let mut failures = Vec::new();
+    let mut checked = 0usize;
+
+    // Template variable queries, as Grafana runs label_values(): the label values API.
+    let mut var_values: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let base: BTreeMap<&str, String> = [("job", JOB.to_owned())].into();
+    for v in variables(&d).iter().filter(|v| v["type"] == "query") {
+        let name = v["name"].as_str().unwrap();
+        let q = interpolate(variable_query(v), &base);
+        let (sel, label) = parse_label_values(&q);
+        let answer = api(
+            &prom,
+            &format!("/api/v1/label/{label}/values"),
+            &[("match[]", &sel)],
+        );
+        checked += 1;
+        let values: Vec<String> = answer["data"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if answer["status"] != "success" || values.is_empty() {
+            failures.push(format!("variable ${name}: {q}\n    -> {answer}"));
+        }
+        var_values.insert(name.to_owned(), values);
+    }
+    assert!(var_values["job"].iter().any(|j| j == JOB), "{var_values:?}");
+    assert_eq!(var_values["store"], ["1", "2", "3"], "{var_values:?}");
+    assert_eq!(
+        var_values["invariant"],
+        ["disk_usage", "pd_leader", "store_down", "store_slow"],
+        "{var_values:?}"
+    );
+
+    // Panel queries under the selections a user makes: All (the allValue `.*`), and several
+    // values picked (Grafana's `(a|b)` regex form).
+    let multi = |name: &str| format!("({})", var_values[name].join("|"));
+    let scenarios: Vec<(&str, BTreeMap<&str, String>)> = vec![
+        (
+            "All selected",
+            [
+                ("job", JOB.to_owned()),
+                ("store", ".*".to_owned()),
+                ("invariant", multi("invariant")),
+            ]
+            .into(),
+        ),
+        (
+            "stores 1,2,3 picked",
+            [
+                ("job", JOB.to_owned()),
+                ("store", multi("store")),
+                ("invariant", multi("invariant")),
+            ]
+            .into(),
+        ),
+    ];
+    let builtins = [
+        ("__rate_interval", "15s"),
+        ("__interval", "1s"),
+        ("__interval_ms", "1000"),
+        ("__range", "1m"),
+        ("__range_s", "60"),
+        ("__range_ms", "60000"),
+    ];
+    let end = now();
+    let (start_s, end_s) = (format!("{:.3}", end - 20.0), format!("{end:.3}"));
+    for p in query_panels(&d) {
+        let t = title(p);
+        for (scenario, vars) in &scenarios {
+            let mut vars = vars.clone();
+            vars.extend(builtins.iter().map(|(k, v)| (*k, v.to_string())));
+            // A repeated panel is drawn once per value of its variable.
+            let repeats: Vec<String> = match p["repeat"].as_str() {
+                Some(r) => var_values[r].clone(),
+                None => vec![String::new()],
+            };
+            for value in &repeats {
+                if let Some(r) = p["repeat"].as_str() {
+                    vars.insert(r, value.clone());
+                }
+                for tg in targets(p) {
+                    let raw = tg["expr"].as_str().unwrap();
+                    let expr = interpolate(raw, &vars);
+                    let what = format!(
+                        "panel {t:?} [{scenario}{}] target {}:\n    {expr}",
+                        if value.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", ${}={value}", p["repeat"].as_str().unwrap())
+                        },
+                        tg["refId"]
+                    );
+                    if expr.contains('$') {
+                        failures.push(format!("{what}\n    -> uninterpolated variable"));
+                        continue;
+                    }
+                    let instant = api(&prom, "/api/v1/query", &[("query", &expr)]);
+                    checked += 1;
+                    if let Some(why) = check_answer(&instant) {
+                        failures.push(format!("{what}\n    -> instant query: {why}: {instant}"));
+                    }
+                    if tg["range"] == true {
+                        let range = api(
+                            &prom,
+                            "/api/v1/query_range",
+                            &[
+                                ("query", &expr),
+                                ("start", &start_s),
+                                ("end", &end_s),
+                                ("step", "1"),
+                            ],
+                        );
+                        checked += 1;
+                        if let Some(why) = check_answer(&range) {
+                            failures.push(format!("{what}\n    -> range query: {why}: {range}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{checked} queries checked");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} dashboard queries failed:\n{}\nexporter /metrics:\n{}",
+        failures.len(),
+        failures.join("\n"),
+        exporter.metrics()
+    );
+}
