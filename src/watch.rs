@@ -209,7 +209,10 @@ impl Watcher {
         let warmup = self.prometheus_warmup.as_secs_f64();
         if warmup > 0.0 {
             if let Ok(started) = prom.start_time().await {
-                if self.prometheus_started.is_some_and(|prev| started > prev + 1.0) {
+                if self
+                    .prometheus_started
+                    .is_some_and(|prev| started > prev + 1.0)
+                {
                     self.prometheus_warm_until = started + warmup;
                 }
                 self.prometheus_started = Some(started);
