@@ -142,11 +142,8 @@ fn parsed_json<'a>(n: u64, l: &LogLine<'a>) -> ParsedJson<'a> {
 struct EventJson<'a> {
     line: u64,
     time: Option<String>,
-    event: &'static str,
-    region_id: Option<u64>,
-    from_store: Option<u64>,
-    to_store: Option<u64>,
-    term: Option<u64>,
+    #[serde(flatten)]
+    event: LeadershipEvent,
     message: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     file: Option<&'a str>,
@@ -161,11 +158,7 @@ fn event_json<'a>(
     EventJson {
         line: n,
         time: l.time.map(|t| t.to_rfc3339()),
-        event: ev.kind.as_str(),
-        region_id: ev.region_id,
-        from_store: ev.from_store,
-        to_store: ev.to_store,
-        term: ev.term,
+        event: *ev,
         message: l.message.map(|m| m.decode()),
         file,
     }

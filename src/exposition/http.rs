@@ -107,11 +107,8 @@ struct EventJson {
     source: String,
     store: String,
     time: Option<String>,
-    event: &'static str,
-    region_id: Option<u64>,
-    from_store: Option<u64>,
-    to_store: Option<u64>,
-    term: Option<u64>,
+    #[serde(flatten)]
+    event: crate::logs::events::LeadershipEvent,
     message: String,
 }
 
@@ -124,11 +121,7 @@ fn leadership(shared: &Shared, limit: usize) -> Vec<EventJson> {
             source: h.source,
             store: h.store,
             time: h.time,
-            event: h.event.kind.as_str(),
-            region_id: h.event.region_id,
-            from_store: h.event.from_store,
-            to_store: h.event.to_store,
-            term: h.event.term,
+            event: h.event,
             message: h.message,
         })
         .collect()

@@ -71,10 +71,18 @@ impl EventKind {
     }
 }
 
-/// A classified leadership event with the identifiers found on its line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+impl serde::Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// A classified leadership event with the identifiers found on its line; serializes as
+/// `"event", "region_id", "from_store", "to_store", "term"` (nulls where unknown).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct LeadershipEvent {
     /// What happened.
+    #[serde(rename = "event")]
     pub kind: EventKind,
     /// Region id from `region_id` / `region-id` (or a legacy `[region N]` message tag).
     pub region_id: Option<u64>,
