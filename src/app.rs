@@ -122,6 +122,13 @@ pub async fn run_observed(
         log_stats.push(stats);
     }
     let shared = Arc::new(Shared::new(log_stats, history));
+    let docker = cfg.logs.docker.enabled.then(|| {
+        crate::logs::docker::DockerSource::spawn(
+            &cfg.logs.docker,
+            cfg.logs.max_line_bytes,
+            shared.clone(),
+        )
+    });
     let http = Arc::new(HttpState {
         shared: shared.clone(),
         registry: registry(shared.clone(), BuildInfo::current()),
@@ -130,11 +137,16 @@ pub async fn run_observed(
     let (stop_http, stop_rx) = watch::channel(false);
     let server = tokio::spawn(serve(listener, http, stop_rx));
     crate::log::info(&format!(
-        "listening on {addr}; polling PD {} every {}; {} invariants; {} log files",
+        "listening on {addr}; polling PD {} every {}; {} invariants; {} log files{}",
         cfg.pd.endpoints.join(","),
         cfg.poll_interval,
         watcher.definitions().len(),
-        cfg.logs.files.len()
+        cfg.logs.files.len(),
+        if cfg.logs.docker.enabled {
+            "; following Docker containers"
+        } else {
+            ""
+        }
     ));
 
     let mut tick = tokio::time::interval(cfg.poll_interval.0);
@@ -156,6 +168,9 @@ pub async fn run_observed(
     let _ = stop_http.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     watcher.flush_state();
+    if let Some(d) = docker {
+        d.shutdown().await;
+    }
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();

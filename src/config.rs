@@ -326,12 +326,90 @@ impl LogFileConfig {
     }
 }
 
+/// `logs.docker`: follow the stdout/stderr of Docker containers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerLogsConfig {
+    /// Follow containers at all.
+    pub enabled: bool,
+    /// Engine address: `unix:///var/run/docker.sock`, a socket path, or `tcp://host:2375`;
+    /// unset: `DOCKER_HOST`, else the local socket.
+    pub host: Option<String>,
+    /// Container names to follow, exact or glob (`*`, `?`); any one may match.
+    pub containers: Vec<String>,
+    /// Labels a container must all carry: `key=value`, or `key` for any value.
+    pub labels: Vec<String>,
+    /// Container name → PD store id, overriding the mapping by address.
+    pub stores: BTreeMap<String, String>,
+    /// Also read what running containers logged before the exporter started.
+    pub from_start: bool,
+}
+
+impl DockerLogsConfig {
+    /// Checks the section; errors name the key (relative to `logs.docker`).
+    fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |k: String, m: &str| Err((format!("logs.docker.{k}"), m.to_owned()));
+        if let Some(h) = &self.host {
+            let h = h.trim();
+            let ok = h.starts_with('/')
+                || ["unix://", "tcp://", "http://"]
+                    .iter()
+                    .any(|p| h.strip_prefix(p).is_some_and(|r| !r.is_empty()));
+            if !ok {
+                return bad(
+                    "host".into(),
+                    &format!(
+                        "`{h}`: expected unix:///path, /path/to.sock, tcp://host:port or http://host:port"
+                    ),
+                );
+            }
+        }
+        for (i, c) in self.containers.iter().enumerate() {
+            if c.trim().is_empty() || c.contains('/') {
+                return bad(
+                    format!("containers[{i}]"),
+                    &format!("`{c}` is not a container name or pattern"),
+                );
+            }
+        }
+        for (i, l) in self.labels.iter().enumerate() {
+            if l.split_once('=')
+                .map_or(l.as_str(), |(k, _)| k)
+                .trim()
+                .is_empty()
+            {
+                return bad(
+                    format!("labels[{i}]"),
+                    &format!("`{l}`: expected key=value or key"),
+                );
+            }
+        }
+        for (name, store) in &self.stores {
+            if name.trim().is_empty() || store.trim().is_empty() {
+                return bad(
+                    format!("stores.{name}"),
+                    "container name and store id must not be empty",
+                );
+            }
+        }
+        if self.enabled && self.containers.is_empty() && self.labels.is_empty() {
+            return bad(
+                "containers".into(),
+                "give container names or patterns, or labels, to select containers (`*` follows every container)",
+            );
+        }
+        Ok(())
+    }
+}
+
 /// `logs`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogsConfig {
     /// Files to follow.
     pub files: Vec<LogFileConfig>,
+    /// Docker containers to follow.
+    pub docker: DockerLogsConfig,
     /// How many recent leadership events `/api/v1/leadership` keeps.
     pub history_size: usize,
     /// Longest accepted log line.
@@ -344,6 +422,7 @@ impl Default for LogsConfig {
     fn default() -> Self {
         LogsConfig {
             files: Vec::new(),
+            docker: DockerLogsConfig::default(),
             history_size: 1000,
             max_line_bytes: crate::logs::parse::DEFAULT_MAX_LINE_BYTES,
             poll_interval: Dur(Duration::from_millis(250)),
@@ -628,6 +707,10 @@ impl Config {
                 ));
             }
         }
+        self.logs
+            .docker
+            .validate()
+            .map_err(|(key, message)| bad(&key, message))?;
         if self.logs.max_line_bytes == 0 {
             return Err(bad("logs.max_line_bytes", "must be greater than 0".into()));
         }
@@ -849,6 +932,54 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.key, "custom_invariants.op");
+    }
+
+    #[test]
+    fn docker_section_defaults_and_validation() {
+        let cfg =
+            Config::from_yaml("logs:\n  docker:\n    enabled: true\n    containers: [tikv-*]\n")
+                .unwrap();
+        let d = &cfg.logs.docker;
+        assert!(d.enabled && d.host.is_none() && d.labels.is_empty() && !d.from_start);
+        assert_eq!(d.containers, ["tikv-*"]);
+        assert_eq!(Config::default().logs.docker, DockerLogsConfig::default());
+        let full = "logs:\n  docker:\n    enabled: true\n    host: unix:///run/docker.sock\n    labels: [com.docker.compose.service=tikv]\n    stores:\n      tikv0: \"1\"\n    from_start: true\n";
+        let cfg = Config::from_yaml(full).unwrap();
+        assert_eq!(cfg.logs.docker.stores["tikv0"], "1");
+        assert_eq!(Config::from_yaml(&cfg.to_yaml()).unwrap(), cfg);
+        let cases = [
+            (
+                "logs:\n  docker:\n    enabled: true\n",
+                "logs.docker.containers",
+                Some(2),
+            ),
+            (
+                "logs:\n  docker:\n    host: ftp://x\n",
+                "logs.docker.host",
+                Some(3),
+            ),
+            (
+                "logs:\n  docker:\n    containers: [a, \"\"]\n",
+                "logs.docker.containers[1]",
+                Some(3),
+            ),
+            (
+                "logs:\n  docker:\n    labels:\n      - =x\n",
+                "logs.docker.labels[0]",
+                Some(4),
+            ),
+            (
+                "logs:\n  docker:\n    stores:\n      tikv0: \"\"\n",
+                "logs.docker.stores.tikv0",
+                Some(4),
+            ),
+        ];
+        for (yaml, key, line) in cases {
+            let e = Config::from_yaml(yaml).unwrap_err();
+            assert_eq!((e.key.as_str(), e.line), (key, line), "{yaml}: {e}");
+        }
+        let e = Config::from_yaml("logs:\n  docker:\n    container: [x]\n").unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("logs.docker.container", Some(3)));
     }
 
     #[test]

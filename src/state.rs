@@ -98,12 +98,47 @@ pub struct Snapshot {
     pub max_store_down_time: Option<f64>,
 }
 
+/// The counters of every log source. File sources are known at start; Docker sources are added
+/// (or replaced, when a container's store mapping changes) while running.
+#[derive(Debug, Default)]
+pub struct LogSources(RwLock<Vec<Arc<SourceStats>>>);
+
+impl LogSources {
+    /// A copy of the current list, in the order the sources were added.
+    pub fn list(&self) -> Vec<Arc<SourceStats>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Iterates over a copy of the current list.
+    pub fn iter(&self) -> std::vec::IntoIter<Arc<SourceStats>> {
+        self.list().into_iter()
+    }
+
+    /// Adds a source, replacing the one with the same `source` label (so that label never
+    /// appears twice in the exposition).
+    pub fn upsert(&self, stats: Arc<SourceStats>) {
+        let mut v = self.0.write().unwrap_or_else(|p| p.into_inner());
+        match v.iter_mut().find(|s| s.source == stats.source) {
+            Some(slot) => *slot = stats,
+            None => v.push(stats),
+        }
+    }
+}
+
+impl IntoIterator for &LogSources {
+    type Item = Arc<SourceStats>;
+    type IntoIter = std::vec::IntoIter<Arc<SourceStats>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// State shared between the poller, the log readers and the HTTP server.
 #[derive(Debug)]
 pub struct Shared {
     snapshot: RwLock<Arc<Snapshot>>,
     /// Counters of every log source.
-    pub logs: Vec<Arc<SourceStats>>,
+    pub logs: LogSources,
     /// Recent leadership events of all log sources.
     pub history: Arc<EventHistory>,
     ready: std::sync::atomic::AtomicBool,
@@ -114,7 +149,7 @@ impl Shared {
     pub fn new(logs: Vec<Arc<SourceStats>>, history: Arc<EventHistory>) -> Self {
         Shared {
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
-            logs,
+            logs: LogSources(RwLock::new(logs)),
             history,
             ready: std::sync::atomic::AtomicBool::new(false),
         }

@@ -67,6 +67,28 @@ pub struct RunArgs {
     /// Log file to follow, as PATH or PATH=STORE_ID; repeatable (logs.files).
     #[arg(long = "log.file", value_name = "PATH[=STORE]")]
     pub log_files: Vec<String>,
+    /// Follow Docker containers' logs (logs.docker.enabled); select them with
+    /// --log.docker.container and/or --log.docker.label (either implies this flag).
+    #[arg(long = "log.docker")]
+    pub log_docker: bool,
+    /// Docker engine: unix:///path, /path/to.sock or tcp://host:port (logs.docker.host;
+    /// default DOCKER_HOST, else the local socket).
+    #[arg(long = "log.docker.host", value_name = "URL")]
+    pub log_docker_host: Option<String>,
+    /// Container name to follow, exact or glob (`tikv-*`); repeatable (logs.docker.containers).
+    #[arg(long = "log.docker.container", value_name = "PATTERN")]
+    pub log_docker_containers: Vec<String>,
+    /// Label a followed container must carry, KEY=VALUE or KEY; repeatable, all must match
+    /// (logs.docker.labels).
+    #[arg(long = "log.docker.label", value_name = "KEY[=VALUE]")]
+    pub log_docker_labels: Vec<String>,
+    /// Map a container to a PD store id, NAME=STORE; repeatable (logs.docker.stores).
+    #[arg(long = "log.docker.store", value_name = "NAME=STORE")]
+    pub log_docker_stores: Vec<String>,
+    /// Also read what running containers logged before the exporter started
+    /// (logs.docker.from_start).
+    #[arg(long = "log.docker.from-start")]
+    pub log_docker_from_start: bool,
     /// Address to listen on (web.listen_address, default :19180).
     #[arg(long = "web.listen-address", value_name = "ADDR")]
     pub listen_address: Option<String>,
@@ -266,6 +288,25 @@ pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
             store,
             from_start: false,
         });
+    }
+    let docker = &mut cfg.logs.docker;
+    if run.log_docker || !run.log_docker_containers.is_empty() || !run.log_docker_labels.is_empty()
+    {
+        docker.enabled = true;
+    }
+    if let Some(h) = run.log_docker_host {
+        docker.host = Some(h);
+    }
+    docker.containers.extend(run.log_docker_containers);
+    docker.labels.extend(run.log_docker_labels);
+    for spec in run.log_docker_stores {
+        let (name, store) = spec.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("--log.docker.store `{spec}`: expected CONTAINER=STORE_ID")
+        })?;
+        docker.stores.insert(name.to_owned(), store.to_owned());
+    }
+    if run.log_docker_from_start {
+        docker.from_start = true;
     }
     if let Some(a) = run.listen_address {
         cfg.web.listen_address = a;

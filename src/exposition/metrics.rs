@@ -251,7 +251,7 @@ impl Collector for StateCollector {
             per_store(|s| s.slow_score),
         )?;
 
-        let logs = &self.shared.logs;
+        let logs = self.shared.logs.list();
         let snaps: Vec<_> = logs.iter().map(|s| (s, s.snapshot())).collect();
         counters(
             &mut enc,

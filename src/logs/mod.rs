@@ -1,6 +1,7 @@
 //! The log half of the exporter: log lines → parser → events → counters and history.
 
 pub mod batch;
+pub mod docker;
 pub mod events;
 pub mod file;
 pub mod ingest;

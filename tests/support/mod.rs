@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod alertmanager;
+pub mod docker;
 pub mod exporter;
 pub mod fake_pd;
 pub mod fake_tikv;
