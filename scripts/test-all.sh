@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)   # tests/cli.rs runs the corpus generator
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)   # tests/prometheus_client.rs runs a real Prometheus
-command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)   # tests/alerts.rs: amtool, a real Alertmanager
+command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+command -v busybox >/dev/null 2>&1 || need_apt+=(busybox-static)   # tests/docker_source.rs builds its test image from it   # tests/alerts.rs: amtool, a real Alertmanager
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "==> installing ${need_apt[*]}"
     apt-get update -qq

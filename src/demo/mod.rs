@@ -126,7 +126,7 @@ fn step(sim: &SimCluster, t: u64) -> Option<&'static str> {
                 s.write_latency = 0.3;
                 s.cpu_cores = 7.0;
             });
-            Some("store 1 turns slow: slow_score 90, write p99 300 ms, CPU 7/8 cores")
+            Some("store 1 turns slow for 6s: slow_score 90, write p99 300 ms, CPU 7/8 cores")
         }
         36 => {
             sim.update(1, |s| {

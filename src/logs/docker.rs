@@ -539,14 +539,14 @@ type KeyMap = HashMap<u64, u32, BuildHasherDefault<KeyHasher>>;
 
 /// What was counted recently, to drop it when a re-attach replays it.
 ///
-/// `window` holds a multiset of line keys (a hash of docker timestamp and content) per second,
-/// for every second a re-attach may resume from. At a re-attach the keys of the replayed
-/// seconds become a budget: a replayed line whose key is in the budget (up to its count) is
-/// dropped; anything else is new.
+/// `window` holds the keys of the lines counted (a hash of docker timestamp and content; 8
+/// bytes each, in a plain list per second) for every second a re-attach may resume from. At a
+/// re-attach the keys of the replayed seconds become a budget (a multiset): a replayed line
+/// whose key is in the budget (up to its count) is dropped; anything else is new.
 #[derive(Debug, Default)]
 pub struct Dedupe {
     max_ts: Option<i64>,
-    window: VecDeque<(i64, KeyMap)>,
+    window: VecDeque<(i64, Vec<u64>)>,
     entries: usize,
     budget: KeyMap,
     replay_upto: i64,
@@ -567,20 +567,25 @@ impl Dedupe {
             *c -= 1;
             return false;
         }
+        if !self.budget.is_empty() && ts.div_euclid(NANOS) > self.replay_upto.div_euclid(NANOS) + 1
+        {
+            // Well past the replayed range: nothing left to drop.
+            self.budget = KeyMap::default();
+        }
         let sec = ts.div_euclid(NANOS);
         let pos = self.window.iter().rposition(|(s, _)| *s <= sec);
         let bucket = match pos {
             Some(i) if self.window[i].0 == sec => &mut self.window[i].1,
             Some(i) => {
-                self.window.insert(i + 1, (sec, KeyMap::default()));
+                self.window.insert(i + 1, (sec, Vec::new()));
                 &mut self.window[i + 1].1
             }
             None => {
-                self.window.push_front((sec, KeyMap::default()));
+                self.window.push_front((sec, Vec::new()));
                 &mut self.window[0].1
             }
         };
-        *bucket.entry(key).or_insert(0) += 1;
+        bucket.push(key);
         self.entries += 1;
         self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
         true
@@ -599,7 +604,7 @@ impl Dedupe {
                     "docker source: over a million lines in one second; a re-attach in that second may count some lines twice",
                 );
             }
-            self.entries -= m.values().map(|&c| c as usize).sum::<usize>();
+            self.entries -= m.len();
             self.window.pop_front();
         }
     }
@@ -618,10 +623,10 @@ impl Dedupe {
     /// Starts a replay from second `since`: lines counted in it or later are dropped once.
     pub fn begin_replay(&mut self, since: i64) {
         self.budget.clear();
-        for (s, m) in &self.window {
+        for (s, keys) in &self.window {
             if *s >= since {
-                for (k, c) in m {
-                    *self.budget.entry(*k).or_insert(0) += c;
+                for k in keys {
+                    *self.budget.entry(*k).or_insert(0) += 1;
                 }
             }
         }
@@ -1154,6 +1159,10 @@ impl Supervisor {
         let mut last_error = String::new();
         while !*self.stop.borrow() {
             let result = self.connected(&mut backoff).await;
+            if self.engine_tx.borrow().is_some() {
+                // It was connected: report the next failure even if it is the same as before.
+                last_error.clear();
+            }
             self.engine_tx.send_replace(None);
             match result {
                 Ok(()) => break,
@@ -1606,6 +1615,103 @@ mod tests {
         assert_eq!(got[0].0, t1);
         assert!(got[0].1.is_err());
         assert_eq!(got[1], (t2, Ok("next\r".into())));
+    }
+
+    fn parser(cutoff: i64) -> (Parser, Arc<Shared>) {
+        let shared = Arc::new(Shared::new(Vec::new(), Arc::new(EventHistory::new(100))));
+        let p = Parser {
+            tracked: HashMap::new(),
+            shared: shared.clone(),
+            history: shared.history.clone(),
+            max_line: 1 << 20,
+            cutoff,
+            hasher: RandomState::new(),
+        };
+        (p, shared)
+    }
+
+    fn leader(at: &str, region: u64) -> LogOutput {
+        LogOutput::StdErr {
+            message: format!(
+                "2026-11-22T03:17:{at}Z [2024/07/12 09:26:10.005 +00:00] [INFO] [raft.rs:874] [\"became leader at term 6\"] [region_id={region}]\n"
+            )
+            .into(),
+        }
+    }
+
+    #[test]
+    fn parser_resumes_without_loss_or_double_count() {
+        let (mut p, shared) = parser(i64::MIN);
+        let name: Arc<str> = "tikv0".into();
+        let (since, stats) = p.attach(&name, "id1".into(), String::new());
+        assert_eq!(since, 0);
+        let long_start = LogOutput::StdOut {
+            message: format!(
+                "2026-11-22T03:17:10.900000000Z [2024/07/12 09:26:10.005 +00:00] [INFO] [raft.rs:874] [\"became leader at term 6\"] [region_id=9] [x={}",
+                "y".repeat(16_000)
+            )
+            .into(),
+        };
+        let long_end = LogOutput::StdOut {
+            message: "2026-11-22T03:17:10.900000000Z ]\n".into(),
+        };
+        // Two lines in second :10, one in :11, and a long stdout line started in :10.
+        p.frames(
+            "tikv0",
+            &[
+                leader("10.100000000", 1),
+                leader("10.500000000", 2),
+                long_start.clone(),
+                leader("11.200000000", 3),
+            ],
+        );
+        let lines = |s: &SourceStats| s.snapshot().lines();
+        assert_eq!(lines(&stats), 3);
+        // Re-attach: resume from the second the unfinished line started in; the replay
+        // repeats what was counted (dropped), the whole long line and then new lines.
+        let (since, _) = p.attach(&name, "id1".into(), String::new());
+        assert_eq!(i64::from(since), ts("2026-11-22T03:17:10Z") / NANOS);
+        p.frames(
+            "tikv0",
+            &[
+                leader("10.100000000", 1),
+                leader("10.500000000", 2),
+                long_start,
+                leader("11.200000000", 3),
+                long_end,
+                leader("12.000000000", 4),
+            ],
+        );
+        let snap = stats.snapshot();
+        assert_eq!(snap.lines(), 5);
+        assert_eq!(
+            snap.events[crate::logs::events::EventKind::BecameLeader.index()],
+            5
+        );
+        // A new container under the same name starts over and counts everything.
+        let (since, _) = p.attach(&name, "id2".into(), String::new());
+        assert_eq!(since, 0);
+        p.frames("tikv0", &[leader("12.000000000", 4)]);
+        assert_eq!(lines(&stats), 6);
+        // A new store mapping replaces the source (same label, once) in the exported list.
+        let (_, moved) = p.attach(&name, "id2".into(), "7".into());
+        let list = shared.logs.list();
+        assert_eq!(list.len(), 1);
+        assert!(Arc::ptr_eq(&list[0], &moved));
+        assert_eq!(
+            (moved.source.as_str(), moved.store.as_str()),
+            ("docker:tikv0", "7")
+        );
+    }
+
+    #[test]
+    fn lines_before_the_cutoff_are_not_counted() {
+        let (mut p, _) = parser(ts("2026-11-22T03:17:10.300000000Z"));
+        let name: Arc<str> = "c".into();
+        let (since, stats) = p.attach(&name, "id".into(), String::new());
+        assert_eq!(i64::from(since), ts("2026-11-22T03:17:10Z") / NANOS);
+        p.frames("c", &[leader("10.100000000", 1), leader("10.500000000", 2)]);
+        assert_eq!(stats.snapshot().lines(), 1);
     }
 
     #[test]
