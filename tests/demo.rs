@@ -22,23 +22,30 @@ impl Drop for Kill {
     }
 }
 
-#[test]
-fn demo_goes_pending_firing_resolved_within_a_minute() {
+/// Starts `demo` with `extra` args on a free port; returns its address, a guard that kills it,
+/// and its stdout lines as they arrive.
+fn start_demo(extra: &[&str]) -> (std::net::SocketAddr, Kill, mpsc::Receiver<String>) {
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut child = Command::new(binary())
         .args(["demo", "--web.listen-address", &addr.to_string()])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let _guard = Kill(child);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
+    (addr, Kill(child), rx)
+}
+
+#[test]
+fn demo_goes_pending_firing_resolved_within_a_minute() {
+    let (addr, _guard, rx) = start_demo(&[]);
     let start = Instant::now();
     let metrics = || http_get(addr, "/metrics").map(|r| r.2).unwrap_or_default();
     let disk = inv("disk_usage", "3", "warning");
@@ -129,27 +136,7 @@ fn demo_goes_pending_firing_resolved_within_a_minute() {
 fn demo_with_prometheus_runs_the_prometheus_invariants() {
     use support::prometheus::{RealPrometheus, render_config};
     let prom = RealPrometheus::start(&[], Duration::from_secs(1));
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut child = Command::new(binary())
-        .args([
-            "demo",
-            "--web.listen-address",
-            &addr.to_string(),
-            "--prometheus.url",
-            &prom.url(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _guard = Kill(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (addr, _guard, rx) = start_demo(&["--prometheus.url", &prom.url()]);
     // "Prometheus must scrape the simulated TiKVs: ... targets: ['127.0.0.1:P1', ...]"
     let deadline = Instant::now() + Duration::from_secs(15);
     let targets: Vec<std::net::SocketAddr> = loop {
