@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use tikv_health_exporter::config::{Op, Severity};
+use tikv_health_exporter::domain::{Op, Severity};
+use tikv_health_exporter::exposition::View;
 use tikv_health_exporter::exposition::metrics::{BuildInfo, registry, render};
 use tikv_health_exporter::invariants::engine::Phase;
-use tikv_health_exporter::logs::ingest::{EventHistory, SourceStats};
-use tikv_health_exporter::state::{InvariantView, Shared, Snapshot, SourceHealth, StoreView};
+use tikv_health_exporter::logs::ingest::EventHistory;
+use tikv_health_exporter::logs::source::LogRegistry;
+use tikv_health_exporter::snapshot::{InvariantView, Published, Snapshot, SourceHealth, StoreView};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -88,17 +90,17 @@ fn snapshot(stores: u64) -> Snapshot {
 }
 
 fn scrape(c: &mut Criterion) {
-    let logs: Vec<Arc<SourceStats>> = (1..=3)
-        .map(|i| {
-            Arc::new(SourceStats::new(
-                format!("file:tikv-{i}.log"),
-                i.to_string(),
-            ))
-        })
-        .collect();
-    let shared = Arc::new(Shared::new(logs, Arc::new(EventHistory::new(1000))));
-    shared.publish(snapshot(STORES));
-    let reg = registry(shared, BuildInfo::current());
+    let logs = Arc::new(LogRegistry::new());
+    for i in 1..=3 {
+        logs.register(format!("file:tikv-{i}.log"), i.to_string());
+    }
+    let view = Arc::new(View {
+        published: Arc::new(Published::new()),
+        logs,
+        history: Arc::new(EventHistory::new(1000)),
+    });
+    view.published.publish(snapshot(STORES));
+    let reg = registry(view, BuildInfo::current());
     let bytes = render(&reg).len();
     let mut g = c.benchmark_group("scrape");
     g.throughput(criterion::Throughput::Bytes(bytes as u64));

@@ -6,13 +6,16 @@
 
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod domain;
 pub mod exposition;
+pub mod http_server;
 pub mod invariants;
 pub mod log;
 pub mod logs;
 pub mod observations;
+pub mod poller;
+pub mod snapshot;
 pub mod sources;
-pub mod state;
-pub mod watch;

@@ -4,19 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use crate::sources::pd::{Store, StoreState};
+use crate::domain::{PdHealth, Store, StoreState};
 use crate::sources::prometheus::Sample;
-
-/// PD's own health as seen by `/members` and `/health`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PdHealth {
-    /// Name of the PD leader, if there is one.
-    pub leader: Option<String>,
-    /// Names of members that `/health` reports unhealthy.
-    pub unhealthy: Vec<String>,
-    /// Number of members.
-    pub members: usize,
-}
 
 /// Inputs of one evaluation round.
 #[derive(Clone, Debug)]

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use support::fake_pd::{self, FakePd, StoreSpec, samples, tls::Pki};
 use support::http::{Response, free_port};
+use tikv_health_exporter::domain::{Member, MemberHealth, Store, StoreState};
 use tikv_health_exporter::sources::pd::{
-    Member, MemberHealth, PdClient, PdClientConfig, PdError, PdTls, Store, StoreState,
-    parse_byte_size, parse_go_duration,
+    PdClient, PdClientConfig, PdError, PdTls, parse_byte_size, parse_go_duration,
 };
 
 const GIB: u64 = 1 << 30;

@@ -205,9 +205,14 @@ pub fn main() -> i32 {
         Some(Command::Logs(LogsCommand::Parse(a))) => logs::parse(&a),
         Some(Command::Logs(LogsCommand::Leadership(a))) => logs::leadership(&a),
         Some(Command::CheckConfig(a)) => check_config(&a),
-        Some(Command::Demo(a)) => crate::demo::run(crate::demo::DemoOptions {
-            listen_address: a.listen_address,
-            prometheus_url: a.prometheus_url,
+        Some(Command::Demo(a)) => run_until_signal(|cancel| {
+            crate::demo::run(
+                crate::demo::DemoOptions {
+                    listen_address: a.listen_address,
+                    prometheus_url: a.prometheus_url,
+                },
+                cancel,
+            )
         }),
         None => run_exporter(cli.run),
     };
@@ -323,11 +328,23 @@ pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
 
 fn run_exporter(run: RunArgs) -> anyhow::Result<()> {
     let cfg = effective_config(run)?;
+    run_until_signal(|cancel| crate::app::run(cfg, cancel))
+}
+
+/// Runs `f` on the one runtime (two worker threads: the exporter is small), with a token that
+/// SIGTERM/SIGINT cancel.
+fn run_until_signal<F: std::future::Future<Output = anyhow::Result<()>>>(
+    f: impl FnOnce(tokio_util::sync::CancellationToken) -> F,
+) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(crate::app::run(cfg))
+    rt.block_on(async move {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        crate::app::cancel_on_signal(&cancel);
+        f(cancel).await
+    })
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -3,7 +3,6 @@
 //! endpoints (write-latency histogram, process CPU and quota) for a Prometheus to scrape, and a
 //! TiKV-format log file written as things happen.
 
-use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,11 +12,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::http_server::sync_handler;
 
 /// One simulated store.
 #[derive(Clone, Debug)]
@@ -222,48 +222,48 @@ impl SimCluster {
 }
 
 /// Answers a path with (status, body, content type).
-type Handler = Arc<dyn Fn(&str) -> (u16, String, &'static str) + Send + Sync>;
+type Answer = Arc<dyn Fn(&str) -> (u16, String, &'static str) + Send + Sync>;
 
-async fn serve(listener: TcpListener, handler: Handler) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let (status, body, ctype) = handler(req.uri().path());
-                let mut r = Response::new(Full::new(Bytes::from(body)));
-                *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
-                r.headers_mut().insert(
-                    hyper::header::CONTENT_TYPE,
-                    hyper::header::HeaderValue::from_static(ctype),
-                );
-                async move { Ok::<_, Infallible>(r) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+/// Serves `answer` on `listener` until `cancel`.
+fn serve(listener: TcpListener, answer: Answer, cancel: CancellationToken) {
+    let handler = sync_handler(move |req: Request<Incoming>| {
+        let (status, body, ctype) = answer(req.uri().path());
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(ctype),
+        );
+        r
+    });
+    tokio::spawn(crate::http_server::serve(
+        listener,
+        handler,
+        cancel,
+        std::time::Duration::from_secs(1),
+    ));
 }
 
 /// Starts the PD API on a loopback port; returns its URL.
-pub async fn start_pd(sim: Arc<SimCluster>) -> std::io::Result<String> {
+pub async fn start_pd(sim: Arc<SimCluster>, cancel: CancellationToken) -> std::io::Result<String> {
     let l = TcpListener::bind("127.0.0.1:0").await?;
     let addr = l.local_addr()?;
-    tokio::spawn(serve(
+    serve(
         l,
         Arc::new(move |path: &str| {
             let (code, body) = sim.pd_response(path);
             (code, body, "application/json")
         }),
-    ));
+        cancel,
+    );
     Ok(format!("http://{addr}"))
 }
 
 /// Starts one TiKV metrics endpoint per store (their status addresses); returns the addresses.
-pub async fn start_metrics(sim: Arc<SimCluster>) -> std::io::Result<Vec<SocketAddr>> {
+pub async fn start_metrics(
+    sim: Arc<SimCluster>,
+    cancel: CancellationToken,
+) -> std::io::Result<Vec<SocketAddr>> {
     let mut addrs = Vec::new();
     for s in sim.stores() {
         let l = TcpListener::bind("127.0.0.1:0").await?;
@@ -271,13 +271,14 @@ pub async fn start_metrics(sim: Arc<SimCluster>) -> std::io::Result<Vec<SocketAd
         sim.update(s.id, |st| st.status_addr = Some(addr));
         let sim2 = sim.clone();
         let id = s.id;
-        tokio::spawn(serve(
+        serve(
             l,
             Arc::new(move |path: &str| match path {
                 "/metrics" => (200, sim2.metrics_text(id), "text/plain; version=0.0.4"),
                 _ => (404, "not found\n".into(), "text/plain"),
             }),
-        ));
+            cancel.clone(),
+        );
         addrs.push(addr);
     }
     Ok(addrs)

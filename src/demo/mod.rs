@@ -12,7 +12,10 @@ use cluster::SimCluster;
 
 use crate::config::{Config, Dur, InvariantOverride, LogFileConfig};
 use crate::invariants::engine::Phase;
-use crate::state::{Shared, Snapshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::exposition::View;
+use crate::snapshot::{InvariantView, Snapshot};
 
 /// Options of `demo`.
 #[derive(Clone, Debug)]
@@ -141,8 +144,8 @@ fn step(sim: &SimCluster, t: u64) -> Option<&'static str> {
 }
 
 /// A one-line summary of the invariant states.
-pub fn status_line(snap: &Snapshot, shared: &Shared) -> String {
-    let list = |f: &dyn Fn(&crate::state::InvariantView) -> bool| {
+pub fn status_line(snap: &Snapshot, view: &View) -> String {
+    let list = |f: &dyn Fn(&InvariantView) -> bool| {
         let v: Vec<String> = snap
             .invariants
             .iter()
@@ -161,8 +164,9 @@ pub fn status_line(snap: &Snapshot, shared: &Shared) -> String {
             v.join(" ")
         }
     };
-    let events: u64 = shared
+    let events: u64 = view
         .logs
+        .list()
         .iter()
         .map(|s| s.snapshot().events.iter().sum::<u64>())
         .sum();
@@ -174,63 +178,76 @@ pub fn status_line(snap: &Snapshot, shared: &Shared) -> String {
     )
 }
 
-/// Runs the demo until Ctrl-C.
-pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let dir = std::env::temp_dir().join(format!("tikv-health-exporter-demo-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let sim = SimCluster::new(&dir.join("tikv.log"))?;
-        let pd_url = cluster::start_pd(sim.clone()).await?;
-        let targets = if opts.prometheus_url.is_some() {
-            cluster::start_metrics(sim.clone()).await?
-        } else {
-            Vec::new()
-        };
-        let cfg = demo_config(&opts, &pd_url, sim.log_path());
+/// Runs the demo until `cancel` (Ctrl-C in the CLI); every task it starts stops with it.
+pub async fn run(opts: DemoOptions, cancel: CancellationToken) -> anyhow::Result<()> {
+    let dir =
+        std::env::temp_dir().join(format!("tikv-health-exporter-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = run_in(opts, cancel.clone(), &dir).await;
+    // Whatever happened, the simulated cluster's servers and the scenario stop too.
+    cancel.cancel();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run_in(
+    opts: DemoOptions,
+    cancel: CancellationToken,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let sim = SimCluster::new(&dir.join("tikv.log"))?;
+    let pd_url = cluster::start_pd(sim.clone(), cancel.clone()).await?;
+    let targets = if opts.prometheus_url.is_some() {
+        cluster::start_metrics(sim.clone(), cancel.clone()).await?
+    } else {
+        Vec::new()
+    };
+    let cfg = demo_config(&opts, &pd_url, sim.log_path());
+    println!(
+        "tikv-health-exporter demo: 3 simulated TiKV stores behind a simulated PD at {pd_url}\n\
+         metrics: http://{}/metrics   invariants: http://{}/api/v1/invariants\n\
+         a {CYCLE_SECS}s cycle: a store goes down, a disk fills, leaders move, a store slows. Ctrl-C to stop.",
+        cfg.web.listen_address.trim_start_matches(':'),
+        cfg.web.listen_address.trim_start_matches(':'),
+    );
+    if !targets.is_empty() {
+        let t: Vec<String> = targets.iter().map(|a| format!("'{a}'")).collect();
         println!(
-            "tikv-health-exporter demo: 3 simulated TiKV stores behind a simulated PD at {pd_url}\n\
-             metrics: http://{}/metrics   invariants: http://{}/api/v1/invariants\n\
-             a {CYCLE_SECS}s cycle: a store goes down, a disk fills, leaders move, a store slows. Ctrl-C to stop.",
-            cfg.web.listen_address.trim_start_matches(':'),
-            cfg.web.listen_address.trim_start_matches(':'),
+            "Prometheus must scrape the simulated TiKVs: - job_name: tikv\n  static_configs: [{{targets: [{}]}}]",
+            t.join(", ")
         );
-        if !targets.is_empty() {
-            let t: Vec<String> = targets.iter().map(|a| format!("'{a}'")).collect();
-            println!(
-                "Prometheus must scrape the simulated TiKVs: - job_name: tikv\n  static_configs: [{{targets: [{}]}}]",
-                t.join(", ")
-            );
+    }
+    let scenario = tokio::spawn(scenario(sim.clone(), cancel.clone()));
+    let last = Mutex::new(String::new());
+    let sim3 = sim.clone();
+    let result = crate::app::run_observed(cfg, cancel.clone(), move |view, snap| {
+        let line = status_line(snap, view);
+        let mut l = last.lock().unwrap_or_else(|p| p.into_inner());
+        if *l != line {
+            println!("[{:>4.0}s] {line}", sim3.elapsed());
+            let _ = std::io::stdout().flush();
+            *l = line;
         }
-        let sim2 = sim.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let mut t = 0u64;
-            loop {
-                tick.tick().await;
-                if let Some(what) = step(&sim2, t % CYCLE_SECS) {
-                    println!("[{:>4.0}s] scenario: {what}", sim2.elapsed());
-                    let _ = std::io::stdout().flush();
-                }
-                t += 1;
-            }
-        });
-        let last = Mutex::new(String::new());
-        let sim3 = sim.clone();
-        let result = crate::app::run_observed(cfg, move |shared, snap| {
-            let line = status_line(snap, shared);
-            let mut l = last.lock().unwrap_or_else(|p| p.into_inner());
-            if *l != line {
-                println!("[{:>4.0}s] {line}", sim3.elapsed());
-                let _ = std::io::stdout().flush();
-                *l = line;
-            }
-        })
-        .await;
-        let _ = std::fs::remove_dir_all(&dir);
-        result
     })
+    .await;
+    cancel.cancel();
+    let _ = scenario.await;
+    result
+}
+
+/// Plays the scenario, one step a second, until `cancel`.
+async fn scenario(sim: std::sync::Arc<SimCluster>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut t = 0u64;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Some(what) = step(&sim, t % CYCLE_SECS) {
+            println!("[{:>4.0}s] scenario: {what}", sim.elapsed());
+            let _ = std::io::stdout().flush();
+        }
+        t += 1;
+    }
 }

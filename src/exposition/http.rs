@@ -1,7 +1,7 @@
-//! The HTTP server: `/metrics` (OpenMetrics), a landing page, `/-/healthy`, `/-/ready`,
-//! `/api/v1/invariants` and `/api/v1/leadership`. Every handler reads the published snapshot.
+//! The HTTP endpoints: `/metrics` (OpenMetrics), a landing page, `/-/healthy`, `/-/ready`,
+//! `/api/v1/invariants` and `/api/v1/leadership`. Every handler reads the published snapshot;
+//! the accept loop is [`crate::http_server`].
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -9,22 +9,18 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-use super::metrics;
+use super::{View, metrics};
+use crate::http_server::{Handler, sync_handler};
 use crate::invariants::engine::Phase;
-use crate::state::Shared;
 
 /// What the handlers need.
 pub struct HttpState {
-    /// Published state.
-    pub shared: Arc<Shared>,
+    /// What is exposed.
+    pub view: Arc<View>,
     /// Registry with the state collector.
     pub registry: Registry,
     /// Path of the metrics endpoint.
@@ -75,7 +71,7 @@ pub fn handle(state: &HttpState, method: &Method, path: &str, query: Option<&str
             landing_page(state),
         ),
         "/-/healthy" => respond(StatusCode::OK, "text/plain; charset=utf-8", "Healthy\n"),
-        "/-/ready" if state.shared.is_ready() => {
+        "/-/ready" if state.view.published.is_ready() => {
             respond(StatusCode::OK, "text/plain; charset=utf-8", "Ready\n")
         }
         "/-/ready" => respond(
@@ -83,7 +79,7 @@ pub fn handle(state: &HttpState, method: &Method, path: &str, query: Option<&str
             "text/plain; charset=utf-8",
             "Not ready: the first poll has not finished\n",
         ),
-        "/api/v1/invariants" => json(&state.shared.snapshot().invariants),
+        "/api/v1/invariants" => json(&state.view.published.snapshot().invariants),
         "/api/v1/leadership" => {
             let limit = query
                 .and_then(|q| {
@@ -92,7 +88,7 @@ pub fn handle(state: &HttpState, method: &Method, path: &str, query: Option<&str
                         .and_then(|v| v.parse::<usize>().ok())
                 })
                 .unwrap_or(usize::MAX);
-            json(&leadership(&state.shared, limit))
+            json(&leadership(&state.view, limit))
         }
         _ => respond(
             StatusCode::NOT_FOUND,
@@ -112,8 +108,8 @@ struct EventJson {
     message: String,
 }
 
-fn leadership(shared: &Shared, limit: usize) -> Vec<EventJson> {
-    let all = shared.history.recent();
+fn leadership(view: &View, limit: usize) -> Vec<EventJson> {
+    let all = view.history.recent();
     let skip = all.len().saturating_sub(limit);
     all.into_iter()
         .skip(skip)
@@ -141,7 +137,7 @@ fn fmt_time(t: f64) -> String {
 }
 
 fn landing_page(state: &HttpState) -> String {
-    let snap = state.shared.snapshot();
+    let snap = state.view.published.snapshot();
     let mut h = String::new();
     let _ = write!(
         h,
@@ -209,7 +205,7 @@ fn landing_page(state: &HttpState) -> String {
             esc(s.last_error.as_deref().unwrap_or(""))
         );
     }
-    for s in &state.shared.logs {
+    for s in state.view.logs.list() {
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td></td><td></td></tr>",
@@ -221,34 +217,13 @@ fn landing_page(state: &HttpState) -> String {
     h
 }
 
-/// Serves until `shutdown` turns true; then stops accepting and lets open requests finish.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<HttpState>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let conn = tokio::select! {
-            c = listener.accept() => c,
-            _ = shutdown.changed() => break,
-        };
-        let Ok((stream, _)) = conn else { continue };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let state = state.clone();
-                async move {
-                    let mut resp =
-                        handle(&state, req.method(), req.uri().path(), req.uri().query());
-                    if req.method() == Method::HEAD {
-                        *resp.body_mut() = Full::new(Bytes::new());
-                    }
-                    Ok::<_, Infallible>(resp)
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+/// The request handler for [`crate::http_server::serve`].
+pub fn handler(state: Arc<HttpState>) -> Handler {
+    sync_handler(move |req: Request<Incoming>| {
+        let mut resp = handle(&state, req.method(), req.uri().path(), req.uri().query());
+        if req.method() == Method::HEAD {
+            *resp.body_mut() = Full::new(Bytes::new());
+        }
+        resp
+    })
 }

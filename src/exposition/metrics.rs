@@ -1,5 +1,6 @@
-//! The metric contract, encoded in OpenMetrics text from the published [`Shared`] state by a
-//! prometheus-client collector (fresh series on every scrape: vanished stores disappear).
+//! The metric contract, encoded in OpenMetrics text from the published snapshot and the log
+//! counters ([`View`]) by a prometheus-client collector (fresh series on every scrape: vanished
+//! stores disappear).
 
 use std::sync::Arc;
 
@@ -10,10 +11,11 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use super::View;
+use crate::clock::unix_now;
 use crate::invariants::engine::Phase;
 use crate::logs::events::EventKind;
 use crate::logs::parse::Level;
-use crate::state::Shared;
 
 /// Content type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -44,7 +46,7 @@ type Labels<'a> = Vec<(&'static str, &'a str)>;
 
 #[derive(Debug)]
 struct StateCollector {
-    shared: Arc<Shared>,
+    view: Arc<View>,
     build: BuildInfo,
 }
 
@@ -100,17 +102,11 @@ fn b(v: bool) -> f64 {
     if v { 1.0 } else { 0.0 }
 }
 
-fn now_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 impl Collector for StateCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snap = self.shared.snapshot();
+        let snap = self.view.published.snapshot();
         let inv = &snap.invariants;
-        fn nss(i: &crate::state::InvariantView) -> Labels<'_> {
+        fn nss(i: &crate::snapshot::InvariantView) -> Labels<'_> {
             vec![
                 ("name", i.name.as_str()),
                 ("store", i.store.as_str()),
@@ -197,7 +193,7 @@ impl Collector for StateCollector {
                 })
             }),
         )?;
-        let now = now_secs();
+        let now = unix_now();
         gauges(
             &mut enc,
             "tikv_store_heartbeat_age_seconds",
@@ -216,7 +212,7 @@ impl Collector for StateCollector {
             st.iter()
                 .filter_map(|s| Some((vec![("store", s.id.as_str())], s.last_heartbeat?))),
         )?;
-        let per_store = |f: fn(&crate::state::StoreView) -> Option<f64>| {
+        let per_store = |f: fn(&crate::snapshot::StoreView) -> Option<f64>| {
             st.iter()
                 .filter_map(move |s| Some((vec![("store", s.id.as_str())], f(s)?)))
         };
@@ -251,7 +247,7 @@ impl Collector for StateCollector {
             per_store(|s| s.slow_score),
         )?;
 
-        let logs = self.shared.logs.list();
+        let logs = self.view.logs.list();
         let snaps: Vec<_> = logs.iter().map(|s| (s, s.snapshot())).collect();
         counters(
             &mut enc,
@@ -358,10 +354,10 @@ impl Collector for StateCollector {
     }
 }
 
-/// A registry exporting the shared state.
-pub fn registry(shared: Arc<Shared>, build: BuildInfo) -> Registry {
+/// A registry exporting the published state and the log counters.
+pub fn registry(view: Arc<View>, build: BuildInfo) -> Registry {
     let mut r = Registry::default();
-    r.register_collector(Box::new(StateCollector { shared, build }));
+    r.register_collector(Box::new(StateCollector { view, build }));
     r
 }
 

@@ -1,4 +1,21 @@
-//! Exposition: the metric contract and the HTTP server that serves it.
+//! Exposition: the metric contract and the HTTP endpoints that serve it.
+
+use std::sync::Arc;
+
+use crate::logs::ingest::EventHistory;
+use crate::logs::source::LogRegistry;
+use crate::snapshot::Published;
 
 pub mod http;
 pub mod metrics;
+
+/// What the exposition reads: the published snapshot, the log counters and the event history.
+#[derive(Debug)]
+pub struct View {
+    /// The last poll's snapshot.
+    pub published: Arc<Published>,
+    /// Counters of every log source.
+    pub logs: Arc<LogRegistry>,
+    /// Recent leadership events.
+    pub history: Arc<EventHistory>,
+}

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use super::engine::{Input, Rule};
-use crate::config::{Config, CustomInvariant, InvariantOverride, Op, Scope, Severity};
+use crate::config::{Config, CustomInvariant, InvariantOverride, Scope};
+use crate::domain::{Op, Severity, Store, StoreState};
 use crate::observations::{Observations, is_leaving};
-use crate::sources::pd::{Store, StoreState};
 
 /// Write p99 per TiKV instance, in seconds.
 pub const WRITE_LATENCY_P99_QUERY: &str = "histogram_quantile(0.99, sum by (le, instance) (rate(tikv_storage_engine_async_request_duration_seconds_bucket{type=\"write\"}[1m])))";

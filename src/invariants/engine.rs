@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Op, Severity};
+use crate::domain::{Op, Severity};
 
 /// The rule of one invariant.
 #[derive(Clone, Debug, PartialEq)]

@@ -23,7 +23,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
@@ -40,7 +40,10 @@ use tokio::task::JoinHandle;
 use super::ingest::{EventHistory, Ingestor, SourceStats};
 use super::reader::RawLine;
 use crate::config::DockerLogsConfig;
-use crate::state::{Shared, StoreView};
+use tokio_util::sync::CancellationToken;
+
+use super::source::{LogRegistry, SourceContext, SourceHandle, StoreLookup};
+use crate::domain::{Store, host_of};
 
 /// Marks a line that carried no docker timestamp (never deduplicated).
 const NO_TS: i64 = i64::MIN;
@@ -210,19 +213,6 @@ impl Selector {
     }
 }
 
-/// The host part of a PD address: `tikv-1:20160` → `tikv-1`, `http://[::1]:20180` → `::1`.
-pub fn host_of(addr: &str) -> &str {
-    let a = addr.split_once("://").map_or(addr, |(_, rest)| rest);
-    let a = a.split('/').next().unwrap_or(a);
-    if let Some(rest) = a.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match a.rsplit_once(':') {
-        Some((h, port)) if !h.contains(':') && port.bytes().all(|c| c.is_ascii_digit()) => h,
-        _ => a,
-    }
-}
-
 /// Every name and address a container answers to: its name, hostname, network aliases and
 /// DNS names, and IP addresses.
 pub fn container_addresses(name: &str, info: &ContainerInspectResponse) -> Vec<String> {
@@ -253,7 +243,7 @@ pub fn map_store(
     name: &str,
     addresses: &[String],
     explicit: &BTreeMap<String, String>,
-    stores: &[StoreView],
+    stores: &[Store],
 ) -> String {
     if let Some(s) = explicit.get(name) {
         return s.clone();
@@ -269,15 +259,15 @@ pub fn map_store(
             a.eq_ignore_ascii_case(host) || first.is_some_and(|f| a.eq_ignore_ascii_case(f))
         })
     };
-    let mut ids: Vec<&str> = stores
+    let mut ids: Vec<u64> = stores
         .iter()
         .filter(|s| known(host_of(&s.address)) || known(host_of(&s.status_address)))
-        .map(|s| s.id.as_str())
+        .map(|s| s.id)
         .collect();
     ids.sort_unstable();
     ids.dedup();
     match ids.as_slice() {
-        [one] => (*one).to_owned(),
+        [one] => one.to_string(),
         _ => String::new(),
     }
 }
@@ -679,7 +669,7 @@ struct Tracked {
 
 struct Parser {
     tracked: HashMap<Arc<str>, Tracked>,
-    shared: Arc<Shared>,
+    registry: Arc<LogRegistry>,
     history: Arc<EventHistory>,
     max_line: usize,
     /// Lines the engine received before this (docker time, ns) are not counted.
@@ -723,14 +713,14 @@ impl Parser {
                 // The store mapping changed: the series move to the new store label.
                 t.ing.flush();
                 let s = new_stats(t.stats.is_up());
-                self.shared.logs.upsert(s.clone());
+                self.registry.upsert(s.clone());
                 t.ing = Ingestor::new(s.clone(), Some(self.history.clone()));
                 t.stats = s.clone();
                 s
             }
             None => {
                 let s = new_stats(false);
-                self.shared.logs.upsert(s.clone());
+                self.registry.upsert(s.clone());
                 self.tracked.insert(
                     name.clone(),
                     Tracked {
@@ -824,9 +814,7 @@ pub fn connect(host: Option<&str>) -> Result<Docker, DockerError> {
 }
 
 fn unix_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    crate::clock::unix_now_nanos().div_euclid(NANOS)
 }
 
 fn is_not_found(e: &DockerError) -> bool {
@@ -870,7 +858,7 @@ struct Target {
 struct Ctx {
     cfg: DockerLogsConfig,
     selector: Selector,
-    shared: Arc<Shared>,
+    stores: StoreLookup,
     tx: mpsc::Sender<Msg>,
     engine: watch::Receiver<Option<Docker>>,
 }
@@ -896,12 +884,7 @@ impl Ctx {
     }
 
     fn store_for(&self, name: &str, addresses: &[String]) -> String {
-        map_store(
-            name,
-            addresses,
-            &self.cfg.stores,
-            &self.shared.snapshot().stores,
-        )
+        map_store(name, addresses, &self.cfg.stores, &self.stores.stores())
     }
 }
 
@@ -1128,7 +1111,7 @@ struct FollowerHandle {
 struct Supervisor {
     ctx: Arc<Ctx>,
     engine_tx: watch::Sender<Option<Docker>>,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
     followers: HashMap<String, FollowerHandle>,
     /// Time (Unix seconds) of the newest event seen: the events stream resumes there.
     event_since: Option<i64>,
@@ -1136,13 +1119,8 @@ struct Supervisor {
 
 impl Supervisor {
     async fn run(mut self) {
-        let deadline = Instant::now() + READY_WAIT;
-        while !self.ctx.shared.is_ready() && Instant::now() < deadline {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                _ = self.stop.changed() => break,
-            }
-        }
+        let mut stores = self.ctx.stores.clone();
+        stores.wait_first(READY_WAIT, &self.stop).await;
         let exact: Vec<String> = self.ctx.selector.exact_names().map(str::to_owned).collect();
         for name in exact {
             let store = self.ctx.store_for(&name, std::slice::from_ref(&name));
@@ -1157,7 +1135,7 @@ impl Supervisor {
         }
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
         let mut last_error = String::new();
-        while !*self.stop.borrow() {
+        while !self.stop.is_cancelled() {
             let result = self.connected(&mut backoff).await;
             if self.engine_tx.borrow().is_some() {
                 // It was connected: report the next failure even if it is the same as before.
@@ -1175,7 +1153,7 @@ impl Supervisor {
             }
             tokio::select! {
                 _ = tokio::time::sleep(backoff.next()) => {}
-                _ = self.stop.changed() => break,
+                _ = self.stop.cancelled() => break,
             }
         }
         self.engine_tx.send_replace(None);
@@ -1222,7 +1200,7 @@ impl Supervisor {
         tick.tick().await;
         loop {
             tokio::select! {
-                _ = self.stop.changed() => return Ok(()),
+                _ = self.stop.cancelled() => return Ok(()),
                 ev = events.next() => match ev {
                     Some(Ok(ev)) => {
                         if let Some(t) = ev.time {
@@ -1334,80 +1312,79 @@ impl Supervisor {
     }
 }
 
-/// A running Docker log source; see the module documentation.
+/// The Docker log source; see the module documentation.
+#[derive(Clone, Debug)]
 pub struct DockerSource {
-    stop: watch::Sender<bool>,
-    supervisor: JoinHandle<()>,
-    parser: Option<std::thread::JoinHandle<()>>,
+    cfg: DockerLogsConfig,
 }
 
 impl DockerSource {
-    /// Starts following the containers `cfg` selects; their counters appear in
-    /// `shared.logs` as `docker:<container name>`. Must be called inside a Tokio runtime.
-    pub fn spawn(
-        cfg: &DockerLogsConfig,
-        max_line_bytes: usize,
-        shared: Arc<Shared>,
-    ) -> DockerSource {
+    /// A source following the containers `cfg` selects.
+    pub fn new(cfg: &DockerLogsConfig) -> Self {
+        DockerSource { cfg: cfg.clone() }
+    }
+
+    /// Starts following; the containers' counters appear in the registry as
+    /// `docker:<container name>`. Must be called inside a Tokio runtime. At cancellation every
+    /// task stops, then the parser finishes what it received and publishes its counts.
+    pub fn spawn(self, ctx: SourceContext) -> SourceHandle {
+        let cfg = self.cfg;
         let cutoff = if cfg.from_start {
             i64::MIN
         } else {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as i64)
+            crate::clock::unix_now_nanos()
         };
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let parser = Parser {
             tracked: HashMap::new(),
-            shared: shared.clone(),
-            history: shared.history.clone(),
-            max_line: max_line_bytes,
+            registry: ctx.registry.clone(),
+            history: ctx.history.clone(),
+            max_line: ctx.max_line_bytes,
             cutoff,
             hasher: RandomState::new(),
         };
-        let parser = std::thread::Builder::new()
-            .name("docker-logs".into())
-            .spawn(move || parser.run(rx))
-            .expect("spawn the docker log parser thread");
         let (engine_tx, engine_rx) = watch::channel(None);
-        let (stop, stop_rx) = watch::channel(false);
-        let ctx = Arc::new(Ctx {
-            cfg: cfg.clone(),
+        let shared = Arc::new(Ctx {
             selector: Selector::new(&cfg.containers, &cfg.labels),
-            shared,
+            cfg,
+            stores: ctx.stores.clone(),
             tx,
             engine: engine_rx,
         });
-        let supervisor = tokio::spawn(
-            Supervisor {
-                ctx,
-                engine_tx,
-                stop: stop_rx,
-                followers: HashMap::new(),
-                event_since: None,
+        let supervisor = Supervisor {
+            ctx: shared,
+            engine_tx,
+            stop: ctx.cancel.clone(),
+            followers: HashMap::new(),
+            event_since: None,
+        };
+        SourceHandle::Task(tokio::spawn(async move {
+            let parser = match std::thread::Builder::new()
+                .name("docker-logs".into())
+                .spawn(move || parser.run(rx))
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    crate::log::warn(&format!("docker source: cannot start its thread: {e}"));
+                    return;
+                }
+            };
+            let mut supervisor = tokio::spawn(supervisor.run());
+            tokio::select! {
+                _ = &mut supervisor => {}
+                _ = ctx.cancel.cancelled() => {
+                    if tokio::time::timeout(Duration::from_secs(5), &mut supervisor)
+                        .await
+                        .is_err()
+                    {
+                        // Only reached if the supervisor ignores cancellation.
+                        supervisor.abort();
+                    }
+                }
             }
-            .run(),
-        );
-        DockerSource {
-            stop,
-            supervisor,
-            parser: Some(parser),
-        }
-    }
-
-    /// Stops every task, then lets the parser finish what it received and publish its counts.
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        if tokio::time::timeout(Duration::from_secs(5), &mut self.supervisor)
-            .await
-            .is_err()
-        {
-            self.supervisor.abort();
-        }
-        if let Some(p) = self.parser.take() {
-            let join = tokio::task::spawn_blocking(move || p.join());
+            let join = tokio::task::spawn_blocking(move || parser.join());
             let _ = tokio::time::timeout(Duration::from_secs(5), join).await;
-        }
+        }))
     }
 }
 
@@ -1489,20 +1466,11 @@ mod tests {
         assert_eq!(s.exact_names().collect::<Vec<_>>(), ["tikv0"]);
     }
 
-    fn store(id: &str, address: &str, status: &str) -> StoreView {
-        StoreView {
-            id: id.into(),
+    fn store(id: u64, address: &str, status: &str) -> Store {
+        Store {
             address: address.into(),
             status_address: status.into(),
-            version: String::new(),
-            engine: "tikv".into(),
-            state: "Up".into(),
-            last_heartbeat: None,
-            leader_count: None,
-            region_count: None,
-            capacity_bytes: None,
-            available_bytes: None,
-            slow_score: None,
+            ..Store::new(id, crate::domain::StoreState::Up)
         }
     }
 
@@ -1513,11 +1481,11 @@ mod tests {
         assert_eq!(host_of("10.0.0.5:20160"), "10.0.0.5");
         assert_eq!(host_of("tikv-1"), "tikv-1");
         let stores = [
-            store("1", "tikv0:20160", "tikv0:20180"),
-            store("2", "172.18.0.7:20160", "172.18.0.7:20180"),
-            store("4", "tikv-2.tikv-peer.ns.svc:20160", ""),
-            store("5", "127.0.0.1:20160", ""),
-            store("6", "127.0.0.1:20161", ""),
+            store(1, "tikv0:20160", "tikv0:20180"),
+            store(2, "172.18.0.7:20160", "172.18.0.7:20180"),
+            store(4, "tikv-2.tikv-peer.ns.svc:20160", ""),
+            store(5, "127.0.0.1:20160", ""),
+            store(6, "127.0.0.1:20161", ""),
         ];
         let none = BTreeMap::new();
         let addrs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -1617,12 +1585,12 @@ mod tests {
         assert_eq!(got[1], (t2, Ok("next\r".into())));
     }
 
-    fn parser(cutoff: i64) -> (Parser, Arc<Shared>) {
-        let shared = Arc::new(Shared::new(Vec::new(), Arc::new(EventHistory::new(100))));
+    fn parser(cutoff: i64) -> (Parser, Arc<LogRegistry>) {
+        let shared = Arc::new(LogRegistry::new());
         let p = Parser {
             tracked: HashMap::new(),
-            shared: shared.clone(),
-            history: shared.history.clone(),
+            registry: shared.clone(),
+            history: Arc::new(EventHistory::new(100)),
             max_line: 1 << 20,
             cutoff,
             hasher: RandomState::new(),
@@ -1695,7 +1663,7 @@ mod tests {
         assert_eq!(lines(&stats), 6);
         // A new store mapping replaces the source (same label, once) in the exported list.
         let (_, moved) = p.attach(&name, "id2".into(), "7".into());
-        let list = shared.logs.list();
+        let list = shared.list();
         assert_eq!(list.len(), 1);
         assert!(Arc::ptr_eq(&list[0], &moved));
         assert_eq!(

@@ -4,6 +4,8 @@ pub mod batch;
 pub mod docker;
 pub mod events;
 pub mod file;
+pub mod file_source;
 pub mod ingest;
 pub mod parse;
 pub mod reader;
+pub mod source;

@@ -11,8 +11,7 @@ use std::fmt;
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone};
 use memchr::{memchr, memchr2};
 
-/// Default upper bound on the length of one physical line (1 MiB).
-pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+pub use crate::domain::DEFAULT_MAX_LINE_BYTES;
 
 /// Log level as written in the level bracket (TiKV and zap levels).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

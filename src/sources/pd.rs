@@ -26,6 +26,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, Visitor};
 
+use crate::domain::{Member, MemberHealth, Members, Store, StoreState};
+
 /// API prefix of every PD endpoint used here.
 const API: &str = "/pd/api/v1";
 
@@ -130,144 +132,6 @@ fn join_failures(failures: &[EndpointFailure]) -> String {
         .map(|f| f.to_string())
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// A store's state as PD names it in `state_name` (open-ended: new names become `Other`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StoreState {
-    /// Serving and heartbeating.
-    Up,
-    /// Being removed (scale-in in progress).
-    Offline,
-    /// Removed.
-    Tombstone,
-    /// No heartbeat for more than 20 s (but not yet `Down`).
-    Disconnected,
-    /// No heartbeat for longer than `max-store-down-time` (30 min by default).
-    Down,
-    /// A state name this client does not know, kept verbatim.
-    Other(String),
-}
-
-impl StoreState {
-    /// Maps a PD `state_name` (case-insensitive for the known names) to a state.
-    pub fn from_name(name: &str) -> StoreState {
-        let known = [
-            ("Up", StoreState::Up),
-            ("Offline", StoreState::Offline),
-            ("Tombstone", StoreState::Tombstone),
-            ("Disconnected", StoreState::Disconnected),
-            ("Down", StoreState::Down),
-        ];
-        for (n, s) in known {
-            if name.eq_ignore_ascii_case(n) {
-                return s;
-            }
-        }
-        StoreState::Other(name.to_owned())
-    }
-
-    /// `"Up"`, `"Offline"`, `"Tombstone"`, `"Disconnected"`, `"Down"` or the raw unknown name.
-    pub fn as_str(&self) -> &str {
-        match self {
-            StoreState::Up => "Up",
-            StoreState::Offline => "Offline",
-            StoreState::Tombstone => "Tombstone",
-            StoreState::Disconnected => "Disconnected",
-            StoreState::Down => "Down",
-            StoreState::Other(s) => s,
-        }
-    }
-}
-
-impl fmt::Display for StoreState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One store (TiKV or TiFlash) as listed by `GET /pd/api/v1/stores`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Store {
-    /// Store id.
-    pub id: u64,
-    /// Address TiKV serves gRPC on.
-    pub address: String,
-    /// Address of TiKV's status/metrics HTTP server (empty when PD does not report it).
-    pub status_address: String,
-    /// Version as reported (TiFlash has a `v` prefix, TiKV not).
-    pub version: String,
-    /// PD's derived state (`state_name`).
-    pub state: StoreState,
-    /// Store labels in PD's order.
-    pub labels: Vec<(String, String)>,
-    /// Last heartbeat, unix nanoseconds (from `last_heartbeat`, else from `last_heartbeat_ts`).
-    pub last_heartbeat_ns: Option<u64>,
-    /// Process start, unix seconds (from `start_timestamp`, else from `start_ts`).
-    pub start_timestamp: Option<u64>,
-    /// Capacity in bytes (lossy: PD prints 4 significant digits).
-    pub capacity_bytes: Option<u64>,
-    /// Available bytes (lossy like `capacity_bytes`).
-    pub available_bytes: Option<u64>,
-    /// Used bytes (lossy like `capacity_bytes`).
-    pub used_bytes: Option<u64>,
-    /// Number of region leaders on the store.
-    pub leader_count: Option<u64>,
-    /// Number of region peers on the store.
-    pub region_count: Option<u64>,
-    /// PD's slow score (1 = healthy, >= 80 = slow); absent on old PD.
-    pub slow_score: Option<f64>,
-}
-
-impl Store {
-    /// The `engine` label's value (e.g. `"tiflash"`), or `"tikv"` when the store has none.
-    pub fn engine(&self) -> &str {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == "engine")
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("tikv")
-    }
-
-    /// Whether this is a TiFlash store (engine `tiflash`, also `tiflash_compute`).
-    pub fn is_tiflash(&self) -> bool {
-        self.engine()
-            .get(..7)
-            .is_some_and(|p| p.eq_ignore_ascii_case("tiflash"))
-    }
-}
-
-/// PD members as listed by `GET /pd/api/v1/members`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Members {
-    /// All members.
-    pub members: Vec<Member>,
-    /// The PD (TSO) leader, if any.
-    pub leader: Option<Member>,
-    /// The etcd leader, if any (normally the same member as `leader`).
-    pub etcd_leader: Option<Member>,
-}
-
-/// One PD member.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
-    /// Member name, e.g. `pd-10.0.2.64-2379`.
-    pub name: String,
-    /// etcd member id (may exceed `i64::MAX`).
-    pub member_id: u64,
-    /// Client URLs the member advertises.
-    pub client_urls: Vec<String>,
-}
-
-/// One PD member's health as listed by `GET /pd/api/v1/health`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemberHealth {
-    /// Member name.
-    pub name: String,
-    /// etcd member id.
-    pub member_id: u64,
-    /// Whether PD could reach the member.
-    pub health: bool,
 }
 
 /// Client for PD's HTTP API; cheap to clone (clones share endpoints, connections and counters).

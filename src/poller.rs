@@ -8,17 +8,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::unix_now;
 use crate::config::{Config, TiflashMode};
+use crate::domain::{PdHealth, Store, StoreState};
 use crate::invariants::definitions::{self, Definition, Kind};
 use crate::invariants::engine::{Engine, Persisted};
 use crate::invariants::state_file;
-use crate::observations::{Observations, PdHealth};
-use crate::sources::pd::{PdClient, PdClientConfig, PdTls, Store, StoreState};
+use crate::observations::Observations;
+use crate::snapshot::{InvariantView, Snapshot, SourceHealth, StoreView};
+use crate::sources::pd::{PdClient, PdClientConfig, PdTls};
 use crate::sources::prometheus::PromClient;
-use crate::state::{InvariantView, Snapshot, SourceHealth, StoreView};
 
 /// Polls the sources and evaluates the invariants.
-pub struct Watcher {
+pub struct Poller {
     pd: PdClient,
     prom: Option<Arc<PromClient>>,
     defs: Vec<Definition>,
@@ -37,16 +39,9 @@ pub struct Watcher {
     saved: Vec<Persisted>,
 }
 
-/// Current Unix time in seconds.
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-impl Watcher {
+impl Poller {
     /// Builds the clients and definitions and restores the state file, if configured.
-    pub fn new(cfg: &Config) -> anyhow::Result<Watcher> {
+    pub fn new(cfg: &Config) -> anyhow::Result<Poller> {
         let pd = PdClient::new(PdClientConfig {
             endpoints: cfg.pd.endpoints.clone(),
             timeout: cfg.pd.timeout.0,
@@ -76,7 +71,7 @@ impl Watcher {
         if prom.is_some() {
             sources.insert("prometheus".to_owned(), SourceHealth::default());
         }
-        Ok(Watcher {
+        Ok(Poller {
             pd,
             prom,
             defs: definitions::build(cfg),
@@ -99,6 +94,11 @@ impl Watcher {
     /// The configured invariants.
     pub fn definitions(&self) -> &[Definition] {
         &self.defs
+    }
+
+    /// The stores PD listed at the last successful poll (Tombstone and excluded ones removed).
+    pub fn stores(&self) -> &[Store] {
+        &self.stores
     }
 
     /// PD requests and response bytes so far (for benchmarks).

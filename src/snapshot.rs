@@ -1,14 +1,14 @@
-//! The published state: an immutable snapshot rebuilt after each poll, plus the live log
-//! counters. Scrapes and API calls read it; they never wait on PD or Prometheus.
+//! The published state: an immutable snapshot of what the last poll found, rebuilt after each
+//! poll. Scrapes and API calls read it; they never wait on PD or Prometheus.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
-use crate::config::{Op, Severity};
+use crate::domain::{Op, Severity};
 use crate::invariants::engine::Phase;
-use crate::logs::ingest::{EventHistory, SourceStats};
 
 /// One evaluated (invariant, store).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -98,67 +98,23 @@ pub struct Snapshot {
     pub max_store_down_time: Option<f64>,
 }
 
-/// The counters of every log source. File sources are known at start; Docker sources are added
-/// (or replaced, when a container's store mapping changes) while running.
+/// The latest snapshot, replaced after every poll; read by scrapes and API calls.
 #[derive(Debug, Default)]
-pub struct LogSources(RwLock<Vec<Arc<SourceStats>>>);
-
-impl LogSources {
-    /// A copy of the current list, in the order the sources were added.
-    pub fn list(&self) -> Vec<Arc<SourceStats>> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Iterates over a copy of the current list.
-    pub fn iter(&self) -> std::vec::IntoIter<Arc<SourceStats>> {
-        self.list().into_iter()
-    }
-
-    /// Adds a source, replacing the one with the same `source` label (so that label never
-    /// appears twice in the exposition).
-    pub fn upsert(&self, stats: Arc<SourceStats>) {
-        let mut v = self.0.write().unwrap_or_else(|p| p.into_inner());
-        match v.iter_mut().find(|s| s.source == stats.source) {
-            Some(slot) => *slot = stats,
-            None => v.push(stats),
-        }
-    }
-}
-
-impl IntoIterator for &LogSources {
-    type Item = Arc<SourceStats>;
-    type IntoIter = std::vec::IntoIter<Arc<SourceStats>>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
-}
-
-/// State shared between the poller, the log readers and the HTTP server.
-#[derive(Debug)]
-pub struct Shared {
+pub struct Published {
     snapshot: RwLock<Arc<Snapshot>>,
-    /// Counters of every log source.
-    pub logs: LogSources,
-    /// Recent leadership events of all log sources.
-    pub history: Arc<EventHistory>,
-    ready: std::sync::atomic::AtomicBool,
+    ready: AtomicBool,
 }
 
-impl Shared {
-    /// Empty state (not ready) with the given log sources.
-    pub fn new(logs: Vec<Arc<SourceStats>>, history: Arc<EventHistory>) -> Self {
-        Shared {
-            snapshot: RwLock::new(Arc::new(Snapshot::default())),
-            logs: LogSources(RwLock::new(logs)),
-            history,
-            ready: std::sync::atomic::AtomicBool::new(false),
-        }
+impl Published {
+    /// Empty (not ready).
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Replaces the snapshot and marks the exporter ready (the first PD poll has finished).
+    /// Replaces the snapshot and marks the exporter ready (the first poll has finished).
     pub fn publish(&self, s: Snapshot) {
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
-        self.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.ready.store(true, Ordering::SeqCst);
     }
 
     /// The current snapshot.
@@ -171,6 +127,6 @@ impl Shared {
 
     /// True once the first poll has been published.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(std::sync::atomic::Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst)
     }
 }
