@@ -7,6 +7,21 @@ use std::time::Duration;
 use crate::domain::{PdHealth, Store, StoreState};
 use crate::sources::prometheus::Sample;
 
+/// Why an input is missing this round; shown to users as the reason an invariant is unknown.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(String);
+
+impl Unavailable {
+    /// The reason, as users will read it.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Unavailable(reason.into())
+    }
+}
+
+/// The result of each Prometheus query of a round, by query text.
+pub type QueryResults = BTreeMap<String, Result<Vec<Sample>, Unavailable>>;
+
 /// Inputs of one evaluation round.
 #[derive(Clone, Debug)]
 pub struct Observations {
@@ -15,13 +30,13 @@ pub struct Observations {
     /// The stores to evaluate: the last good list from PD (Tombstone and excluded stores removed).
     pub stores: Vec<Store>,
     /// Why PD data is not fresh this round (`None` when `/stores` answered this poll).
-    pub pd_error: Option<String>,
+    pub pd_error: Option<Unavailable>,
     /// PD health, or why it is unknown.
-    pub pd_health: Result<PdHealth, String>,
+    pub pd_health: Result<PdHealth, Unavailable>,
     /// PD's `max-store-down-time`, when read.
     pub max_store_down_time: Option<Duration>,
     /// Result of each Prometheus query, by query text.
-    pub prom: BTreeMap<String, Result<Vec<Sample>, String>>,
+    pub prom: QueryResults,
 }
 
 impl Observations {

@@ -227,10 +227,12 @@ pub fn main() -> i32 {
 }
 
 fn check_config(a: &CheckConfigArgs) -> anyhow::Result<()> {
-    let cfg = Config::load(&a.file)?;
+    let (cfg, text) = Config::read_file(&a.file)?;
+    let defs = crate::invariants::definitions::checked(&cfg, &text)
+        .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", a.file.display()))?;
     print!("{}", cfg.to_yaml());
     println!("# Effective invariants (defaults applied):");
-    for d in crate::invariants::definitions::build(&cfg) {
+    for d in defs {
         let r = &d.rule;
         println!(
             "#   {}: severity={} violated when value {} {}{} grace={}s clear_grace={}s{}",
@@ -319,7 +321,7 @@ pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
     if let Some(p) = run.telemetry_path {
         cfg.web.telemetry_path = p;
     }
-    cfg.validate_in(&text).map_err(|e| match &file {
+    crate::invariants::definitions::checked(&cfg, &text).map_err(|e| match &file {
         Some(f) => anyhow::anyhow!("invalid configuration ({} and flags): {e}", f.display()),
         None => anyhow::anyhow!("invalid configuration: {e}"),
     })?;

@@ -84,3 +84,14 @@ impl Op {
         }
     }
 }
+
+/// Where an invariant is evaluated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// One series per store (`store="<id>"`).
+    #[default]
+    Store,
+    /// One cluster-wide series (`store=""`).
+    Cluster,
+}

@@ -1,132 +1,78 @@
-//! The built-in and custom invariants: their defaults, how configuration overrides them, and
-//! how each turns [`Observations`] into per-store engine [`Input`]s.
+//! The configured invariants: the built-ins of the [`catalog`] with the overrides of
+//! `invariants.<name>` applied, plus the `custom_invariants`. [`build`] is the one validation of
+//! both against the catalog (the run and `check-config` use it alike).
 
 use std::time::Duration;
 
+use super::catalog::{self, BUILTINS, Builtin, Data, ThresholdKind};
 use super::engine::{Input, Rule};
-use crate::config::{Config, CustomInvariant, InvariantOverride, Scope};
-use crate::domain::{Op, Severity, Store, StoreState};
-use crate::observations::{Observations, is_leaving};
+use super::evaluate::{self, Evaluator};
+use crate::config::{Config, ConfigError, CustomInvariant, InvariantOverride};
+use crate::domain::Scope;
+use crate::observations::Observations;
 
-/// Write p99 per TiKV instance, in seconds.
-pub const WRITE_LATENCY_P99_QUERY: &str = "histogram_quantile(0.99, sum by (le, instance) (rate(tikv_storage_engine_async_request_duration_seconds_bucket{type=\"write\"}[1m])))";
-/// CPU used per TiKV instance as a ratio of its CPU quota.
-pub const CPU_USAGE_QUERY: &str = "sum by (instance) (rate(process_cpu_seconds_total[1m])) / on (instance) max by (instance) (tikv_server_cpu_cores_quota)";
-
-/// How an invariant gets its value.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Kind {
-    /// PD `state_name` Disconnected/Down, or a heartbeat older than the rule threshold (seconds).
-    StoreDown,
-    /// A per-store PromQL query over TiKV metrics (TiFlash stores are skipped).
-    TikvQuery(String),
-    /// Used fraction of capacity from PD.
-    DiskUsage,
-    /// PD `slow_score`.
-    StoreSlow,
-    /// Cluster-wide: PD has a leader and every member is healthy.
-    PdLeader,
-    /// A custom PromQL query.
-    Custom {
-        /// The query.
-        query: String,
-        /// Per store or cluster-wide.
-        scope: Scope,
-    },
-}
+pub use catalog::{CPU_USAGE_QUERY, WRITE_LATENCY_P99_QUERY};
 
 /// One configured invariant.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Definition {
     /// Thresholds, grace periods, severity.
     pub rule: Rule,
-    /// Where the value comes from.
-    pub kind: Kind,
+    /// Per store or cluster-wide.
+    pub scope: Scope,
+    /// The PromQL it needs each poll, if any.
+    pub query: Option<String>,
+    /// The catalog entry of a built-in; `None` for custom invariants.
+    pub builtin: Option<&'static Builtin>,
     /// One-line description for users.
     pub description: String,
+    evaluate: Evaluator,
 }
 
-struct Builtin {
-    name: &'static str,
-    severity: Severity,
-    op: Op,
-    threshold: f64,
-    grace: u64,
-    percent: bool,
-    kind: fn(Option<&str>) -> Kind,
-    description: &'static str,
+impl PartialEq for Definition {
+    fn eq(&self, other: &Self) -> bool {
+        self.rule == other.rule
+            && self.scope == other.scope
+            && self.query == other.query
+            && self.description == other.description
+            && self.builtin.map(|b| b.name) == other.builtin.map(|b| b.name)
+    }
 }
 
-const BUILTINS: [Builtin; 6] = [
-    Builtin {
-        name: "store_down",
-        severity: Severity::Critical,
-        op: Op::Gt,
-        threshold: 60.0,
-        grace: 0,
-        percent: false,
-        kind: |_| Kind::StoreDown,
-        description: "PD reports the store Disconnected or Down, or its last heartbeat is older than the threshold (seconds)",
-    },
-    Builtin {
-        name: "write_latency_p99",
-        severity: Severity::Warning,
-        op: Op::Gt,
-        threshold: 0.1,
-        grace: 60,
-        percent: false,
-        kind: |q| Kind::TikvQuery(q.unwrap_or(WRITE_LATENCY_P99_QUERY).to_owned()),
-        description: "p99 of TiKV storage write requests over 1m, in seconds",
-    },
-    Builtin {
-        name: "disk_usage",
-        severity: Severity::Warning,
-        op: Op::Gt,
-        threshold: 0.7,
-        grace: 300,
-        percent: true,
-        kind: |_| Kind::DiskUsage,
-        description: "used fraction of the store's capacity (1 - available/capacity, from PD)",
-    },
-    Builtin {
-        name: "cpu_usage",
-        severity: Severity::Warning,
-        op: Op::Gt,
-        threshold: 0.7,
-        grace: 120,
-        percent: true,
-        kind: |q| Kind::TikvQuery(q.unwrap_or(CPU_USAGE_QUERY).to_owned()),
-        description: "TiKV process CPU over 1m as a fraction of its CPU quota",
-    },
-    Builtin {
-        name: "store_slow",
-        severity: Severity::Warning,
-        op: Op::Ge,
-        threshold: 80.0,
-        grace: 0,
-        percent: false,
-        kind: |_| Kind::StoreSlow,
-        description: "PD slow_score of the store (PD treats >= 80 as slow)",
-    },
-    Builtin {
-        name: "pd_leader",
-        severity: Severity::Critical,
-        op: Op::Gt,
-        threshold: 0.0,
-        grace: 0,
-        percent: false,
-        kind: |_| Kind::PdLeader,
-        description: "PD has a leader and every PD member is healthy (value: problems found)",
-    },
-];
+impl Definition {
+    /// The PromQL this invariant needs each poll, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
 
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
+    /// Whether this is a built-in reading TiKV's metrics through Prometheus (held unknown
+    /// while Prometheus' rate windows refill after a restart).
+    pub fn is_builtin_prometheus(&self) -> bool {
+        self.builtin
+            .is_some_and(|b| matches!(b.data, Data::Prometheus(_)))
+    }
+
+    /// The engine inputs for this round: `(store, input)` for every store (or `""` for
+    /// cluster-wide invariants) this invariant applies to.
+    pub fn inputs(&self, obs: &Observations) -> Vec<(String, Input)> {
+        (self.evaluate)(self, obs)
+    }
 }
 
-/// Builds every enabled invariant from the configuration. Prometheus-based invariants are
-/// left out when no Prometheus URL is configured.
-pub fn build(cfg: &Config) -> Vec<Definition> {
+/// Validates the configuration (`text`: the file it came from, for error lines) and builds its
+/// invariants: what both the run and `check-config` do.
+pub fn checked(cfg: &Config, text: &str) -> Result<Vec<Definition>, ConfigError> {
+    cfg.validate_in(text)?;
+    build(cfg).map_err(|e| e.located_in(text))
+}
+
+/// Validates `invariants` and `custom_invariants` against the catalog and builds every enabled
+/// invariant. Prometheus-based built-ins are left out when no Prometheus URL is configured.
+pub fn build(cfg: &Config) -> Result<Vec<Definition>, ConfigError> {
+    for (name, o) in &cfg.invariants {
+        check_override(name, o)?;
+    }
+    check_customs(cfg)?;
     let mut out = Vec::new();
     let none = InvariantOverride::default();
     for b in &BUILTINS {
@@ -134,35 +80,42 @@ pub fn build(cfg: &Config) -> Vec<Definition> {
         if o.enabled == Some(false) {
             continue;
         }
-        let kind = (b.kind)(o.query.as_deref());
-        if matches!(kind, Kind::TikvQuery(_)) && cfg.prometheus.url.is_none() {
+        if matches!(b.data, Data::Prometheus(_)) && cfg.prometheus.url.is_none() {
             continue;
         }
-        let threshold = o
-            .threshold
-            .or(o.threshold_percent.map(|p| p / 100.0))
-            .unwrap_or(b.threshold);
-        let clear_threshold = o
-            .clear_threshold
-            .map(|c| if b.percent && c > 1.0 { c / 100.0 } else { c });
-        out.push(Definition {
-            rule: Rule {
-                name: b.name.to_owned(),
-                severity: o.severity.unwrap_or(b.severity),
-                op: b.op,
-                threshold,
-                clear_threshold,
-                grace: o.grace.map_or(b.grace as f64, |g| secs(g.0)),
-                clear_grace: o.clear_grace.map_or(0.0, |g| secs(g.0)),
-            },
-            kind,
-            description: b.description.to_owned(),
-        });
+        out.push(builtin(b, o));
     }
-    for c in &cfg.custom_invariants {
-        out.push(custom(c));
+    out.extend(cfg.custom_invariants.iter().map(custom));
+    Ok(out)
+}
+
+fn builtin(b: &'static Builtin, o: &InvariantOverride) -> Definition {
+    let ratio = b.threshold_kind == ThresholdKind::Ratio;
+    let threshold = o
+        .threshold
+        .or(o.threshold_percent.map(|p| p / 100.0))
+        .unwrap_or(b.threshold);
+    let clear_threshold = o
+        .clear_threshold
+        .map(|c| if ratio && c > 1.0 { c / 100.0 } else { c });
+    Definition {
+        rule: Rule {
+            name: b.name.to_owned(),
+            severity: o.severity.unwrap_or(b.severity),
+            op: b.op,
+            threshold,
+            clear_threshold,
+            grace: secs(o.grace.map_or(b.grace, |g| g.0)),
+            clear_grace: o.clear_grace.map_or(0.0, |g| secs(g.0)),
+        },
+        scope: b.scope,
+        query: b
+            .default_query()
+            .map(|q| o.query.as_deref().unwrap_or(q).to_owned()),
+        builtin: Some(b),
+        description: b.description.to_owned(),
+        evaluate: b.evaluate,
     }
-    out
 }
 
 fn custom(c: &CustomInvariant) -> Definition {
@@ -176,214 +129,218 @@ fn custom(c: &CustomInvariant) -> Definition {
             grace: secs(c.grace.0),
             clear_grace: secs(c.clear_grace.0),
         },
-        kind: Kind::Custom {
-            query: c.query.clone(),
-            scope: c.scope,
-        },
+        scope: c.scope,
+        query: Some(c.query.clone()),
+        builtin: None,
         description: format!("custom: {} {} {}", c.query, c.op.as_str(), c.threshold),
+        evaluate: evaluate::custom_query,
     }
 }
 
-impl Definition {
-    /// The PromQL this invariant needs each poll, if any.
-    pub fn query(&self) -> Option<&str> {
-        match &self.kind {
-            Kind::TikvQuery(q) | Kind::Custom { query: q, .. } => Some(q),
-            _ => None,
-        }
-    }
-
-    /// The engine inputs for this round: `(store, input)` for every store (or `""` for
-    /// cluster-wide invariants) this invariant applies to.
-    pub fn inputs(&self, obs: &Observations) -> Vec<(String, Input)> {
-        match &self.kind {
-            Kind::StoreDown => per_store(obs, true, |s| store_down(s, obs, self.rule.threshold)),
-            Kind::DiskUsage => per_store(obs, false, disk_usage),
-            Kind::StoreSlow => per_store(obs, false, |s| match s.slow_score {
-                Some(v) => Input::Value(v),
-                None => Input::Unknown("PD does not report slow_score for this store".into()),
-            }),
-            Kind::PdLeader => vec![(String::new(), pd_leader(obs))],
-            Kind::TikvQuery(q) => query_per_store(obs, q, |s| !s.is_tiflash()),
-            Kind::Custom {
-                query,
-                scope: Scope::Store,
-            } => query_per_store(obs, query, |_| true),
-            Kind::Custom {
-                query,
-                scope: Scope::Cluster,
-            } => vec![(String::new(), query_cluster(obs, query))],
-        }
-    }
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
 }
 
-/// Applies `f` to every evaluated store; PD-based inputs are unknown while PD is failing.
-/// Stores being removed (Offline) are only looked at when `leaving_too`.
-fn per_store(
-    obs: &Observations,
-    leaving_too: bool,
-    f: impl Fn(&Store) -> Input,
-) -> Vec<(String, Input)> {
-    obs.stores
-        .iter()
-        .filter(|s| leaving_too || !is_leaving(s))
-        .map(|s| {
-            let input = match &obs.pd_error {
-                Some(e) => Input::Unknown(format!("PD unavailable: {e}")),
-                None => f(s),
-            };
-            (s.id.to_string(), input)
-        })
-        .collect()
-}
-
-fn store_down(s: &Store, obs: &Observations, heartbeat_threshold: f64) -> Input {
-    let age = s
-        .last_heartbeat_ns
-        .filter(|&ns| ns > 0)
-        .map(|ns| (obs.now - ns as f64 / 1e9).max(0.0));
-    let value = age.unwrap_or(0.0);
-    let verdict = |violated: bool, reason: String| Input::Verdict {
-        value,
-        violated,
-        reason,
-    };
-    let hb = match age {
-        Some(a) => format!("last heartbeat {a:.1}s ago"),
-        None => "no heartbeat time reported".into(),
-    };
-    match &s.state {
-        StoreState::Disconnected => {
-            let down_after = obs.max_store_down_time.map_or(String::new(), |d| {
-                format!(
-                    "; PD marks it Down and re-replicates after {}s",
-                    d.as_secs()
-                )
-            });
-            verdict(true, format!("PD state Disconnected; {hb}{down_after}"))
-        }
-        StoreState::Down => verdict(true, format!("PD state Down; {hb}")),
-        StoreState::Offline | StoreState::Tombstone => verdict(
-            false,
+/// Checks `invariants.<name>` against the catalog entry of `name`.
+fn check_override(name: &str, o: &InvariantOverride) -> Result<(), ConfigError> {
+    let key = |k: &str| format!("invariants.{name}.{k}");
+    let Some(b) = catalog::find(name) else {
+        return Err(ConfigError::new(
+            format!("invariants.{name}"),
             format!(
-                "PD state {} (being removed, not down); {hb}",
-                s.state.as_str()
+                "unknown invariant (built-ins: {}; define others under custom_invariants)",
+                catalog::names()
             ),
-        ),
-        StoreState::Up => match age {
-            Some(a) if a > heartbeat_threshold => verdict(
-                true,
-                format!("PD state Up but {hb} (> {heartbeat_threshold}s)"),
-            ),
-            _ => verdict(false, format!("PD state Up; {hb}")),
-        },
-        StoreState::Other(name) => Input::Unknown(format!("unrecognised PD store state `{name}`")),
-    }
-}
-
-fn disk_usage(s: &Store) -> Input {
-    match (s.capacity_bytes, s.available_bytes) {
-        (Some(cap), Some(avail)) if cap > 0 => {
-            Input::Value(1.0 - (avail.min(cap) as f64 / cap as f64))
-        }
-        _ => Input::Unknown("PD reports no capacity for this store".into()),
-    }
-}
-
-fn pd_leader(obs: &Observations) -> Input {
-    match &obs.pd_health {
-        Err(e) => Input::Unknown(e.clone()),
-        Ok(h) => {
-            let mut problems = Vec::new();
-            if h.leader.is_none() {
-                problems.push("no PD leader".to_owned());
-            }
-            if !h.unhealthy.is_empty() {
-                problems.push(format!("unhealthy PD members: {}", h.unhealthy.join(", ")));
-            }
-            let value = (h.unhealthy.len() + usize::from(h.leader.is_none())) as f64;
-            let reason = if problems.is_empty() {
-                format!(
-                    "leader {}, {}/{} members healthy",
-                    h.leader.as_deref().unwrap_or("?"),
-                    h.members,
-                    h.members
-                )
-            } else {
-                problems.join("; ")
-            };
-            Input::Verdict {
-                value,
-                violated: !problems.is_empty(),
-                reason,
-            }
-        }
-    }
-}
-
-fn query_result<'a>(
-    obs: &'a Observations,
-    query: &str,
-) -> Result<&'a [crate::sources::prometheus::Sample], String> {
-    match obs.prom.get(query) {
-        Some(Ok(v)) => Ok(v),
-        Some(Err(e)) => Err(format!("Prometheus query failed: {e}")),
-        None => Err("query not run".into()),
-    }
-}
-
-fn sample_input(v: f64) -> Input {
-    if v.is_nan() {
-        Input::Unknown("query returned NaN (no data in the window)".into())
-    } else {
-        Input::Value(v)
-    }
-}
-
-fn query_per_store(
-    obs: &Observations,
-    query: &str,
-    applies: impl Fn(&Store) -> bool,
-) -> Vec<(String, Input)> {
-    let stores = obs.stores.iter().filter(|s| applies(s) && !is_leaving(s));
-    let samples = match query_result(obs, query) {
-        Err(e) => {
-            return stores
-                .map(|s| (s.id.to_string(), Input::Unknown(e.clone())))
-                .collect();
-        }
-        Ok(v) => v,
+        ));
     };
-    let index = obs.index();
-    let mut values: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
-    for sample in samples {
-        if let Some(id) = obs.store_of(sample, &index) {
-            // Several samples for one store: keep the largest (the worst for `>` rules).
-            let e = values.entry(id).or_insert(f64::NEG_INFINITY);
-            if sample.value.is_nan() || sample.value > *e {
-                *e = sample.value;
-            }
+    let set = [
+        ("threshold", o.threshold.is_some()),
+        ("threshold_percent", o.threshold_percent.is_some()),
+        ("clear_threshold", o.clear_threshold.is_some()),
+        ("query", o.query.is_some()),
+    ];
+    for (k, is_set) in set {
+        if is_set && !b.accepts(k) {
+            return Err(ConfigError::new(
+                key(k),
+                format!(
+                    "{name} does not take {k} (only {} do)",
+                    catalog::accepting(k)
+                ),
+            ));
         }
     }
-    stores
-        .map(|s| {
-            let id = s.id.to_string();
-            let input = match values.get(&id) {
-                Some(&v) => sample_input(v),
-                None => Input::Unknown(format!(
-                    "no sample for this store (instance {})",
-                    s.status_address
-                )),
-            };
-            (id, input)
-        })
-        .collect()
+    if o.threshold.is_some() && o.threshold_percent.is_some() {
+        return Err(ConfigError::new(
+            key("threshold_percent"),
+            "give either threshold or threshold_percent",
+        ));
+    }
+    if let Some(p) = o.threshold_percent
+        && !(0.0..=100.0).contains(&p)
+    {
+        return Err(ConfigError::new(
+            key("threshold_percent"),
+            format!("{p} is not in 0..=100"),
+        ));
+    }
+    for (k, v) in [
+        ("threshold", o.threshold),
+        ("clear_threshold", o.clear_threshold),
+    ] {
+        if v.is_some_and(|v| !v.is_finite()) {
+            return Err(ConfigError::new(key(k), "must be a finite number"));
+        }
+    }
+    if o.query.as_deref().is_some_and(|q| q.trim().is_empty()) {
+        return Err(ConfigError::new(key("query"), "empty query"));
+    }
+    Ok(())
 }
 
-fn query_cluster(obs: &Observations, query: &str) -> Input {
-    match query_result(obs, query) {
-        Err(e) => Input::Unknown(e),
-        Ok([]) => Input::Unknown("query returned no sample".into()),
-        Ok([first, ..]) => sample_input(first.value),
+/// Checks `custom_invariants`: label-safe unique names that are not built-ins, a query, finite
+/// thresholds, and a Prometheus to ask.
+fn check_customs(cfg: &Config) -> Result<(), ConfigError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, c) in cfg.custom_invariants.iter().enumerate() {
+        let key = |k: &str| format!("custom_invariants[{i}].{k}");
+        let valid = !c.name.is_empty()
+            && c.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid {
+            return Err(ConfigError::new(
+                key("name"),
+                format!("`{}` must match [a-z0-9_]+", c.name),
+            ));
+        }
+        if catalog::find(&c.name).is_some() || !seen.insert(c.name.clone()) {
+            return Err(ConfigError::new(
+                key("name"),
+                format!("`{}` is already defined", c.name),
+            ));
+        }
+        if c.query.trim().is_empty() {
+            return Err(ConfigError::new(key("query"), "empty query"));
+        }
+        if !c.threshold.is_finite() || c.clear_threshold.is_some_and(|v| !v.is_finite()) {
+            return Err(ConfigError::new(
+                key("threshold"),
+                "must be a finite number",
+            ));
+        }
+    }
+    if !cfg.custom_invariants.is_empty() && cfg.prometheus.url.is_none() {
+        return Err(ConfigError::new(
+            "prometheus.url",
+            "custom_invariants need a Prometheus URL",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str) -> Result<Vec<Definition>, ConfigError> {
+        checked(&Config::parse_yaml(yaml)?, yaml)
+    }
+
+    #[test]
+    fn invariant_rules_name_their_key_and_line() {
+        let cases = [
+            (
+                "invariants:\n  store_down:\n    threshold_percent: 5\n",
+                "invariants.store_down.threshold_percent",
+                Some(3),
+            ),
+            (
+                "invariants:\n  disk_usage:\n    threshold: 0.5\n    threshold_percent: 50\n",
+                "invariants.disk_usage.threshold_percent",
+                Some(4),
+            ),
+            (
+                "invariants:\n  disk_usage:\n    query: up\n",
+                "invariants.disk_usage.query",
+                Some(3),
+            ),
+            (
+                "prometheus:\n  url: http://p:9090\ncustom_invariants:\n  - name: Bad-Name\n    query: up\n    op: \">\"\n    threshold: 1\n",
+                "custom_invariants[0].name",
+                Some(4),
+            ),
+            (
+                "custom_invariants:\n  - name: x\n    query: up\n    op: \">\"\n    threshold: 1\n",
+                "prometheus.url",
+                None,
+            ),
+            (
+                "invariants:\n  nope:\n    grace: 1s\n",
+                "invariants.nope",
+                Some(2),
+            ),
+            (
+                "invariants:\n  pd_leader:\n    threshold: 2\n",
+                "invariants.pd_leader.threshold",
+                Some(3),
+            ),
+        ];
+        for (yaml, key, line) in cases {
+            let e = load(yaml).unwrap_err();
+            assert_eq!(e.key, key, "{yaml}");
+            assert_eq!(e.line, line, "{yaml}: {e}");
+        }
+        let e = load("invariants:\n  store_down:\n    query: up\n").unwrap_err();
+        assert_eq!(
+            e.message,
+            "store_down does not take query (only write_latency_p99, cpu_usage do)"
+        );
+    }
+
+    #[test]
+    fn defaults_come_from_the_catalog() {
+        let defs = load("").unwrap();
+        let names: Vec<&str> = defs.iter().map(|d| d.rule.name.as_str()).collect();
+        // Without prometheus.url the Prometheus-based built-ins are off.
+        assert_eq!(
+            names,
+            ["store_down", "disk_usage", "store_slow", "pd_leader"]
+        );
+        for d in &defs {
+            let b = catalog::find(&d.rule.name).unwrap();
+            assert_eq!(d.rule.threshold, b.threshold);
+            assert_eq!(d.rule.grace, b.grace.as_secs_f64());
+            assert_eq!(
+                (d.rule.severity, d.rule.op, d.scope),
+                (b.severity, b.op, b.scope)
+            );
+            assert!(d.query.is_none() && d.builtin.is_some());
+        }
+        let defs = load("prometheus:\n  url: http://p:9090\n").unwrap();
+        let cpu = defs.iter().find(|d| d.rule.name == "cpu_usage").unwrap();
+        assert_eq!(cpu.query(), Some(CPU_USAGE_QUERY));
+        assert!(cpu.is_builtin_prometheus());
+    }
+
+    #[test]
+    fn overrides_apply_and_percentages_become_ratios() {
+        let defs = load(
+            "prometheus:\n  url: http://p:9090\ninvariants:\n  disk_usage:\n    threshold_percent: 85\n    clear_threshold: 80\n    severity: critical\n    grace: 1m\n    clear_grace: 30s\n  cpu_usage:\n    query: my_cpu\n  store_slow:\n    enabled: false\ncustom_invariants:\n  - name: raft_lag\n    query: lag\n    op: \">=\"\n    threshold: 5\n    scope: cluster\n",
+        )
+        .unwrap();
+        let disk = defs.iter().find(|d| d.rule.name == "disk_usage").unwrap();
+        assert_eq!(disk.rule.threshold, 0.85);
+        assert_eq!(disk.rule.clear_threshold, Some(0.8));
+        assert_eq!(disk.rule.severity, crate::domain::Severity::Critical);
+        assert_eq!((disk.rule.grace, disk.rule.clear_grace), (60.0, 30.0));
+        let cpu = defs.iter().find(|d| d.rule.name == "cpu_usage").unwrap();
+        assert_eq!(cpu.query(), Some("my_cpu"));
+        assert!(defs.iter().all(|d| d.rule.name != "store_slow"));
+        let lag = defs.last().unwrap();
+        assert_eq!(lag.rule.name, "raft_lag");
+        assert_eq!(lag.scope, Scope::Cluster);
+        assert_eq!(lag.query(), Some("lag"));
+        assert!(lag.builtin.is_none() && !lag.is_builtin_prometheus());
     }
 }

@@ -2,7 +2,7 @@
 //! restart neither re-arms nor skips a grace period.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -44,16 +44,45 @@ pub fn save(path: &Path, active: &[Persisted], now: f64) -> std::io::Result<()> 
     Ok(())
 }
 
+/// A state file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileError {
+    /// It exists but cannot be read.
+    #[error("cannot read state file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It is not a state file this version understands.
+    #[error("state file {} is corrupt: {source}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What the JSON parser said.
+        source: serde_json::Error,
+    },
+}
+
 /// Reads the saved states; a missing file is empty, a stale one (older than the outage
 /// tolerance) is ignored, a corrupt one is an error naming the file.
-pub fn load(path: &Path, now: f64) -> Result<Vec<Persisted>, String> {
+pub fn load(path: &Path, now: f64) -> Result<Vec<Persisted>, StateFileError> {
     let text = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot read state file {}: {e}", path.display())),
+        Err(source) => {
+            return Err(StateFileError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
     };
-    let c: FileContent = serde_json::from_slice(&text)
-        .map_err(|e| format!("state file {} is corrupt: {e}", path.display()))?;
+    let c: FileContent =
+        serde_json::from_slice(&text).map_err(|source| StateFileError::Corrupt {
+            path: path.to_owned(),
+            source,
+        })?;
     if now - c.saved_at > OUTAGE_TOLERANCE_SECS {
         return Ok(Vec::new());
     }
@@ -85,6 +114,11 @@ mod tests {
             vec![]
         );
         std::fs::write(&p, b"{not json").unwrap();
-        assert!(load(&p, 0.0).unwrap_err().contains("is corrupt"));
+        assert!(
+            load(&p, 0.0)
+                .unwrap_err()
+                .to_string()
+                .contains("is corrupt")
+        );
     }
 }

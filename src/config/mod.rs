@@ -1,0 +1,535 @@
+//! Configuration: the YAML file (`--config.file`), command-line overrides, validation with
+//! errors that name the key (and the line, when the YAML parser knows it), and the effective
+//! configuration printed by `check-config`.
+
+mod duration;
+mod validate;
+mod yaml;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::domain::Scope;
+use crate::domain::{DEFAULT_MAX_LINE_BYTES, Op, Severity};
+pub use duration::{Dur, DurationError, format_duration, parse_duration};
+pub use validate::{ListenAddressError, parse_listen_address};
+
+/// What to do with TiFlash stores (PD label `engine=tiflash`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TiflashMode {
+    /// Watch them, labelled `engine="tiflash"` (TiKV-metric invariants skip them).
+    #[default]
+    Include,
+    /// Ignore them entirely.
+    Exclude,
+}
+
+/// `pd.tls`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA bundle (PEM) that signed PD's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    pub key_file: Option<PathBuf>,
+}
+
+/// `pd`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PdConfig {
+    /// PD client URLs; any member may answer.
+    pub endpoints: Vec<String>,
+    /// Per-request timeout.
+    pub timeout: Dur,
+    /// How often PD member health and leader are checked (`/members`, `/health`).
+    pub health_interval: Dur,
+    /// Largest accepted response body in bytes.
+    pub max_response_bytes: usize,
+    /// Optional TLS.
+    pub tls: Option<TlsConfig>,
+    /// TiFlash stores: `include` (labelled) or `exclude`.
+    pub tiflash: TiflashMode,
+}
+
+impl Default for PdConfig {
+    fn default() -> Self {
+        PdConfig {
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            timeout: Dur(Duration::from_secs(5)),
+            health_interval: Dur(Duration::from_secs(30)),
+            max_response_bytes: 64 << 20,
+            tls: None,
+            tiflash: TiflashMode::Include,
+        }
+    }
+}
+
+/// `prometheus`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusConfig {
+    /// Base URL of the Prometheus server that scrapes TiKV; unset disables the
+    /// Prometheus-based invariants (they report unknown).
+    pub url: Option<String>,
+    /// Per-query timeout.
+    pub timeout: Dur,
+    /// After a Prometheus restart its rate windows have a gap and read low: the built-in
+    /// Prometheus invariants stay unknown this long after a restart is seen (`0s` disables).
+    pub warmup: Dur,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        PrometheusConfig {
+            url: None,
+            timeout: Dur(Duration::from_secs(5)),
+            warmup: Dur(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// Overrides for one built-in invariant (`invariants.<name>`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvariantOverride {
+    /// Turn the invariant off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Severity label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// How long the violation must hold before it fires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace: Option<Dur>,
+    /// How long a firing invariant must be clear before it resolves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clear_grace: Option<Dur>,
+    /// Threshold in the invariant's unit (seconds, ratio, score).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Threshold in percent, for ratio invariants (`70` = 0.7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold_percent: Option<f64>,
+    /// Hysteresis: a firing invariant resolves only once this no longer holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clear_threshold: Option<f64>,
+    /// PromQL replacing the built-in query (Prometheus-based invariants only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+}
+
+/// One entry of `custom_invariants`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomInvariant {
+    /// Invariant name (the `name` label); `[a-z0-9_]+`, not a built-in name.
+    pub name: String,
+    /// Instant PromQL query.
+    pub query: String,
+    /// Comparison that means "violated".
+    pub op: Op,
+    /// Threshold for `op`.
+    pub threshold: f64,
+    /// Grace before firing.
+    #[serde(default)]
+    pub grace: Dur,
+    /// Grace before resolving.
+    #[serde(default)]
+    pub clear_grace: Dur,
+    /// Hysteresis threshold.
+    #[serde(default)]
+    pub clear_threshold: Option<f64>,
+    /// Severity label.
+    #[serde(default = "default_warning")]
+    pub severity: Severity,
+    /// Per store or cluster-wide.
+    #[serde(default)]
+    pub scope: Scope,
+}
+
+fn default_warning() -> Severity {
+    Severity::Warning
+}
+
+/// One entry of `logs.files`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFileConfig {
+    /// Path of the log file to follow.
+    pub path: PathBuf,
+    /// Source name (`source="file:<name>"`); defaults to the file name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// PD store id this file belongs to (`store` label); empty when unknown.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// Read the existing content too (default: start at the end).
+    #[serde(default)]
+    pub from_start: bool,
+}
+
+impl LogFileConfig {
+    /// The `source` label of this file.
+    pub fn source_label(&self) -> String {
+        let name = self.name.clone().unwrap_or_else(|| {
+            self.path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| self.path.display().to_string())
+        });
+        format!("file:{name}")
+    }
+}
+
+/// `logs.docker`: follow the stdout/stderr of Docker containers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerLogsConfig {
+    /// Follow containers at all.
+    pub enabled: bool,
+    /// Engine address: `unix:///var/run/docker.sock`, a socket path, or `tcp://host:2375`;
+    /// unset: `DOCKER_HOST`, else the local socket.
+    pub host: Option<String>,
+    /// Container names to follow, exact or glob (`*`, `?`); any one may match.
+    pub containers: Vec<String>,
+    /// Labels a container must all carry: `key=value`, or `key` for any value.
+    pub labels: Vec<String>,
+    /// Container name → PD store id, overriding the mapping by address.
+    pub stores: BTreeMap<String, String>,
+    /// Also read what running containers logged before the exporter started.
+    pub from_start: bool,
+}
+
+/// `logs`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// Files to follow.
+    pub files: Vec<LogFileConfig>,
+    /// Docker containers to follow.
+    pub docker: DockerLogsConfig,
+    /// How many recent leadership events `/api/v1/leadership` keeps.
+    pub history_size: usize,
+    /// Longest accepted log line.
+    pub max_line_bytes: usize,
+    /// How often files are checked for new lines.
+    pub poll_interval: Dur,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            files: Vec::new(),
+            docker: DockerLogsConfig::default(),
+            history_size: 1000,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            poll_interval: Dur(Duration::from_millis(250)),
+        }
+    }
+}
+
+/// `web`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// `host:port`; an empty host listens on all interfaces.
+    pub listen_address: String,
+    /// Path of the metrics endpoint.
+    pub telemetry_path: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen_address: ":19180".into(),
+            telemetry_path: "/metrics".into(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// PD access.
+    pub pd: PdConfig,
+    /// Prometheus access.
+    pub prometheus: PrometheusConfig,
+    /// How often PD and Prometheus are polled and invariants evaluated.
+    pub poll_interval: Dur,
+    /// File keeping when each violation became active, so restarts keep grace periods.
+    pub state_file: Option<PathBuf>,
+    /// Overrides of built-in invariants by name.
+    pub invariants: BTreeMap<String, InvariantOverride>,
+    /// Invariants defined by a PromQL query.
+    pub custom_invariants: Vec<CustomInvariant>,
+    /// Log sources.
+    pub logs: LogsConfig,
+    /// HTTP server.
+    pub web: WebConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            pd: PdConfig::default(),
+            prometheus: PrometheusConfig::default(),
+            poll_interval: Dur(Duration::from_secs(10)),
+            state_file: None,
+            invariants: BTreeMap::new(),
+            custom_invariants: Vec::new(),
+            logs: LogsConfig::default(),
+            web: WebConfig::default(),
+        }
+    }
+}
+
+/// A configuration error naming the key (and line when known).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}`{key}`: {message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+pub struct ConfigError {
+    /// Dotted key, e.g. `invariants.disk_usage.threshold_percent`.
+    pub key: String,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error about `key` (its line not known yet).
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    /// Fills in the line where the key is written in `text` (the file it came from).
+    pub fn located_in(mut self, text: &str) -> Self {
+        self.line = self.line.or_else(|| yaml::line_of_key(text, &self.key));
+        self
+    }
+}
+
+impl Config {
+    /// Parses YAML text without validating it (command-line flags may still complete it).
+    /// An empty file gives the defaults.
+    pub fn parse_yaml(text: &str) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_saphyr::from_str(text).map_err(|e| yaml::yaml_error(text, &e.to_string()))
+    }
+
+    /// Parses YAML text and validates it.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let cfg = Config::parse_yaml(text)?;
+        cfg.validate_in(text)?;
+        Ok(cfg)
+    }
+
+    /// Validates, locating the offending key's line in `text` (the file it came from).
+    pub fn validate_in(&self, text: &str) -> Result<(), ConfigError> {
+        self.validate().map_err(|e| e.located_in(text))
+    }
+
+    /// Reads a YAML file without validating it; returns the text too (for error lines).
+    pub fn read_file(path: &Path) -> Result<(Config, String), ConfigFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let cfg = Config::parse_yaml(&text).map_err(|source| ConfigFileError::Invalid {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok((cfg, text))
+    }
+
+    /// The effective configuration as YAML.
+    pub fn to_yaml(&self) -> String {
+        let mut y =
+            serde_saphyr::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
+        if !y.ends_with('\n') {
+            y.push('\n');
+        }
+        y
+    }
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// The file cannot be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file's content is not a valid configuration.
+    #[error("invalid config file {}: {source}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with its key and line.
+        source: ConfigError,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_example_is_valid_and_round_trips() {
+        let text = include_str!("../../examples/config.yml");
+        let cfg = Config::from_yaml(text).unwrap();
+        assert_eq!(cfg.pd.endpoints.len(), 3);
+        assert_eq!(cfg.invariants["disk_usage"].threshold_percent, Some(70.0));
+        assert_eq!(cfg.custom_invariants[0].op, Op::Gt);
+        assert_eq!(cfg.logs.files[0].source_label(), "file:tikv-1");
+        let again = Config::from_yaml(&cfg.to_yaml()).unwrap();
+        assert_eq!(again, cfg);
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let cfg = Config::from_yaml("").unwrap();
+        assert_eq!(cfg, Config::default());
+        assert_eq!(cfg.poll_interval.0, Duration::from_secs(10));
+        assert_eq!(cfg.web.listen_address, ":19180");
+    }
+
+    #[test]
+    fn every_rule_names_its_key_and_line() {
+        let cases = [
+            ("pd:\n  endpoints: []\n", "pd.endpoints", Some(2)),
+            ("poll_interval: 50ms\n", "poll_interval", Some(1)),
+            ("prometheus:\n  url: prom:9090\n", "prometheus.url", Some(2)),
+            (
+                "web:\n  telemetry_path: metrics\n",
+                "web.telemetry_path",
+                Some(2),
+            ),
+            (
+                "logs:\n  files:\n    - path: /a/x.log\n    - path: /b/x.log\n",
+                "logs.files[1].name",
+                Some(4),
+            ),
+            ("pd:\n  tls:\n    cert_file: /c.pem\n", "pd.tls", Some(2)),
+        ];
+        for (yaml, key, line) in cases {
+            let e = Config::from_yaml(yaml).unwrap_err();
+            assert_eq!(e.key, key, "{yaml}");
+            assert_eq!(e.line, line, "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn yaml_level_errors_name_the_dotted_key() {
+        let e = Config::from_yaml("pd:\n  timeout: 5 seconds\n").unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("pd.timeout", Some(2)));
+        assert!(e.message.contains("unknown unit"), "{e}");
+        let e =
+            Config::from_yaml("logs:\n  files:\n    - path: /x\n      stor: \"1\"\n").unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("logs.files.stor", Some(4)));
+        let e = Config::from_yaml(
+            "custom_invariants:\n  - name: x\n    query: up\n    op: \"=>\"\n    threshold: 1\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "custom_invariants.op");
+    }
+
+    #[test]
+    fn docker_section_defaults_and_validation() {
+        let cfg =
+            Config::from_yaml("logs:\n  docker:\n    enabled: true\n    containers: [tikv-*]\n")
+                .unwrap();
+        let d = &cfg.logs.docker;
+        assert!(d.enabled && d.host.is_none() && d.labels.is_empty() && !d.from_start);
+        assert_eq!(d.containers, ["tikv-*"]);
+        assert_eq!(Config::default().logs.docker, DockerLogsConfig::default());
+        let full = "logs:\n  docker:\n    enabled: true\n    host: unix:///run/docker.sock\n    labels: [com.docker.compose.service=tikv]\n    stores:\n      tikv0: \"1\"\n    from_start: true\n";
+        let cfg = Config::from_yaml(full).unwrap();
+        assert_eq!(cfg.logs.docker.stores["tikv0"], "1");
+        assert_eq!(Config::from_yaml(&cfg.to_yaml()).unwrap(), cfg);
+        let cases = [
+            (
+                "logs:\n  docker:\n    enabled: true\n",
+                "logs.docker.containers",
+                Some(2),
+            ),
+            (
+                "logs:\n  docker:\n    host: ftp://x\n",
+                "logs.docker.host",
+                Some(3),
+            ),
+            (
+                "logs:\n  docker:\n    containers: [a, \"\"]\n",
+                "logs.docker.containers[1]",
+                Some(3),
+            ),
+            (
+                "logs:\n  docker:\n    labels:\n      - =x\n",
+                "logs.docker.labels[0]",
+                Some(4),
+            ),
+            (
+                "logs:\n  docker:\n    stores:\n      tikv0: \"\"\n",
+                "logs.docker.stores.tikv0",
+                Some(4),
+            ),
+        ];
+        for (yaml, key, line) in cases {
+            let e = Config::from_yaml(yaml).unwrap_err();
+            assert_eq!((e.key.as_str(), e.line), (key, line), "{yaml}: {e}");
+        }
+        let e = Config::from_yaml("logs:\n  docker:\n    container: [x]\n").unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("logs.docker.container", Some(3)));
+    }
+
+    #[test]
+    fn durations_and_listen_addresses() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(
+            parse_duration("10")
+                .unwrap_err()
+                .to_string()
+                .contains("missing unit")
+        );
+        assert!(
+            parse_duration("10x")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown unit")
+        );
+        for d in ["0s", "250ms", "10s", "5m", "2h", "90s"] {
+            assert_eq!(format_duration(parse_duration(d).unwrap()), d);
+        }
+        assert_eq!(
+            parse_listen_address(":19180").unwrap().to_string(),
+            "0.0.0.0:19180"
+        );
+        assert_eq!(
+            parse_listen_address("localhost:1").unwrap().to_string(),
+            "127.0.0.1:1"
+        );
+        assert_eq!(
+            parse_listen_address("[::1]:9").unwrap().to_string(),
+            "[::1]:9"
+        );
+        assert!(parse_listen_address("nonsense").is_err());
+    }
+}

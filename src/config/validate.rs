@@ -1,0 +1,159 @@
+//! Validation of the configuration's own values (ranges, formats, combinations). Invariant
+//! overrides and custom invariants are validated against the invariant catalog by
+//! `invariants::definitions`, which owns that knowledge.
+
+use std::time::Duration;
+
+use super::{Config, ConfigError, DockerLogsConfig};
+
+/// `host:port` that is not a socket address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not host:port (e.g. :19180 or 127.0.0.1:19180)")]
+pub struct ListenAddressError(String);
+
+impl Config {
+    /// Checks every value; the error names the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::new(key, message);
+        if self.pd.endpoints.is_empty() {
+            return Err(bad(
+                "pd.endpoints",
+                "at least one PD endpoint is needed".into(),
+            ));
+        }
+        for (i, e) in self.pd.endpoints.iter().enumerate() {
+            if e.trim().is_empty() {
+                return Err(bad(&format!("pd.endpoints[{i}]"), "empty endpoint".into()));
+            }
+        }
+        if self.pd.timeout.0.is_zero() {
+            return Err(bad("pd.timeout", "must be greater than 0".into()));
+        }
+        if self.pd.health_interval.0.is_zero() {
+            return Err(bad("pd.health_interval", "must be greater than 0".into()));
+        }
+        if let Some(tls) = &self.pd.tls
+            && tls.cert_file.is_some() != tls.key_file.is_some()
+        {
+            return Err(bad(
+                "pd.tls",
+                "cert_file and key_file must be given together".into(),
+            ));
+        }
+        if self.poll_interval.0 < Duration::from_millis(100) {
+            return Err(bad("poll_interval", "must be at least 100ms".into()));
+        }
+        if let Some(u) = &self.prometheus.url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(bad(
+                "prometheus.url",
+                format!("`{u}` must start with http:// or https://"),
+            ));
+        }
+        let mut sources = std::collections::BTreeSet::new();
+        for (i, f) in self.logs.files.iter().enumerate() {
+            if f.path.as_os_str().is_empty() {
+                return Err(bad(&format!("logs.files[{i}].path"), "empty path".into()));
+            }
+            if !sources.insert(f.source_label()) {
+                return Err(bad(
+                    &format!("logs.files[{i}].name"),
+                    format!("duplicate source `{}`", f.source_label()),
+                ));
+            }
+        }
+        self.logs.docker.validate()?;
+        if self.logs.max_line_bytes == 0 {
+            return Err(bad("logs.max_line_bytes", "must be greater than 0".into()));
+        }
+        if !self.web.telemetry_path.starts_with('/') || self.web.telemetry_path.len() < 2 {
+            return Err(bad(
+                "web.telemetry_path",
+                format!(
+                    "`{}` must start with / and not be /",
+                    self.web.telemetry_path
+                ),
+            ));
+        }
+        parse_listen_address(&self.web.listen_address)
+            .map_err(|m| bad("web.listen_address", m.to_string()))?;
+        Ok(())
+    }
+}
+
+impl DockerLogsConfig {
+    /// Checks the section; errors name the key (relative to `logs.docker`).
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |k: String, m: &str| Err(ConfigError::new(format!("logs.docker.{k}"), m));
+        if let Some(h) = &self.host {
+            let h = h.trim();
+            let ok = h.starts_with('/')
+                || ["unix://", "tcp://", "http://"]
+                    .iter()
+                    .any(|p| h.strip_prefix(p).is_some_and(|r| !r.is_empty()));
+            if !ok {
+                return bad(
+                    "host".into(),
+                    &format!(
+                        "`{h}`: expected unix:///path, /path/to.sock, tcp://host:port or http://host:port"
+                    ),
+                );
+            }
+        }
+        for (i, c) in self.containers.iter().enumerate() {
+            if c.trim().is_empty() || c.contains('/') {
+                return bad(
+                    format!("containers[{i}]"),
+                    &format!("`{c}` is not a container name or pattern"),
+                );
+            }
+        }
+        for (i, l) in self.labels.iter().enumerate() {
+            if l.split_once('=')
+                .map_or(l.as_str(), |(k, _)| k)
+                .trim()
+                .is_empty()
+            {
+                return bad(
+                    format!("labels[{i}]"),
+                    &format!("`{l}`: expected key=value or key"),
+                );
+            }
+        }
+        for (name, store) in &self.stores {
+            if name.trim().is_empty() || store.trim().is_empty() {
+                return bad(
+                    format!("stores.{name}"),
+                    "container name and store id must not be empty",
+                );
+            }
+        }
+        if self.enabled && self.containers.is_empty() && self.labels.is_empty() {
+            return bad(
+                "containers".into(),
+                "give container names or patterns, or labels, to select containers (`*` follows every container)",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Parses `host:port` / `:port` / `[v6]:port` into a socket address (empty host = all IPv4).
+pub fn parse_listen_address(s: &str) -> Result<std::net::SocketAddr, ListenAddressError> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_owned()
+    };
+    if let Ok(a) = full.parse() {
+        return Ok(a);
+    }
+    if let Some((host, port)) = full.rsplit_once(':')
+        && host == "localhost"
+        && let Ok(p) = port.parse::<u16>()
+    {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], p)));
+    }
+    Err(ListenAddressError(s.to_owned()))
+}
