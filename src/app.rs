@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, parse_listen_address};
 use crate::exposition::View;
-use crate::exposition::http::{HttpState, handler};
+use crate::exposition::http::{Endpoints, handler};
 use crate::exposition::metrics::{BuildInfo, registry};
 use crate::logs::docker::DockerSource;
 use crate::logs::file_source::FileSource;
@@ -106,7 +106,7 @@ pub async fn run_observed(
     if cfg.logs.docker.enabled {
         sources.push(DockerSource::new(&cfg.logs.docker).spawn(ctx.clone()));
     }
-    let http = Arc::new(HttpState {
+    let http = Arc::new(Endpoints {
         view: view.clone(),
         registry: registry(view.clone(), BuildInfo::current()),
         telemetry_path: cfg.web.telemetry_path.clone(),

@@ -1,21 +1,33 @@
 //! tikv-health-exporter: a Prometheus exporter and alert sidecar for TiKV clusters.
 //!
-//! Data flows one way: log lines → [`logs::parse`] → [`logs::events`] → [`logs::ingest`]
-//! (counters and history), fed by sources such as [`logs::file`]. The [`cli`] module wires the
-//! command line onto these layers.
+//! Two pipelines, each flowing one way (`ARCHITECTURE.md` draws them with every module):
+//!
+//! - **Cluster health**: [`sources`] (PD and Prometheus clients) → [`observations`] (what
+//!   one poll saw) → [`invariants`] (the catalog of built-ins, their evaluators, the engine
+//!   with grace periods and `unknown`, the state file) → [`snapshot`] (what the last poll
+//!   published) → [`exposition`] (the metric contract and the HTTP endpoints). The poller
+//!   runs one round of this every poll interval.
+//! - **Logs**: log lines from the sources in [`logs`] (files, Docker containers) →
+//!   [`logs::parse`] (the TiDB unified log format) → [`logs::events`] (leadership events) →
+//!   [`logs::ingest`] (per-source counters and the bounded event history) → [`exposition`].
+//!
+//! [`domain`] is the vocabulary every layer shares; [`config`] is the configuration they are
+//! built from; [`cli`] is the command line, which wires everything together.
 
-pub mod app;
+#![deny(missing_docs)]
+
+pub(crate) mod app;
 pub mod cli;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
-pub mod demo;
+pub(crate) mod demo;
 pub mod domain;
 pub mod exposition;
-pub mod http_server;
+pub(crate) mod http_server;
 pub mod invariants;
-pub mod log;
+pub(crate) mod log;
 pub mod logs;
 pub mod observations;
-pub mod poller;
+pub(crate) mod poller;
 pub mod snapshot;
 pub mod sources;

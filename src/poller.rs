@@ -123,11 +123,6 @@ impl Poller {
         &self.stores
     }
 
-    /// PD requests and response bytes so far (for benchmarks).
-    pub fn pd_traffic(&self) -> (u64, u64) {
-        (self.pd.requests_total(), self.pd.response_bytes_total())
-    }
-
     fn record(&mut self, source: &str, started: Instant, result: Result<(), Unavailable>) {
         let now = self.clock.now();
         let h = self.sources.entry(source.to_owned()).or_default();

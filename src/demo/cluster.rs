@@ -50,8 +50,24 @@ pub struct SimCluster {
     started: Instant,
     log: Mutex<std::fs::File>,
     log_path: PathBuf,
-    /// Cumulative write requests and CPU seconds per store, advanced at each scrape.
-    counters: Mutex<Vec<(f64, f64, Instant)>>,
+    /// Per store: write requests observed in each latency bucket, CPU seconds, and when they
+    /// were last advanced (at each scrape).
+    counters: Mutex<Vec<Counters>>,
+}
+
+/// Latency buckets of the simulated histogram: 10 µs · 2^k, as TiKV's exponential buckets.
+const BUCKETS: usize = 32;
+
+fn bucket_bound(k: usize) -> f64 {
+    0.00001 * 2f64.powi(k as i32)
+}
+
+/// What one store's metrics endpoint has counted so far.
+#[derive(Clone, Debug)]
+struct Counters {
+    buckets: [f64; BUCKETS],
+    cpu_seconds: f64,
+    at: Instant,
 }
 
 fn gib(v: f64) -> String {
@@ -81,7 +97,15 @@ impl SimCluster {
             started: Instant::now(),
             log: Mutex::new(log),
             log_path: log_path.to_owned(),
-            counters: Mutex::new(vec![(0.0, 0.0, Instant::now()); 3]),
+            counters: Mutex::new(
+                (0..3)
+                    .map(|_| Counters {
+                        buckets: [0.0; BUCKETS],
+                        cpu_seconds: 0.0,
+                        at: Instant::now(),
+                    })
+                    .collect(),
+            ),
         }))
     }
 
@@ -180,37 +204,43 @@ impl SimCluster {
         }
     }
 
-    /// TiKV metrics of one store: the write-latency histogram (all requests in the bucket of
-    /// the configured latency), process CPU and the CPU quota, advanced with wall-clock time.
+    /// TiKV metrics of one store: a real cumulative write-latency histogram (100 writes/s, each
+    /// observed in the bucket of the store's current latency), process CPU and the CPU quota,
+    /// advanced with wall-clock time at each scrape.
     fn metrics_text(&self, id: u64) -> String {
         let Some(s) = self.stores().into_iter().find(|s| s.id == id) else {
             return String::new();
         };
-        let (writes, cpu) = {
+        let (buckets, cpu) = {
             let mut c = self.counters.lock().unwrap_or_else(|p| p.into_inner());
             let e = &mut c[(id - 1) as usize];
-            let dt = e.2.elapsed().as_secs_f64();
-            e.0 += 100.0 * dt;
-            e.1 += s.cpu_cores * dt;
-            e.2 = Instant::now();
-            (e.0.floor(), e.1)
+            let dt = e.at.elapsed().as_secs_f64();
+            let slot = (0..BUCKETS)
+                .find(|&k| bucket_bound(k) >= s.write_latency)
+                .unwrap_or(BUCKETS - 1);
+            e.buckets[slot] += 100.0 * dt;
+            e.cpu_seconds += s.cpu_cores * dt;
+            e.at = Instant::now();
+            (e.buckets, e.cpu_seconds)
         };
         let mut out =
             String::from("# TYPE tikv_storage_engine_async_request_duration_seconds histogram\n");
-        for k in 0..32 {
-            let le = 0.00001 * 2f64.powi(k);
-            let v = if le >= s.write_latency { writes } else { 0.0 };
+        let mut cumulative = 0.0;
+        let mut sum = 0.0;
+        for (k, n) in buckets.iter().enumerate() {
+            cumulative += n.floor();
+            sum += n.floor() * bucket_bound(k);
             out.push_str(&format!(
-                "tikv_storage_engine_async_request_duration_seconds_bucket{{type=\"write\",le=\"{le}\"}} {v}\n"
+                "tikv_storage_engine_async_request_duration_seconds_bucket{{type=\"write\",le=\"{}\"}} {cumulative}\n",
+                bucket_bound(k)
             ));
         }
         out.push_str(&format!(
-            "tikv_storage_engine_async_request_duration_seconds_bucket{{type=\"write\",le=\"+Inf\"}} {writes}\n\
-             tikv_storage_engine_async_request_duration_seconds_sum{{type=\"write\"}} {}\n\
-             tikv_storage_engine_async_request_duration_seconds_count{{type=\"write\"}} {writes}\n\
+            "tikv_storage_engine_async_request_duration_seconds_bucket{{type=\"write\",le=\"+Inf\"}} {cumulative}\n\
+             tikv_storage_engine_async_request_duration_seconds_sum{{type=\"write\"}} {sum}\n\
+             tikv_storage_engine_async_request_duration_seconds_count{{type=\"write\"}} {cumulative}\n\
              # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}\n\
-             # TYPE tikv_server_cpu_cores_quota gauge\ntikv_server_cpu_cores_quota 8\n",
-            writes * s.write_latency
+             # TYPE tikv_server_cpu_cores_quota gauge\ntikv_server_cpu_cores_quota 8\n"
         ));
         out
     }

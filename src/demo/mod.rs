@@ -129,7 +129,9 @@ fn step(sim: &SimCluster, t: u64) -> Option<&'static str> {
                 s.write_latency = 0.3;
                 s.cpu_cores = 7.0;
             });
-            Some("store 1 turns slow for 6s: slow_score 90, write p99 300 ms, CPU 7/8 cores")
+            Some(
+                "store 1 turns slow for 6s: slow_score 90, writes take 300 ms, CPU 7/8 cores (the 1m write p99 stays high until the slow writes leave its window)",
+            )
         }
         36 => {
             sim.update(1, |s| {

@@ -18,7 +18,7 @@ use crate::http_server::{Handler, sync_handler};
 use crate::invariants::engine::Phase;
 
 /// What the handlers need.
-pub struct HttpState {
+pub struct Endpoints {
     /// What is exposed.
     pub view: Arc<View>,
     /// Registry with the state collector.
@@ -49,7 +49,7 @@ fn json(v: &impl Serialize) -> Resp {
 }
 
 /// Routes one request.
-pub fn handle(state: &HttpState, method: &Method, path: &str, query: Option<&str>) -> Resp {
+pub fn handle(state: &Endpoints, method: &Method, path: &str, query: Option<&str>) -> Resp {
     if method != Method::GET && method != Method::HEAD {
         return respond(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -136,7 +136,7 @@ fn fmt_time(t: f64) -> String {
         .unwrap_or_default()
 }
 
-fn landing_page(state: &HttpState) -> String {
+fn landing_page(state: &Endpoints) -> String {
     let snap = state.view.published.snapshot();
     let mut h = String::new();
     let _ = write!(
@@ -218,7 +218,7 @@ fn landing_page(state: &HttpState) -> String {
 }
 
 /// The request handler for [`crate::http_server::serve`].
-pub fn handler(state: Arc<HttpState>) -> Handler {
+pub fn handler(state: Arc<Endpoints>) -> Handler {
     sync_handler(move |req: Request<Incoming>| {
         let mut resp = handle(&state, req.method(), req.uri().path(), req.uri().query());
         if req.method() == Method::HEAD {

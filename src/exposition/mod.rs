@@ -6,7 +6,7 @@ use crate::logs::ingest::EventHistory;
 use crate::logs::source::LogRegistry;
 use crate::snapshot::Published;
 
-pub mod http;
+pub(crate) mod http;
 pub mod metrics;
 
 /// What the exposition reads: the published snapshot, the log counters and the event history.

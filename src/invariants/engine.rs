@@ -73,7 +73,7 @@ impl Phase {
 
 /// Current state of one (invariant, store).
 #[derive(Clone, Debug, PartialEq)]
-pub struct State {
+pub struct SeriesState {
     /// Lifecycle phase (kept while unknown).
     pub phase: Phase,
     /// When the current violation started (Unix seconds), while pending or firing.
@@ -90,9 +90,9 @@ pub struct State {
     pub evaluated_at: f64,
 }
 
-impl State {
+impl SeriesState {
     fn new() -> Self {
-        State {
+        SeriesState {
             phase: Phase::Ok,
             active_since: None,
             clearing_since: None,
@@ -126,7 +126,7 @@ pub type Key = (String, String);
 /// All invariant states.
 #[derive(Debug, Default)]
 pub struct Engine {
-    states: BTreeMap<Key, State>,
+    states: BTreeMap<Key, SeriesState>,
 }
 
 impl Engine {
@@ -145,7 +145,7 @@ impl Engine {
             let st = self
                 .states
                 .entry((p.name.clone(), p.store.clone()))
-                .or_insert_with(State::new);
+                .or_insert_with(SeriesState::new);
             st.phase = p.phase;
             st.active_since = Some(p.active_since);
             st.clearing_since = p.clearing_since;
@@ -171,11 +171,11 @@ impl Engine {
     }
 
     /// Evaluates `rule` for `store` at `now` (Unix seconds).
-    pub fn evaluate(&mut self, rule: &Rule, store: &str, input: Input, now: f64) -> &State {
+    pub fn evaluate(&mut self, rule: &Rule, store: &str, input: Input, now: f64) -> &SeriesState {
         let st = self
             .states
             .entry((rule.name.clone(), store.to_owned()))
-            .or_insert_with(State::new);
+            .or_insert_with(SeriesState::new);
         st.evaluated_at = now;
         let (value, violated, still_violated, reason) = match input {
             Input::Unknown(why) => {
@@ -249,12 +249,12 @@ impl Engine {
     }
 
     /// All states in (name, store) order.
-    pub fn states(&self) -> impl Iterator<Item = (&Key, &State)> {
+    pub fn states(&self) -> impl Iterator<Item = (&Key, &SeriesState)> {
         self.states.iter()
     }
 
     /// One state.
-    pub fn get(&self, name: &str, store: &str) -> Option<&State> {
+    pub fn get(&self, name: &str, store: &str) -> Option<&SeriesState> {
         self.states.get(&(name.to_owned(), store.to_owned()))
     }
 }
