@@ -39,6 +39,7 @@ use tokio::task::JoinHandle;
 
 use super::ingest::{EventHistory, Ingestor, SourceStats};
 use super::reader::RawLine;
+use super::timestamp::{self, NANOS_PER_SECOND, TimestampPrefix};
 use crate::config::DockerLogsConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -47,7 +48,6 @@ use crate::domain::{Store, host_of};
 
 /// Marks a line that carried no docker timestamp (never deduplicated).
 const NO_TS: i64 = i64::MIN;
-const NANOS: i64 = 1_000_000_000;
 /// Frames handed to the parser at once, at most.
 const BATCH_BYTES: usize = 256 * 1024;
 const BATCH_FRAMES: usize = 4096;
@@ -68,85 +68,7 @@ const REQUEST_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
 // ---------------------------------------------------------------------------------------------
-// Pure helpers: timestamps, name patterns, store mapping.
-
-/// Parses a container-runtime timestamp prefix, `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±hh:mm) `
-/// (Docker writes RFC 3339 with 9 fraction digits and `Z`): nanoseconds since the epoch and
-/// the prefix length including the space.
-pub fn parse_docker_timestamp(b: &[u8]) -> Option<(i64, usize)> {
-    let digit = |i: usize| -> Option<i64> {
-        let c = *b.get(i)?;
-        c.is_ascii_digit().then(|| i64::from(c - b'0'))
-    };
-    let num = |from: usize, n: usize| -> Option<i64> {
-        (from..from + n).try_fold(0, |acc, i| Some(acc * 10 + digit(i)?))
-    };
-    let sep = |i: usize, c: u8| b.get(i) == Some(&c);
-    let year = num(0, 4)?;
-    let month = num(5, 2)?;
-    let day = num(8, 2)?;
-    let hour = num(11, 2)?;
-    let min = num(14, 2)?;
-    let sec = num(17, 2)?;
-    if !(sep(4, b'-') && sep(7, b'-') && sep(10, b'T') && sep(13, b':') && sep(16, b':')) {
-        return None;
-    }
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut nanos = 0;
-    if sep(i, b'.') {
-        i += 1;
-        let start = i;
-        while let Some(d) = digit(i) {
-            if i - start < 9 {
-                nanos = nanos * 10 + d;
-            }
-            i += 1;
-        }
-        let n = i - start;
-        if n == 0 {
-            return None;
-        }
-        for _ in n..9 {
-            nanos *= 10;
-        }
-    }
-    let offset = match b.get(i)? {
-        b'Z' => {
-            i += 1;
-            0
-        }
-        s @ (b'+' | b'-') => {
-            let (h, m) = (num(i + 1, 2)?, num(i + 4, 2)?);
-            if !sep(i + 3, b':') {
-                return None;
-            }
-            i += 6;
-            let o = h * 3600 + m * 60;
-            if *s == b'-' { -o } else { o }
-        }
-        _ => return None,
-    };
-    if !sep(i, b' ') {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset;
-    Some((secs * NANOS + nanos, i + 1))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+// Pure helpers: name patterns, store mapping.
 
 /// Whether `name` matches `pattern`, where `*` matches any run of characters and `?` one.
 /// Without wildcards this is exact equality (Docker's own `name=` filter matches substrings).
@@ -410,11 +332,11 @@ impl LineAssembler {
         let mut rest = bytes;
         while !rest.is_empty() {
             // Every message starts with its timestamp; a continuation chunk repeats it.
-            if let Some((ts, n)) = parse_docker_timestamp(rest) {
+            if let Ok(prefix) = timestamp::parse_prefix(rest) {
                 if !p.open {
-                    p.ts = ts;
+                    p.ts = prefix.nanos;
                 }
-                rest = &rest[n..];
+                rest = &rest[prefix.len..];
             }
             p.open = true;
             match memchr(b'\n', rest) {
@@ -436,7 +358,7 @@ impl LineAssembler {
             // Keep the line's timestamp before its bytes are dropped.
             let mut head = p.buf.clone();
             head.extend_from_slice(&data[..data.len().min(64)]);
-            p.ts = parse_docker_timestamp(&head).map_or(NO_TS, |(ts, _)| ts);
+            p.ts = timestamp::parse_prefix(&head).map_or(NO_TS, |prefix| prefix.nanos);
         }
         p.append(data, limit);
     }
@@ -456,7 +378,11 @@ impl LineAssembler {
             p.reset();
             return;
         }
-        let (ts, n) = parse_docker_timestamp(&p.buf).unwrap_or((NO_TS, 0));
+        let TimestampPrefix { nanos: ts, len: n } =
+            timestamp::parse_prefix(&p.buf).unwrap_or(TimestampPrefix {
+                nanos: NO_TS,
+                len: 0,
+            });
         let content = &p.buf[n..];
         let prefix = &p.buf[..n];
         let line: std::borrow::Cow<'_, [u8]> = if n > 0 && memmem::find(content, prefix).is_some() {
@@ -490,7 +416,9 @@ impl LineAssembler {
                 if p.ts != NO_TS {
                     Some(p.ts)
                 } else {
-                    parse_docker_timestamp(&p.buf).map(|(ts, _)| ts)
+                    timestamp::parse_prefix(&p.buf)
+                        .ok()
+                        .map(|prefix| prefix.nanos)
                 }
             })
             .min()
@@ -557,12 +485,13 @@ impl Dedupe {
             *c -= 1;
             return false;
         }
-        if !self.budget.is_empty() && ts.div_euclid(NANOS) > self.replay_upto.div_euclid(NANOS) + 1
+        if !self.budget.is_empty()
+            && ts.div_euclid(NANOS_PER_SECOND) > self.replay_upto.div_euclid(NANOS_PER_SECOND) + 1
         {
             // Well past the replayed range: nothing left to drop.
             self.budget = KeyMap::default();
         }
-        let sec = ts.div_euclid(NANOS);
+        let sec = ts.div_euclid(NANOS_PER_SECOND);
         let pos = self.window.iter().rposition(|(s, _)| *s <= sec);
         let bucket = match pos {
             Some(i) if self.window[i].0 == sec => &mut self.window[i].1,
@@ -602,8 +531,8 @@ impl Dedupe {
     /// The second to resume from: the newest counted one, or the one a line still in
     /// progress started in, whichever is older; `None` if nothing was counted.
     pub fn resume_second(&self, open_line: Option<i64>) -> Option<i64> {
-        let newest = self.max_ts.map(|t| t.div_euclid(NANOS));
-        let open = open_line.map(|t| t.div_euclid(NANOS));
+        let newest = self.max_ts.map(|t| t.div_euclid(NANOS_PER_SECOND));
+        let open = open_line.map(|t| t.div_euclid(NANOS_PER_SECOND));
         match (newest, open) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -752,7 +681,7 @@ impl Parser {
             .unwrap_or(if cutoff == i64::MIN {
                 0
             } else {
-                cutoff.div_euclid(NANOS)
+                cutoff.div_euclid(NANOS_PER_SECOND)
             });
         t.dedupe.begin_replay(since);
         // The replay delivers lines in progress again, from their start.
@@ -788,7 +717,7 @@ impl Parser {
         ing.flush();
         if let Some(newest) = dedupe.newest() {
             let keep = asm.oldest_open().map_or(newest, |o| o.min(newest));
-            dedupe.prune(keep.div_euclid(NANOS));
+            dedupe.prune(keep.div_euclid(NANOS_PER_SECOND));
         }
     }
 }
@@ -814,7 +743,7 @@ pub fn connect(host: Option<&str>) -> Result<Docker, DockerError> {
 }
 
 fn unix_secs() -> i64 {
-    crate::clock::unix_now_nanos().div_euclid(NANOS)
+    crate::clock::unix_now_nanos().div_euclid(NANOS_PER_SECOND)
 }
 
 fn is_not_found(e: &DockerError) -> bool {
@@ -1392,43 +1321,7 @@ impl DockerSource {
 mod tests {
     use super::*;
 
-    fn ts(s: &str) -> i64 {
-        parse_docker_timestamp(format!("{s} ").as_bytes())
-            .unwrap()
-            .0
-    }
-
-    #[test]
-    fn docker_timestamps_parse_to_nanoseconds() {
-        let (t, n) = parse_docker_timestamp(b"2023-01-07T08:49:18.857903341Z [x]").unwrap();
-        assert_eq!(n, 31);
-        assert_eq!(t, 1_673_081_358 * NANOS + 857_903_341);
-        assert_eq!(ts("1970-01-01T00:00:00Z"), 0);
-        assert_eq!(
-            ts("2024-02-29T12:00:00.5Z"),
-            1_709_208_000 * NANOS + 500_000_000
-        );
-        assert_eq!(
-            ts("2024-02-29T14:00:00.5+02:00"),
-            ts("2024-02-29T12:00:00.5Z")
-        );
-        assert_eq!(ts("2024-02-29T12:00:00.1234567891Z") % NANOS, 123_456_789);
-        for bad in [
-            &b"2023-01-07T08:49:18.857Z"[..],
-            b"2023-01-07 08:49:18Z ",
-            b"2023-13-07T08:49:18Z ",
-            b"2023-01-07T08:49:18. ",
-            b"[2024/07/12 09:26:10.005 +00:00] ",
-            b"",
-        ] {
-            assert_eq!(
-                parse_docker_timestamp(bad),
-                None,
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
+    use crate::logs::timestamp::tests::nanos as ts;
 
     #[test]
     fn globs_are_exact_unless_wildcards() {
@@ -1638,7 +1531,10 @@ mod tests {
         // Re-attach: resume from the second the unfinished line started in; the replay
         // repeats what was counted (dropped), the whole long line and then new lines.
         let (since, _) = p.attach(&name, "id1".into(), String::new());
-        assert_eq!(i64::from(since), ts("2026-11-22T03:17:10Z") / NANOS);
+        assert_eq!(
+            i64::from(since),
+            ts("2026-11-22T03:17:10Z") / NANOS_PER_SECOND
+        );
         p.frames(
             "tikv0",
             &[
@@ -1677,7 +1573,10 @@ mod tests {
         let (mut p, _) = parser(ts("2026-11-22T03:17:10.300000000Z"));
         let name: Arc<str> = "c".into();
         let (since, stats) = p.attach(&name, "id".into(), String::new());
-        assert_eq!(i64::from(since), ts("2026-11-22T03:17:10Z") / NANOS);
+        assert_eq!(
+            i64::from(since),
+            ts("2026-11-22T03:17:10Z") / NANOS_PER_SECOND
+        );
         p.frames("c", &[leader("10.100000000", 1), leader("10.500000000", 2)]);
         assert_eq!(stats.snapshot().lines(), 1);
     }
@@ -1685,7 +1584,7 @@ mod tests {
     #[test]
     fn a_replay_drops_exactly_what_was_counted() {
         let mut d = Dedupe::default();
-        let s = 1_000 * NANOS;
+        let s = 1_000 * NANOS_PER_SECOND;
         // Two identical lines (same nanosecond, same content) and others in two seconds.
         let counted = [(s - 5, 1), (s + 1, 2), (s + 1, 2), (s + 7, 3)];
         for (t, k) in counted {
@@ -1721,7 +1620,7 @@ mod tests {
         ] {
             assert!(!d.admit(t, k), "{t} {k}");
         }
-        assert!(d.admit(s + NANOS, 1));
+        assert!(d.admit(s + NANOS_PER_SECOND, 1));
         d.prune(1_001);
         assert_eq!(d.len(), 1);
     }

@@ -9,3 +9,4 @@ pub mod ingest;
 pub mod parse;
 pub mod reader;
 pub mod source;
+pub(crate) mod timestamp;
