@@ -1,7 +1,7 @@
 //! The log half of the exporter: log lines → parser → events → counters and history.
 
 pub mod batch;
-pub mod docker;
+pub(crate) mod docker;
 pub mod events;
 pub mod file;
 pub mod file_source;
