@@ -129,6 +129,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Tests, and [`tests::nanos`] for the tests of the Docker source.
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

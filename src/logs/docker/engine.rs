@@ -7,7 +7,7 @@ use bollard::errors::Error as DockerError;
 use bollard::{API_DEFAULT_VERSION, Docker};
 
 /// Docker's default socket.
-pub(crate) const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
 /// Timeout for the response head of every request (not for the followed streams themselves).
 const REQUEST_TIMEOUT_SECS: u64 = 30;
