@@ -45,7 +45,8 @@ pub(crate) enum PrefixError {
 /// Accepted: `T` and `Z` in upper case only; month 1–12, day 1–31 (not checked against the
 /// month: `02-31` is 3 March), hour 0–23, minute 0–59, second 0–60 (a leap second counts as
 /// the next one); 1 to 9 fraction digits; any `±hh:mm` of two-digit numbers. Exactly one space
-/// must follow; it is part of [`TimestampPrefix::len`].
+/// must follow; it is part of [`TimestampPrefix::len`]. The instant must fit in `i64`
+/// nanoseconds (1677-09-21 to 2262-04-11).
 pub(crate) fn parse_prefix(b: &[u8]) -> Result<TimestampPrefix, PrefixError> {
     use PrefixError::{Malformed, NotATimestamp};
     let head = b.get(..DATE_TIME_LEN).ok_or(NotATimestamp)?;
