@@ -1,11 +1,16 @@
 //! The log half of the exporter: log lines → parser → events → counters and history.
+//!
+//! Lines come from log sources, each started with a [`source::SourceContext`]:
+//! `file_source` follows files, `docker` follows containers. Container-runtime timestamp
+//! prefixes are read by `timestamp` alone.
 
 pub mod batch;
-pub mod docker;
+pub(crate) mod docker;
 pub mod events;
 pub mod file;
-pub mod file_source;
+pub(crate) mod file_source;
 pub mod ingest;
 pub mod parse;
 pub mod reader;
 pub mod source;
+pub(crate) mod timestamp;

@@ -11,6 +11,8 @@ use std::fmt;
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone};
 use memchr::{memchr, memchr2};
 
+use super::timestamp::{self, DATE_TIME_LEN, PrefixError};
+
 pub use crate::domain::DEFAULT_MAX_LINE_BYTES;
 
 /// Log level as written in the level bracket (TiKV and zap levels).
@@ -583,51 +585,34 @@ pub fn parse_line(line: &[u8]) -> Result<LogLine<'_>, ParseError> {
     })
 }
 
-/// Recognises `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±hh:mm) ` and returns it and the next offset.
+/// Recognises a container-runtime timestamp prefix ([`timestamp::parse_prefix`]) and returns
+/// its text and the offset after its space.
 fn docker_prefix(b: &[u8]) -> Result<(&str, usize), ParseError> {
-    let bad = || ParseError {
-        kind: ErrorKind::BadDockerTime,
-        at: 0,
-    };
-    // Anything starting with a digit that is not this prefix is not a log line at all
-    // (e.g. a pre-3.0 `2018/02/24 16:25:56.782 raft.rs:732: ...` line).
-    let space = memchr(b' ', &b[..b.len().min(48)]).ok_or(ParseError {
-        kind: ErrorKind::NoHeader,
-        at: 0,
-    })?;
-    let ts = &b[..space];
-    let shape = b"dddd-dd-ddTdd:dd:dd";
-    if ts.len() < shape.len() + 1 {
-        return err(ErrorKind::NoHeader, 0);
-    }
-    for (i, &s) in shape.iter().enumerate() {
-        let ok = if s == b'd' {
-            ts[i].is_ascii_digit()
-        } else {
-            ts[i] == s
-        };
-        if !ok {
-            return err(ErrorKind::NoHeader, 0);
+    match timestamp::parse_prefix(b) {
+        Ok(prefix) => {
+            let text = &b[..prefix.len - 1];
+            // The prefix is ASCII by construction.
+            let text = std::str::from_utf8(text).map_err(|_| ParseError {
+                kind: ErrorKind::BadDockerTime,
+                at: 0,
+            })?;
+            Ok((text, prefix.len))
+        }
+        Err(e) => {
+            // The would-be prefix ends at the first space (in the first 48 bytes). Only one
+            // holding the date, the time and more (a fraction or zone) is a malformed prefix;
+            // anything else starting with a digit is not a log line at all (e.g. a pre-3.0
+            // `2018/02/24 16:25:56.782 raft.rs:732: ...` line).
+            let space = memchr(b' ', &b[..b.len().min(48)]);
+            let kind = match (e, space) {
+                (PrefixError::Malformed, Some(at)) if at > DATE_TIME_LEN => {
+                    ErrorKind::BadDockerTime
+                }
+                _ => ErrorKind::NoHeader,
+            };
+            err(kind, 0)
         }
     }
-    let mut i = shape.len();
-    if ts[i] == b'.' {
-        i += 1;
-        let digits = ts[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 || digits > 9 {
-            return Err(bad());
-        }
-        i += digits;
-    }
-    match &ts[i..] {
-        b"Z" => {}
-        [b'+' | b'-', h1, h2, b':', m1, m2]
-            if [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()) => {}
-        _ => return Err(bad()),
-    }
-    // The prefix is ASCII by construction.
-    let s = std::str::from_utf8(ts).map_err(|_| bad())?;
-    Ok((s, space + 1))
 }
 
 /// Bytes allowed in a source file name: `[A-Za-z0-9._-]`.
@@ -998,4 +983,42 @@ fn parse_json_line<'a>(
         format: Format::Json,
         fields_raw: &b[body..],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(line: &str) -> Result<&str, ErrorKind> {
+        parse_line(line.as_bytes())
+            .map(|l| l.docker_time.unwrap_or_default())
+            .map_err(|e| e.kind)
+    }
+
+    #[test]
+    fn a_container_prefix_is_malformed_only_past_its_date_and_time() {
+        let tail = " [INFO] [a.rs:1] [x]";
+        assert_eq!(
+            kind(&format!("2023-01-07T08:49:18.5+01:00{tail}")),
+            Ok("2023-01-07T08:49:18.5+01:00")
+        );
+        for (prefix, want) in [
+            // Not a prefix at all: no date and time, nothing after them, or no space.
+            ("2018/02/24 16:25:56.782", ErrorKind::NoHeader),
+            ("2023-01-07 08:49:18Z", ErrorKind::NoHeader),
+            ("2023-01-07T08:49:18", ErrorKind::NoHeader),
+            (
+                "2023-01-07T08:49:18Z-no-space-within-the-first-48-bytes-at-all",
+                ErrorKind::NoHeader,
+            ),
+            // A malformed prefix: bad fraction or zone, fields out of range.
+            ("2023-01-07T08:49:18.", ErrorKind::BadDockerTime),
+            ("2023-01-07T08:49:18+0100", ErrorKind::BadDockerTime),
+            ("2023-01-07T08:49:18Z[INFO]", ErrorKind::BadDockerTime),
+            ("2023-13-07T08:49:18Z", ErrorKind::BadDockerTime),
+            ("2023-01-07T08:49:61Z", ErrorKind::BadDockerTime),
+        ] {
+            assert_eq!(kind(&format!("{prefix}{tail}")), Err(want), "{prefix}");
+        }
+    }
 }
