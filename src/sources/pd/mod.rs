@@ -15,16 +15,15 @@
 //! next endpoint; only when every endpoint failed is an error returned, listing every attempt.
 
 use std::fmt;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use reqwest::header::ACCEPT;
 use serde::de::DeserializeOwned;
 
+use super::http::{self, BuildError, ClientConfig, HttpClient, TlsFiles};
 use crate::domain::{Member, MemberHealth, Members, Store};
 
 mod units;
@@ -36,12 +35,6 @@ use wire::{RawHealth, RawMember, RawMembers, RawStores};
 /// API prefix of every PD endpoint used here.
 const API: &str = "/pd/api/v1";
 
-/// At most this much of an HTTP error body is read to quote it in the error message.
-const ERROR_BODY_LIMIT: usize = 64 * 1024;
-
-/// At most this many characters of an HTTP error body are quoted in the error message.
-const ERROR_MESSAGE_CHARS: usize = 300;
-
 /// TLS files for talking to PD over HTTPS (all PEM).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PdTls {
@@ -51,6 +44,17 @@ pub struct PdTls {
     pub cert_file: Option<PathBuf>,
     /// Private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
     pub key_file: Option<PathBuf>,
+}
+
+impl PdTls {
+    /// The files as the HTTP layer takes them.
+    fn files(&self) -> TlsFiles<'_> {
+        TlsFiles {
+            ca_file: self.ca_file.as_deref(),
+            cert_file: self.cert_file.as_deref(),
+            key_file: self.key_file.as_deref(),
+        }
+    }
 }
 
 /// How to reach PD.
@@ -131,6 +135,16 @@ pub enum PdError {
     },
 }
 
+impl From<BuildError> for PdError {
+    fn from(e: BuildError) -> PdError {
+        match e {
+            BuildError::Config(msg) => PdError::Config(msg),
+            BuildError::TlsFile { kind, path, reason } => PdError::TlsFile { kind, path, reason },
+            BuildError::Client(msg) => PdError::Client(msg),
+        }
+    }
+}
+
 fn join_failures(failures: &[EndpointFailure]) -> String {
     failures
         .iter()
@@ -147,19 +161,16 @@ pub struct PdClient {
 
 struct Inner {
     endpoints: Vec<String>,
-    http: reqwest::Client,
-    timeout: Duration,
+    http: HttpClient,
     max_response_bytes: usize,
     preferred: AtomicUsize,
-    requests: AtomicU64,
-    response_bytes: AtomicU64,
 }
 
 impl fmt::Debug for PdClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PdClient")
             .field("endpoints", &self.inner.endpoints)
-            .field("timeout", &self.inner.timeout)
+            .field("timeout", &self.inner.http.timeout())
             .field("max_response_bytes", &self.inner.max_response_bytes)
             .finish_non_exhaustive()
     }
@@ -181,56 +192,28 @@ impl PdClient {
         }
         let mut endpoints: Vec<String> = Vec::with_capacity(cfg.endpoints.len());
         for raw in &cfg.endpoints {
-            let ep = normalize_endpoint(raw, cfg.tls.is_some())?;
+            let ep = http::normalize_endpoint(raw, cfg.tls.is_some()).map_err(|e| {
+                PdError::InvalidEndpoint {
+                    endpoint: raw.to_owned(),
+                    reason: e.to_string(),
+                }
+            })?;
             if !endpoints.contains(&ep) {
                 endpoints.push(ep);
             }
         }
-
-        // reqwest is built with `rustls-no-provider`: a process-wide provider must exist before
-        // any client is built. Another part of the process may have installed one already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-
-        let mut builder = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout)
+        let http = HttpClient::new(&ClientConfig {
+            timeout: cfg.timeout,
             // PD is reached directly; proxy environment variables are not honoured.
-            .no_proxy()
-            .user_agent(concat!("tikv-health-exporter/", env!("CARGO_PKG_VERSION")));
-        if let Some(tls) = &cfg.tls {
-            if let Some(ca) = &tls.ca_file {
-                let roots = load_ca(ca)?;
-                builder = builder.tls_certs_only(roots);
-            }
-            match (&tls.cert_file, &tls.key_file) {
-                (Some(cert), Some(key)) => builder = builder.identity(load_identity(cert, key)?),
-                (None, None) => {}
-                (Some(cert), None) => {
-                    return Err(PdError::Config(format!(
-                        "TLS certificate file {} given without a key file",
-                        cert.display()
-                    )));
-                }
-                (None, Some(key)) => {
-                    return Err(PdError::Config(format!(
-                        "TLS key file {} given without a certificate file",
-                        key.display()
-                    )));
-                }
-            }
-        }
-        let http = builder
-            .build()
-            .map_err(|e| PdError::Client(error_chain(&e)))?;
+            no_proxy: true,
+            tls: cfg.tls.as_ref().map(PdTls::files),
+        })?;
         Ok(PdClient {
             inner: Arc::new(Inner {
                 endpoints,
                 http,
-                timeout: cfg.timeout,
                 max_response_bytes: cfg.max_response_bytes,
                 preferred: AtomicUsize::new(0),
-                requests: AtomicU64::new(0),
-                response_bytes: AtomicU64::new(0),
             }),
         })
     }
@@ -286,12 +269,12 @@ impl PdClient {
 
     /// HTTP requests sent so far (every attempt on every endpoint, failed ones included).
     pub fn requests_total(&self) -> u64 {
-        self.inner.requests.load(Ordering::Relaxed)
+        self.inner.http.requests_total()
     }
 
     /// Response body bytes received so far (error bodies and aborted bodies included).
     pub fn response_bytes_total(&self) -> u64 {
-        self.inner.response_bytes.load(Ordering::Relaxed)
+        self.inner.http.response_bytes_total()
     }
 
     /// GETs `API + path` from the endpoints in preference order and decodes the JSON body.
@@ -327,258 +310,16 @@ impl PdClient {
         endpoint: &str,
         full_path: &str,
     ) -> Result<T, (Option<u16>, String)> {
-        let url = format!("{endpoint}{full_path}");
-        let timeout = self.inner.timeout;
-        self.inner.requests.fetch_add(1, Ordering::Relaxed);
-        let work = async {
-            let resp = self
-                .inner
-                .http
-                .get(&url)
-                .header("Accept", "application/json")
-                .send()
-                .await
-                .map_err(|e| (None, describe_reqwest_error(&e, timeout)))?;
-            let status = resp.status();
-            if !status.is_success() {
-                let code = status.as_u16();
-                let limit = ERROR_BODY_LIMIT.min(self.inner.max_response_bytes);
-                let message = match self.read_body(resp, limit).await {
-                    Ok(body) => {
-                        let text = summarize_error_body(&body);
-                        if text.is_empty() {
-                            format!("HTTP {code}")
-                        } else {
-                            format!("HTTP {code} ({text})")
-                        }
-                    }
-                    Err(e) => format!("HTTP {code} ({e})"),
-                };
-                return Err((Some(code), message));
-            }
-            let body = self
-                .read_body(resp, self.inner.max_response_bytes)
-                .await
-                .map_err(|e| (None, e))?;
-            serde_json::from_slice::<T>(&body)
-                .map_err(|e| (None, format!("invalid JSON body from {full_path}: {e}")))
-        };
-        match tokio::time::timeout(timeout, work).await {
-            Ok(r) => r,
-            Err(_) => Err((None, format!("timed out after {timeout:?}"))),
-        }
-    }
-
-    /// Streams a body, failing as soon as it exceeds `limit` bytes.
-    async fn read_body(
-        &self,
-        mut resp: reqwest::Response,
-        limit: usize,
-    ) -> Result<Vec<u8>, String> {
-        let too_large = || format!("response larger than {limit} bytes");
-        if let Some(len) = resp.content_length()
-            && len > limit as u64
-        {
-            return Err(too_large());
-        }
-        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    self.inner
-                        .response_bytes
-                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    if body.len() + chunk.len() > limit {
-                        return Err(too_large());
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => return Ok(body),
-                Err(e) => {
-                    return Err(format!(
-                        "reading body: {}",
-                        describe_reqwest_error(&e, self.inner.timeout)
-                    ));
-                }
-            }
-        }
-    }
-}
-
-/// Turns a configured endpoint into a base URL without trailing slash.
-fn normalize_endpoint(raw: &str, tls: bool) -> Result<String, PdError> {
-    let invalid = |reason: &str| PdError::InvalidEndpoint {
-        endpoint: raw.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let trimmed = raw.trim();
-    if trimmed.is_empty() {
-        return Err(invalid("empty"));
-    }
-    let with_scheme = if trimmed.contains("://") {
-        trimmed.to_owned()
-    } else if tls {
-        format!("https://{trimmed}")
-    } else {
-        format!("http://{trimmed}")
-    };
-    let url = reqwest::Url::parse(&with_scheme).map_err(|e| invalid(&e.to_string()))?;
-    if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(invalid(&format!(
-            "scheme {:?} is not http or https",
-            url.scheme()
-        )));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(invalid("no host"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid("query strings and fragments are not allowed"));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
-}
-
-fn read_tls_file(kind: &'static str, path: &Path) -> Result<Vec<u8>, PdError> {
-    fs::read(path).map_err(|e| PdError::TlsFile {
-        kind,
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
-fn load_certs(kind: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, PdError> {
-    let pem = read_tls_file(kind, path)?;
-    let bad = |reason: String| PdError::TlsFile {
-        kind,
-        path: path.to_owned(),
-        reason,
-    };
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(format!("invalid PEM: {e}")))?;
-    if certs.is_empty() {
-        return Err(bad("no PEM certificate found".into()));
-    }
-    Ok(certs)
-}
-
-fn load_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, PdError> {
-    let certs = load_certs("CA", path)?;
-    // Check each one the way rustls will use it, so a bad CA fails here with the file's name.
-    let mut store = rustls::RootCertStore::empty();
-    for c in &certs {
-        store.add(c.clone()).map_err(|e| PdError::TlsFile {
-            kind: "CA",
-            path: path.to_owned(),
-            reason: format!("unusable CA certificate: {e}"),
-        })?;
-    }
-    certs
-        .iter()
-        .map(|c| {
-            reqwest::Certificate::from_der(c.as_ref()).map_err(|e| PdError::TlsFile {
-                kind: "CA",
-                path: path.to_owned(),
-                reason: error_chain(&e),
-            })
-        })
-        .collect()
-}
-
-fn load_identity(cert: &Path, key: &Path) -> Result<reqwest::Identity, PdError> {
-    let certs = load_certs("certificate", cert)?;
-    let key_pem = read_tls_file("key", key)?;
-    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| PdError::TlsFile {
-        kind: "key",
-        path: key.to_owned(),
-        reason: format!("no usable PEM private key: {e}"),
-    })?;
-    // Check that the key is usable and belongs to the certificate before any connection.
-    let provider = rustls::crypto::ring::default_provider();
-    rustls::sign::CertifiedKey::from_der(certs, key_der, &provider).map_err(|e| {
-        PdError::TlsFile {
-            kind: "key",
-            path: key.to_owned(),
-            reason: format!("does not match certificate {}: {e}", cert.display()),
-        }
-    })?;
-    let cert_pem = fs::read(cert).map_err(|e| PdError::TlsFile {
-        kind: "certificate",
-        path: cert.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let mut both = cert_pem;
-    both.push(b'\n');
-    both.extend_from_slice(&key_pem);
-    reqwest::Identity::from_pem(&both).map_err(|e| PdError::TlsFile {
-        kind: "key",
-        path: key.to_owned(),
-        reason: error_chain(&e),
-    })
-}
-
-/// `outer: cause: root cause`, skipping repeated messages.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let msg = s.to_string();
-        if !parts.iter().any(|p| p.contains(&msg)) {
-            parts.push(msg);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
-}
-
-/// A short description of a transport error: its kind and its root cause, without the URL.
-fn describe_reqwest_error(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
-        return format!("timed out after {timeout:?}");
-    }
-    let mut root = None;
-    let mut cur = std::error::Error::source(e);
-    while let Some(s) = cur {
-        root = Some(s);
-        cur = s.source();
-    }
-    let cause = match root {
-        Some(r) => r.to_string(),
-        None => {
-            let text = e.to_string();
-            match e.url() {
-                Some(url) => text.replace(&format!(" for url ({url})"), ""),
-                None => text,
-            }
-        }
-    };
-    if e.is_connect() {
-        format!("connect error: {cause}")
-    } else if e.is_body() || e.is_decode() {
-        format!("body error: {cause}")
-    } else {
-        format!("request failed: {cause}")
-    }
-}
-
-/// PD renders errors as a JSON string (`"[PD:...]message"`); unquote it, else quote the text.
-fn summarize_error_body(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    let msg = match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(serde_json::Value::Object(o)) => ["error", "message", "msg"]
-            .iter()
-            .find_map(|k| o.get(*k).and_then(|v| v.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| text.to_owned()),
-        _ => text.to_owned(),
-    };
-    let one_line = msg.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() > ERROR_MESSAGE_CHARS {
-        let cut: String = one_line.chars().take(ERROR_MESSAGE_CHARS).collect();
-        format!("{cut}…")
-    } else {
-        one_line
+        let http = &self.inner.http;
+        let req = http
+            .get(format!("{endpoint}{full_path}"))
+            .header(ACCEPT, "application/json");
+        let body = http
+            .fetch_ok(req, self.inner.max_response_bytes)
+            .await
+            .map_err(|e| (e.status(), e.to_string()))?;
+        serde_json::from_slice::<T>(&body)
+            .map_err(|e| (None, format!("invalid JSON body from {full_path}: {e}")))
     }
 }
 
@@ -591,22 +332,7 @@ mod tests {
     fn client_is_shareable_and_engine_detection_is_safe() {
         fn shareable<T: Send + Sync + Clone + 'static>() {}
         shareable::<PdClient>();
-        let mut s = Store {
-            id: 1,
-            address: String::new(),
-            status_address: String::new(),
-            version: String::new(),
-            state: StoreState::Up,
-            labels: vec![],
-            last_heartbeat_ns: None,
-            start_timestamp: None,
-            capacity_bytes: None,
-            available_bytes: None,
-            used_bytes: None,
-            leader_count: None,
-            region_count: None,
-            slow_score: None,
-        };
+        let mut s = Store::new(1, StoreState::Up);
         assert_eq!((s.engine(), s.is_tiflash()), ("tikv", false));
         for (engine, tiflash) in [
             ("tiflash", true),
@@ -616,42 +342,5 @@ mod tests {
             s.labels = vec![("engine".into(), engine.into())];
             assert_eq!((s.engine(), s.is_tiflash()), (engine, tiflash));
         }
-    }
-
-    #[test]
-    fn endpoints_are_normalized() {
-        assert_eq!(
-            normalize_endpoint("127.0.0.1:2379", false).unwrap(),
-            "http://127.0.0.1:2379"
-        );
-        assert_eq!(
-            normalize_endpoint("pd-0:2379", true).unwrap(),
-            "https://pd-0:2379"
-        );
-        assert_eq!(
-            normalize_endpoint(" http://pd:2379/ ", false).unwrap(),
-            "http://pd:2379"
-        );
-        assert!(normalize_endpoint("ftp://pd:2379", false).is_err());
-        assert!(normalize_endpoint("http://pd:2379/?x=1", false).is_err());
-        assert!(normalize_endpoint("  ", false).is_err());
-    }
-
-    #[test]
-    fn error_bodies_are_unquoted_and_bounded() {
-        assert_eq!(
-            summarize_error_body(b"\"[PD:apiutil:ErrRedirectNoLeader]redirect finds no leader\"\n"),
-            "[PD:apiutil:ErrRedirectNoLeader]redirect finds no leader"
-        );
-        assert_eq!(
-            summarize_error_body(b"404 page not found\n"),
-            "404 page not found"
-        );
-        assert_eq!(
-            summarize_error_body(br#"{"error":"scheduler already exists"}"#),
-            "scheduler already exists"
-        );
-        let long = "x".repeat(1000);
-        assert_eq!(summarize_error_body(long.as_bytes()).chars().count(), 301);
     }
 }
