@@ -9,6 +9,7 @@ use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use super::units::{parse_byte_size, rfc3339_to_unix_ns, rfc3339_to_unix_secs};
 use crate::domain::{Member, MemberHealth, Members, Store, StoreState};
 
+/// `GET /stores`: `{"count": n, "stores": [...]}` (the list is trusted, not `count`).
 #[derive(Deserialize)]
 pub(super) struct RawStores {
     #[serde(default)]
@@ -26,6 +27,7 @@ impl RawStores {
     }
 }
 
+/// One entry of `stores`: the store's meta and its status.
 #[derive(Deserialize)]
 struct RawStoreInfo {
     #[serde(default)]
@@ -34,6 +36,7 @@ struct RawStoreInfo {
     status: Option<RawStatus>,
 }
 
+/// `store`: identity, addresses, version, state and labels.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct RawMeta {
@@ -56,6 +59,7 @@ struct RawMeta {
     start_timestamp: Option<u64>,
 }
 
+/// One store label.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct RawLabel {
@@ -65,6 +69,7 @@ struct RawLabel {
     value: Option<String>,
 }
 
+/// `status`: sizes, counts, slow score and heartbeat/start times.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct RawStatus {
@@ -136,6 +141,7 @@ impl RawStoreInfo {
     }
 }
 
+/// `GET /members`: every member, the leader and the etcd leader.
 #[derive(Deserialize)]
 pub(super) struct RawMembers {
     #[serde(default)]
@@ -162,6 +168,7 @@ impl RawMembers {
     }
 }
 
+/// One PD member (also the whole body of `GET /leader`).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub(super) struct RawMember {
@@ -188,6 +195,7 @@ impl RawMember {
     }
 }
 
+/// One entry of `GET /health`.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub(super) struct RawHealth {
