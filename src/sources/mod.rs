@@ -1,4 +1,5 @@
-//! Clients for the systems the exporter observes (PD, Prometheus).
+//! Clients for the systems the exporter observes (PD, Prometheus), on one HTTP layer (`http`).
 
+pub(crate) mod http;
 pub mod pd;
 pub mod prometheus;

@@ -7,11 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::Url;
+use reqwest::header::ACCEPT;
 use serde::Deserialize;
+
+use super::http::{self, ClientConfig, HttpClient, HttpError, Reply};
 
 /// Largest response body accepted from Prometheus, in bytes (16 MiB).
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -25,9 +27,7 @@ pub struct PromClient {
     query_url: Url,
     /// `query_url` with any password removed, for messages.
     shown_url: String,
-    http: reqwest::Client,
-    timeout: Duration,
-    requests: AtomicU64,
+    http: HttpClient,
 }
 
 /// One sample of an instant-query result: its label set and value (`NaN`/`±Inf` kept as such).
@@ -129,49 +129,30 @@ pub enum PromError {
 impl PromClient {
     /// Validates `base_url` (`http(s)://host[:port][/prefix]`) and builds a client whose requests each take at most `timeout`.
     pub fn new(base_url: &str, timeout: Duration) -> Result<PromClient, PromError> {
-        let invalid = |reason: &str| PromError::InvalidUrl {
+        let invalid = |reason: String| PromError::InvalidUrl {
             url: base_url.to_owned(),
-            reason: reason.to_owned(),
+            reason,
         };
-        let mut base = Url::parse(base_url).map_err(|e| invalid(&e.to_string()))?;
-        if base.scheme() != "http" && base.scheme() != "https" {
-            return Err(invalid("scheme must be http or https"));
-        }
-        if base.host_str().is_none_or(str::is_empty) {
-            return Err(invalid("no host"));
-        }
-        if base.query().is_some() || base.fragment().is_some() {
-            return Err(invalid("must not contain a query string or fragment"));
-        }
+        let base = http::parse_base_url(base_url).map_err(|e| invalid(e.to_string()))?;
         if timeout.is_zero() {
-            return Err(invalid("timeout must be positive"));
+            return Err(invalid("timeout must be positive".into()));
         }
-        // `Url::join` replaces the last path segment unless the path ends with '/'.
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
-        let query_url = base
-            .join("api/v1/query")
-            .map_err(|e| invalid(&e.to_string()))?;
-        let shown_url = redact(&query_url);
-
-        ensure_crypto_provider();
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .user_agent(concat!("tikv-health-exporter/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| PromError::Client {
-                url: shown_url.clone(),
-                cause: error_chain(&e),
-            })?;
+        let query_url =
+            http::join_below(&base, "api/v1/query").map_err(|e| invalid(e.to_string()))?;
+        let shown_url = http::redact(&query_url);
+        let http = HttpClient::new(&ClientConfig {
+            timeout,
+            no_proxy: false,
+            tls: None,
+        })
+        .map_err(|e| PromError::Client {
+            url: shown_url.clone(),
+            cause: e.to_string(),
+        })?;
         Ok(PromClient {
             query_url,
             shown_url,
             http,
-            timeout,
-            requests: AtomicU64::new(0),
         })
     }
 
@@ -179,13 +160,8 @@ impl PromClient {
     pub async fn query(&self, promql: &str) -> Result<Vec<Sample>, PromError> {
         let mut url = self.query_url.clone();
         url.query_pairs_mut().append_pair("query", promql);
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        // reqwest's own timeout also covers the body; this outer bound makes the error explicit.
-        match tokio::time::timeout(self.timeout, self.fetch(url, promql)).await {
-            Ok(Ok((status, body))) => self.decode(status, &body, promql),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(self.timeout_error(promql)),
-        }
+        let reply = self.fetch(url, promql).await?;
+        self.decode(reply.status.as_u16(), &reply.body, promql)
     }
 
     /// When the Prometheus server started (Unix seconds), from `/api/v1/status/runtimeinfo`:
@@ -196,11 +172,8 @@ impl PromClient {
             .query_url
             .join("status/runtimeinfo")
             .map_err(|e| self.invalid(WHAT, e.to_string()))?;
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let (status, body) = match tokio::time::timeout(self.timeout, self.fetch(url, WHAT)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(self.timeout_error(WHAT)),
-        };
+        let Reply { status, body } = self.fetch(url, WHAT).await?;
+        let status = status.as_u16();
         if !(200..300).contains(&status) {
             return Err(PromError::Status {
                 url: self.shown_url.clone(),
@@ -229,49 +202,28 @@ impl PromClient {
 
     /// How many queries this client has sent (successful or not).
     pub fn requests_total(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+        self.http.requests_total()
     }
 
     /// GETs `url` and returns the status and the (size-limited) body.
-    async fn fetch(&self, url: Url, promql: &str) -> Result<(u16, Vec<u8>), PromError> {
-        let request_error = |e: reqwest::Error| {
-            if e.is_timeout() {
-                self.timeout_error(promql)
-            } else {
-                PromError::Request {
-                    url: self.shown_url.clone(),
-                    query: promql.to_owned(),
-                    cause: error_chain(&e),
-                }
-            }
-        };
-        let mut resp = self
-            .http
-            .get(url)
-            .header("Accept", "application/json")
-            .send()
+    async fn fetch(&self, url: Url, what: &str) -> Result<Reply, PromError> {
+        let req = self.http.get(url).header(ACCEPT, "application/json");
+        self.http
+            .fetch(req, MAX_RESPONSE_BYTES)
             .await
-            .map_err(request_error)?;
-        let status = resp.status().as_u16();
-        let too_large = || PromError::TooLarge {
-            url: self.shown_url.clone(),
-            query: promql.to_owned(),
-            limit: MAX_RESPONSE_BYTES,
-        };
-        if resp
-            .content_length()
-            .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
-        {
-            return Err(too_large());
-        }
-        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
-        while let Some(chunk) = resp.chunk().await.map_err(request_error)? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((status, body))
+            .map_err(|e| match e {
+                HttpError::TooLarge { limit } => PromError::TooLarge {
+                    url: self.shown_url.clone(),
+                    query: what.to_owned(),
+                    limit,
+                },
+                e if e.is_timeout() => self.timeout_error(what),
+                e => PromError::Request {
+                    url: self.shown_url.clone(),
+                    query: what.to_owned(),
+                    cause: e.chain(),
+                },
+            })
     }
 
     fn decode(&self, status: u16, body: &[u8], promql: &str) -> Result<Vec<Sample>, PromError> {
@@ -359,7 +311,7 @@ impl PromClient {
         PromError::Timeout {
             url: self.shown_url.clone(),
             query: promql.to_owned(),
-            timeout: self.timeout,
+            timeout: self.http.timeout(),
         }
     }
 }
@@ -368,7 +320,7 @@ impl fmt::Debug for PromClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PromClient")
             .field("url", &self.shown_url)
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.http.timeout())
             .field("requests", &self.requests_total())
             .finish()
     }
@@ -423,52 +375,9 @@ fn parse_value(v: &serde_json::Value) -> Result<f64, String> {
     }
 }
 
-/// rustls needs a process-wide crypto provider before reqwest can build a client
-/// (the crate enables reqwest's `rustls-no-provider`); install ring's unless one is set.
-fn ensure_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Losing a race with another installer is fine: some provider is then installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
-
-fn redact(url: &Url) -> String {
-    let mut shown = url.clone();
-    if shown.password().is_some() {
-        let _ = shown.set_password(Some("***"));
-    }
-    shown.to_string()
-}
-
-/// The error and its causes, joined by ": ", without reqwest's URL (the caller names it).
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        let mut text = err.to_string();
-        // reqwest's own message repeats the URL ("error sending request for url (...)").
-        if let Some(i) = text.find(" for url (") {
-            text.truncate(i);
-        }
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        cur = err.source();
-    }
-    parts.join(": ")
-}
-
+/// The start of a body for an error message.
 fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
-        return "(empty body)".into();
-    }
-    let mut s: String = trimmed.chars().take(SNIPPET_CHARS).collect();
-    if trimmed.chars().count() > SNIPPET_CHARS {
-        s.push('…');
-    }
-    s
+    http::body_snippet(body, SNIPPET_CHARS)
 }
 
 #[cfg(test)]
