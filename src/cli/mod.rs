@@ -147,6 +147,7 @@ pub enum LogsCommand {
     /// "fields":[[key,value],...]} plus "docker_time" when a container-runtime prefix was
     /// present; {"line":N,"error":"reason"} for a malformed line. Line numbers run across
     /// all inputs as if they were concatenated.
+    #[allow(rustdoc::broken_intra_doc_links)] // `[[key,value],...]` is help text, not a link
     Parse(ParseArgs),
     /// Print leadership events (one JSON object each) or, with --summary, their counts.
     ///
