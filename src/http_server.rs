@@ -62,3 +62,66 @@ pub async fn serve(
     drop(listener);
     let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A request in flight when the server is cancelled still gets its whole answer; the
+    /// server returns once it is answered, and accepts nothing new meanwhile.
+    #[tokio::test]
+    async fn cancellation_drains_the_request_in_flight() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let started_tx = std::sync::Mutex::new(Some(started_tx));
+        let handler: Handler = Arc::new(move |_req| {
+            if let Some(tx) = started_tx.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Response::new(Full::new(Bytes::from_static(b"done")))
+            })
+        });
+        let cancel = CancellationToken::new();
+        let server = tokio::spawn(serve(
+            listener,
+            handler,
+            cancel.clone(),
+            Duration::from_secs(30),
+        ));
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        started_rx.await.unwrap();
+        cancel.cancel();
+        let mut reply = Vec::new();
+        let read = async {
+            let mut buf = [0u8; 1024];
+            loop {
+                let n = conn.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                reply.extend_from_slice(&buf[..n]);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("the connection is answered and closed");
+        let text = String::from_utf8_lossy(&reply);
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        assert!(text.ends_with("done"), "{text}");
+        tokio::time::timeout(Duration::from_secs(30), server)
+            .await
+            .expect("the server returns after draining")
+            .unwrap();
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "no longer listening"
+        );
+    }
+}
