@@ -13,12 +13,13 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use support::exporter::Exporter;
 use support::fake_pd::{FakePd, cluster};
 use support::prometheus::RealPrometheus;
+use support::wait::PATIENCE;
 
 const DASHBOARD: &str = include_str!("../dashboards/tikv-health-exporter.json");
 const DATASOURCE_YML: &str = include_str!("../dashboards/provisioning/datasources/prometheus.yml");
@@ -415,6 +416,8 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
         format!("{}=1", log.display()),
     ]);
     exporter.wait_ready();
+    // The file source opens the file at its end: append once it has.
+    exporter.wait_source_up("file:tikv.log", 1.0);
     let append = |part: &[&str]| {
         let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         for l in part {
@@ -436,24 +439,17 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
                 .is_some_and(|x| x >= n)
         }
     };
-    prom.wait_for(&scrapes, at_least(1.0), Duration::from_secs(30));
+    prom.wait_for(&scrapes, at_least(1.0), PATIENCE);
     append(second);
-    exporter.wait_metrics("every fixture line counted", Duration::from_secs(10), |m| {
+    exporter.wait_metrics("every fixture line counted", PATIENCE, |m| {
         m.contains(r#"tikv_log_malformed_lines_total{source="file:tikv.log",store="1"} 2"#)
             && m.contains(r#"event="pd_leader_changed"} 7"#)
     });
     let counted = r#"sum(tikv_log_lines_total) + sum(tikv_log_malformed_lines_total)"#;
-    prom.wait_for(
-        counted,
-        at_least(lines.len() as f64 - 0.5),
-        Duration::from_secs(15),
-    );
-    let scraped = prom.wait_for(&scrapes, at_least(3.0), Duration::from_secs(15));
-    let deadline = Instant::now() + Duration::from_secs(15);
+    prom.wait_for(counted, at_least(lines.len() as f64 - 0.5), PATIENCE);
+    prom.wait_for(&scrapes, at_least(3.0), PATIENCE);
     // Let a few scrapes with the second half land so every [$__rate_interval] window is full.
-    while Instant::now() < deadline && !at_least(5.0)(&prom.query_blocking(&scrapes)) {
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let scraped = prom.wait_for(&scrapes, at_least(5.0), PATIENCE);
     eprintln!(
         "scrapes so far: {}",
         scraped["data"]["result"][0]["value"][1]
