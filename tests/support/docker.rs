@@ -318,28 +318,6 @@ impl Container {
         )
     }
 
-    /// Waits (bounded) until the number of logged lines stops changing for `quiet`.
-    pub fn wait_quiet(&self, quiet: Duration, timeout: Duration) -> usize {
-        let deadline = std::time::Instant::now() + timeout;
-        let mut last = self.logged_lines();
-        let mut since = std::time::Instant::now();
-        loop {
-            std::thread::sleep(Duration::from_millis(200));
-            let n = self.logged_lines();
-            if n != last {
-                last = n;
-                since = std::time::Instant::now();
-            } else if since.elapsed() >= quiet {
-                return n;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{}: still logging after {timeout:?}",
-                self.name
-            );
-        }
-    }
-
     /// Waits (bounded) until the engine recorded all `lines` lines of the latest start of a
     /// `FIXTURE=1` container (every start writes the fixture first, then its other lines):
     /// counted from the last copy of the fixture's first line. A positive marker of a finished
