@@ -224,12 +224,3 @@ fn serve_one(stream: Box<dyn ReadWrite>, handler: &Handler) {
     let _ = stream.write_all(&resp.body);
     let _ = stream.flush();
 }
-
-/// A loopback port that was free a moment ago (for processes that need a port on the command line).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
