@@ -13,7 +13,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::exporter::Exporter;
@@ -389,11 +389,23 @@ fn parse_label_values(q: &str) -> (String, String) {
     (sel.trim().to_owned(), label.trim().to_owned())
 }
 
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
+/// The time (Unix seconds) of the latest scrape of `job` that succeeded. Queries evaluated
+/// then see every series of the target: a later scrape that failed (on a loaded machine one
+/// can miss the 1 s scrape timeout) writes staleness markers, and instant queries evaluated
+/// after it answer nothing for the target until the next good scrape.
+fn last_good_scrape(prom: &RealPrometheus, job: &str) -> f64 {
+    let range = format!(r#"up{{job="{job}"}}[1m]"#);
+    let answer = api(prom, "/api/v1/query", &[("query", &range)]);
+    answer["data"]["result"][0]["values"]
+        .as_array()
+        .and_then(|samples| {
+            samples
+                .iter()
+                .rev()
+                .find(|s| s[1] == "1")
+                .and_then(|s| s[0].as_f64())
+        })
+        .unwrap_or_else(|| panic!("no successful scrape of {job} in the last minute: {answer}"))
 }
 
 #[test]
@@ -523,7 +535,7 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
         ("__range_s", "60"),
         ("__range_ms", "60000"),
     ];
-    let end = now();
+    let end = last_good_scrape(&prom, JOB);
     let (start_s, end_s) = (format!("{:.3}", end - 20.0), format!("{end:.3}"));
     for p in query_panels(&d) {
         let t = title(p);
@@ -555,7 +567,11 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
                         failures.push(format!("{what}\n    -> uninterpolated variable"));
                         continue;
                     }
-                    let instant = api(&prom, "/api/v1/query", &[("query", &expr)]);
+                    let instant = api(
+                        &prom,
+                        "/api/v1/query",
+                        &[("query", &expr), ("time", &end_s)],
+                    );
                     checked += 1;
                     if let Some(why) = check_answer(&instant) {
                         failures.push(format!("{what}\n    -> instant query: {why}: {instant}"));

@@ -18,10 +18,12 @@ use tikv_health_exporter::sources::pd::{
 
 const GIB: u64 = 1 << 30;
 
+/// A client whose timeout a loaded machine does not reach (the timeout itself is tested with
+/// 300 ms against a 60 s delay).
 fn client(endpoints: &[String]) -> PdClient {
     PdClient::new(PdClientConfig {
         endpoints: endpoints.to_vec(),
-        timeout: Duration::from_secs(3),
+        timeout: support::wait::PATIENCE,
         ..PdClientConfig::default()
     })
     .expect("client")
@@ -807,7 +809,7 @@ async fn pd_restarting_on_the_same_port() {
 fn tls_client(endpoint: String, tls: PdTls) -> Result<PdClient, PdError> {
     PdClient::new(PdClientConfig {
         endpoints: vec![endpoint],
-        timeout: Duration::from_secs(3),
+        timeout: support::wait::PATIENCE,
         tls: Some(tls),
         ..PdClientConfig::default()
     })

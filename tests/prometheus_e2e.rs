@@ -825,10 +825,19 @@ fn prometheus_scrapes_the_exporter() {
         WAIT,
     );
     assert_eq!(result(&up)[0]["metric"]["instance"], instance.as_str());
-    let (_, targets) = prom.get("/api/v1/targets?state=active");
-    let targets: Value = serde_json::from_str(&targets).unwrap();
-    let t = &targets["data"]["activeTargets"][0];
-    assert_eq!(t["health"], "up", "{t}");
+    // The targets API shows the latest scrape, which on a loaded machine may have missed the
+    // 1 s scrape timeout; a rejected exposition would fail every scrape alike, so wait for a
+    // latest scrape that succeeded.
+    let t = support::wait::until("the latest scrape to have succeeded", WAIT, || {
+        let (_, targets) = prom.get("/api/v1/targets?state=active");
+        let targets: Value = serde_json::from_str(&targets).unwrap();
+        let t = targets["data"]["activeTargets"][0].clone();
+        if t["health"] == "up" {
+            Ok(t)
+        } else {
+            Err(t.to_string())
+        }
+    });
     assert_eq!(t["lastError"], "", "{t}");
 
     // store_down per store, with exactly the exporter's labels plus job and instance.

@@ -80,7 +80,7 @@ impl RealAlertmanager {
     /// One HTTP/1.0 request with a JSON body (no chunked answers): status and body.
     pub fn http(&self, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
         let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.set_read_timeout(Some(super::exporter::ANSWER_TIMEOUT))?;
         write!(
             s,
             "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\n\

@@ -13,10 +13,14 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tikv-health-exporter"))
 }
 
+/// How long a test's HTTP request may wait for its answer: a process starved by a loaded
+/// machine answers late, not never (one failed GET fails a whole test).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A minimal blocking HTTP GET: (status, content type, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_read_timeout(Some(ANSWER_TIMEOUT)).ok()?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"

@@ -404,9 +404,9 @@ fn yaml_str(s: &str) -> String {
 fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
     let mut s =
         TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
+    s.set_read_timeout(Some(super::exporter::ANSWER_TIMEOUT))
         .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(Duration::from_secs(10)))
+    s.set_write_timeout(Some(super::exporter::ANSWER_TIMEOUT))
         .map_err(|e| e.to_string())?;
     write!(
         s,
