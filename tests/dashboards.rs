@@ -415,7 +415,7 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
     let lines: Vec<&str> = fixture.lines().collect();
     let (first, second) = lines.split_at(lines.len() / 2);
 
-    let pd = FakePd::with_stores(&cluster(3));
+    let pd = FakePd::with_live_stores(&cluster(3));
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tikv.log");
     std::fs::write(&log, "").unwrap();

@@ -45,7 +45,7 @@ fn v(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 fn contract_series_for_a_healthy_cluster() {
     let mut specs = cluster(3);
     specs.push(StoreSpec::tiflash(20));
-    let pd = FakePd::with_stores(&specs);
+    let pd = FakePd::with_live_stores(&specs);
     let e = Exporter::start(&args(&[&pd], &[]));
     e.wait_ready();
     let m = e.wait_metrics("pd up", PATIENCE, |m| {
@@ -182,7 +182,7 @@ fn contract_series_for_a_healthy_cluster() {
 
 #[test]
 fn pd_is_asked_for_stores_once_per_poll_and_never_for_regions() {
-    let pd = FakePd::with_stores(&cluster(3));
+    let pd = FakePd::with_live_stores(&cluster(3));
     let e = Exporter::start(&args(&[&pd], &[]));
     e.wait_ready();
     pd.wait_requests_to(STORES, 12);
@@ -219,7 +219,7 @@ fn pd_is_asked_for_stores_once_per_poll_and_never_for_regions() {
 
 #[test]
 fn store_down_fires_within_one_poll_and_resolves() {
-    let pd = FakePd::with_stores(&cluster(3));
+    let pd = FakePd::with_live_stores(&cluster(3));
     let e = Exporter::start(&args(&[&pd], &[]));
     e.wait_ready();
     let key = inv("store_down", "2", "critical");
@@ -327,7 +327,7 @@ fn stale_heartbeat_while_pd_says_up_is_down() {
 
 #[test]
 fn pd_outage_makes_pd_invariants_unknown_without_resolving() {
-    let mut pd = FakePd::with_stores(&cluster(3));
+    let mut pd = FakePd::with_live_stores(&cluster(3));
     let e = Exporter::start(&args(&[&pd], &[]));
     e.wait_ready();
     let down = inv("store_down", "2", "critical");
@@ -400,9 +400,9 @@ fn pd_outage_makes_pd_invariants_unknown_without_resolving() {
 
 #[test]
 fn fails_over_across_pd_endpoints() {
-    let a = FakePd::with_stores(&cluster(2));
+    let a = FakePd::with_live_stores(&cluster(2));
     a.fail_with_pd_error(503, fixtures::NO_LEADER);
-    let mut b = FakePd::with_stores(&cluster(2));
+    let mut b = FakePd::with_live_stores(&cluster(2));
     let e = Exporter::start(&args(&[&a, &b], &[]));
     e.wait_ready();
     e.wait_metrics("pd up via b", PATIENCE, |m| {
@@ -434,7 +434,7 @@ fn fails_over_across_pd_endpoints() {
 
 #[test]
 fn tombstone_and_removed_stores_lose_their_series() {
-    let pd = FakePd::with_stores(&cluster(3));
+    let pd = FakePd::with_live_stores(&cluster(3));
     let e = Exporter::start(&args(&[&pd], &[]));
     e.wait_ready();
     e.wait_metrics("store 3 present", PATIENCE, |m| m.contains("store=\"3\""));
@@ -447,7 +447,7 @@ fn tombstone_and_removed_stores_lose_their_series() {
 
 #[test]
 fn pd_leader_and_member_health() {
-    let pd = FakePd::with_stores(&cluster(1));
+    let pd = FakePd::with_live_stores(&cluster(1));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(&dir, "pd:\n  health_interval: 200ms\n");
     let e = Exporter::start(&args(&[&pd], &["--config.file", &cfg]));
@@ -482,7 +482,7 @@ fn pd_leader_and_member_health() {
 
 #[test]
 fn grace_clear_grace_and_hysteresis_over_time() {
-    let pd = FakePd::with_stores(&cluster(1));
+    let pd = FakePd::with_live_stores(&cluster(1));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(
         &dir,
@@ -578,7 +578,7 @@ fn grace_clear_grace_and_hysteresis_over_time() {
 
 #[test]
 fn state_file_keeps_grace_periods_across_restarts() {
-    let pd = FakePd::with_stores(&cluster(1));
+    let pd = FakePd::with_live_stores(&cluster(1));
     pd.set_capacity(1, "100GiB");
     pd.set_available(1, "10GiB");
     let dir = tempfile::tempdir().unwrap();
@@ -610,14 +610,22 @@ fn state_file_keeps_grace_periods_across_restarts() {
         serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     assert_eq!(saved["active"][0]["name"], "disk_usage");
     assert_eq!(saved["active"][0]["phase"], "pending");
-    assert_eq!(saved["active"][0]["active_since"].as_f64(), Some(since));
+    // Through JSON (serde_json's default float parsing) a time may come back a few ULPs
+    // (~0.2 µs here) off; compare to the microsecond.
+    let same_time = |t: Option<f64>| t.is_some_and(|t| (t - since).abs() < 1e-6);
+    let saved_since = saved["active"][0]["active_since"].as_f64();
+    assert!(same_time(saved_since), "{saved_since:?} vs {since}");
 
     // Restart: the violation keeps its start, so it fires 4 s after it began, not 4 s after
     // the restart. Seen before those 4 s are over, it must still be pending.
     pd.heal();
     let e = Exporter::start(&base);
     let m = e.wait_metrics("pending with the old start", PATIENCE, |m| {
-        sample(m, "tikv_invariant_active_since_timestamp_seconds", &key) == Some(since)
+        same_time(sample(
+            m,
+            "tikv_invariant_active_since_timestamp_seconds",
+            &key,
+        ))
     });
     let seen = unix_now();
     if seen < since + 4.0 {
@@ -638,10 +646,8 @@ fn state_file_keeps_grace_periods_across_restarts() {
         seen - since
     );
     // Not re-armed: it fired with the violation's original start, 4 s after that start.
-    assert_eq!(
-        sample(&m, "tikv_invariant_active_since_timestamp_seconds", &key),
-        Some(since)
-    );
+    let fired_since = sample(&m, "tikv_invariant_active_since_timestamp_seconds", &key);
+    assert!(same_time(fired_since), "{fired_since:?} vs {since}");
     drop(e);
 
     // Without the state file the grace period starts over.
@@ -655,7 +661,7 @@ fn state_file_keeps_grace_periods_across_restarts() {
 
 #[test]
 fn http_endpoints_and_log_sources() {
-    let pd = FakePd::with_stores(&cluster(2));
+    let pd = FakePd::with_live_stores(&cluster(2));
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tikv.log");
     std::fs::write(&log, "[2024/07/12 09:26:10.005 +00:00] [INFO] [raft.rs:874] [\"became leader at term 5\"] [region_id=1]\n").unwrap();
@@ -776,7 +782,7 @@ fn http_endpoints_and_log_sources() {
 
 #[test]
 fn sigterm_exits_cleanly() {
-    let pd = FakePd::with_stores(&cluster(1));
+    let pd = FakePd::with_live_stores(&cluster(1));
     let mut e = Exporter::start(&args(&[&pd], &[]));
     e.wait_ready();
     assert_eq!(e.terminate(), Some(0));
@@ -862,7 +868,7 @@ fn bad_flags_and_config_fail_with_a_named_key() {
 fn tiflash_stores_can_be_excluded() {
     let mut specs = cluster(1);
     specs.push(StoreSpec::tiflash(20));
-    let pd = FakePd::with_stores(&specs);
+    let pd = FakePd::with_live_stores(&specs);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(&dir, "pd:\n  tiflash: exclude\n");
     let e = Exporter::start(&args(&[&pd], &["--config.file", &cfg]));

@@ -239,7 +239,7 @@ impl Rig {
         let prom = prometheus_with_history(&[&a, &b]);
         let mut specs = vec![tikv_store(1, a.instance()), tikv_store(2, b.instance())];
         specs.extend(extra.iter().cloned());
-        let pd = FakePd::with_stores(&specs);
+        let pd = FakePd::with_live_stores(&specs);
         let dir = tempfile::tempdir().unwrap();
         let e = exporter(&pd, Some(&prom), &dir, config, &[]);
         let settled = e.wait_metrics("store 2 firing, store 1 ok", WAIT, |m| {
@@ -651,7 +651,7 @@ fn custom_invariants_against_real_prometheus() {
     let started = Instant::now();
     let (a, b) = fakes();
     let prom = RealPrometheus::start(&[("tikv", vec![a.addr(), b.addr()])], SCRAPE);
-    let pd = FakePd::with_stores(&[tikv_store(1, a.instance()), tikv_store(2, b.instance())]);
+    let pd = FakePd::with_live_stores(&[tikv_store(1, a.instance()), tikv_store(2, b.instance())]);
     let dir = tempfile::tempdir().unwrap();
     // `prometheus.url` is repeated in the file: with the flag alone the file is rejected (see
     // `custom_invariants_with_the_prometheus_url_from_the_flag`).
@@ -768,7 +768,7 @@ custom_invariants:
 #[test]
 fn custom_invariants_with_the_prometheus_url_from_the_flag() {
     let prom = RealPrometheus::start(&[], SCRAPE);
-    let pd = FakePd::with_stores(&support::fake_pd::cluster(1));
+    let pd = FakePd::with_live_stores(&support::fake_pd::cluster(1));
     let dir = tempfile::tempdir().unwrap();
     let config = "custom_invariants:\n  - name: always_one\n    query: vector(1)\n    op: \"==\"\n    threshold: 1\n    scope: cluster\n";
     let e = exporter(&pd, Some(&prom), &dir, config, &[]);
@@ -781,7 +781,7 @@ fn custom_invariants_with_the_prometheus_url_from_the_flag() {
 #[test]
 fn prometheus_scrapes_the_exporter() {
     let started = Instant::now();
-    let pd = FakePd::with_stores(&support::fake_pd::cluster(2));
+    let pd = FakePd::with_live_stores(&support::fake_pd::cluster(2));
     pd.set_store_state(2, "Disconnected");
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tikv.log");
@@ -936,7 +936,7 @@ fn stores_without_a_matching_instance_are_unknown() {
     // Store 3 has a status address Prometheus does not scrape; store 4 names fake A's port
     // as `localhost:PORT` while Prometheus's `instance` label is `127.0.0.1:PORT`.
     let other = format!("localhost:{}", a.addr().port());
-    let pd = FakePd::with_stores(&[
+    let pd = FakePd::with_live_stores(&[
         tikv_store(1, a.instance()),
         StoreSpec::tikv(3),
         tikv_store(4, other.clone()),

@@ -580,6 +580,16 @@ impl FakePd {
         Self::with_stores_json(&stores_body(specs))
     }
 
+    /// [`with_stores`](Self::with_stores) with [`live_heartbeats`](Self::live_heartbeats): for
+    /// a test that does not control heartbeats. Otherwise a store's heartbeat ages with the
+    /// test, and once a loaded machine makes the test last longer than `store_down`'s 60 s
+    /// heartbeat threshold, every Up store reads as down.
+    pub fn with_live_stores(specs: &[StoreSpec]) -> Self {
+        let pd = Self::with_stores(specs);
+        pd.live_heartbeats();
+        pd
+    }
+
     /// Plain HTTP, serving this `GET /stores` body (kept as-is but editable by the setters).
     pub fn with_stores_json(body: &str) -> Self {
         let state = Arc::new(Mutex::new(State::new(body)));
