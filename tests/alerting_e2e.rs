@@ -2,18 +2,19 @@
 //! real Alertmanager (the shipped config, webhook URLs pointed at this test and group timings
 //! shortened) + a webhook receiver. A store goes down → the alert arrives with the right labels
 //! and annotations; an inhibited warning for the same store does not arrive while the warning
-//! for another store does; the store recovers → the resolved notification arrives.
+//! for another store, fired at the same moment, does; the store recovers → the resolved notification arrives.
 
 mod support;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::alertmanager::{RealAlertmanager, WebhookReceiver};
 use support::exporter::{Exporter, inv, sample};
-use support::fake_pd::{FakePd, cluster};
+use support::fake_pd::{FakePd, cluster, store_json_mut};
 use support::prometheus::{RealPrometheus, render_config, with_alertmanagers};
+use support::wait::{self, PATIENCE};
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -63,21 +64,24 @@ fn find<'a>(
         .map(|(_, _, a)| a)
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool, diag: impl Fn() -> String) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            diag()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn wait_for(what: &str, timeout: Duration, f: impl FnMut() -> bool, diag: impl Fn() -> String) {
+    wait::until_true(what, timeout, f, diag);
+}
+
+/// Alertmanager's count of the webhook notifications it has started to send (it counts each
+/// before sending it).
+fn notifications_started(am: &RealAlertmanager) -> usize {
+    let (status, body) = am.http("GET", "/metrics", "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .filter(|l| l.starts_with("alertmanager_notifications_total{") && l.contains("webhook"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum::<f64>() as usize
 }
 
 #[test]
 fn store_down_alert_reaches_the_receiver_inhibits_warnings_and_resolves() {
-    let pd = FakePd::with_stores(&cluster(2));
+    let pd = FakePd::with_stores(&cluster(3));
     pd.live_heartbeats();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("exporter.yml");
@@ -113,11 +117,20 @@ fn store_down_alert_reaches_the_receiver_inhibits_warnings_and_resolves() {
             prom.query_blocking("ALERTS")
         )
     };
+    // Waits until the receiver got (path, status, alertname, store).
+    let notified = |what: &str, timeout: Duration, (path, status, alert, store)| {
+        wait_for(
+            what,
+            timeout,
+            || find(&receiver.alerts(), path, status, alert, store).is_some(),
+            diag,
+        )
+    };
 
     // The Watchdog proves the whole path works before anything is wrong.
     wait_for(
         "Watchdog",
-        Duration::from_secs(60),
+        PATIENCE,
         || {
             receiver
                 .alerts()
@@ -130,38 +143,18 @@ fn store_down_alert_reaches_the_receiver_inhibits_warnings_and_resolves() {
     // Store 2's disk fills: a warning that is not inhibited (the control for the check below).
     pd.set_capacity(2, "100GiB");
     pd.set_available(2, "10GiB");
-    wait_for(
+    notified(
         "disk warning for store 2",
-        Duration::from_secs(30),
-        || {
-            find(
-                &receiver.alerts(),
-                "/warning",
-                "firing",
-                "TiKVDiskUsageHigh",
-                "2",
-            )
-            .is_some()
-        },
-        diag,
+        PATIENCE,
+        ("/warning", "firing", "TiKVDiskUsageHigh", "2"),
     );
 
     // Store 1 goes down: the critical alert arrives with labels and annotations.
     pd.set_store_state(1, "Disconnected");
-    wait_for(
+    notified(
         "store down alert",
-        Duration::from_secs(30),
-        || {
-            find(
-                &receiver.alerts(),
-                "/critical",
-                "firing",
-                "TiKVStoreDown",
-                "1",
-            )
-            .is_some()
-        },
-        diag,
+        PATIENCE,
+        ("/critical", "firing", "TiKVStoreDown", "1"),
     );
     let alerts = receiver.alerts();
     let a = find(&alerts, "/critical", "firing", "TiKVStoreDown", "1").unwrap();
@@ -190,12 +183,22 @@ fn store_down_alert_reaches_the_receiver_inhibits_warnings_and_resolves() {
     assert!(find(&alerts, "/critical", "firing", "TiKVStoreDown", "2").is_none());
 
     // Store 1's disk fills while it is down: Prometheus fires the warning, Alertmanager
-    // inhibits it (same store as the firing TiKVStoreDown).
-    pd.set_capacity(1, "100GiB");
-    pd.set_available(1, "10GiB");
+    // inhibits it (same store as the firing TiKVStoreDown). Store 3's disk fills in the same
+    // PD answer: its warning (not inhibited) starts with store 1's in the same scrape, rule
+    // evaluation and batch to Alertmanager, whose groups for both wait the same group_wait.
+    // So once store 3's warning has arrived, store 1's group has been flushed too; and once
+    // every notification Alertmanager started by then has arrived, a store 1 warning would
+    // have shown.
+    pd.edit_stores(|stores| {
+        for id in [1, 3] {
+            let status = &mut store_json_mut(stores, id)["status"];
+            status["capacity"] = json!("100GiB");
+            status["available"] = json!("10GiB");
+        }
+    });
     wait_for(
         "disk warning for store 1 firing in Prometheus",
-        Duration::from_secs(30),
+        PATIENCE,
         || {
             let v = prom.query_blocking(
                 r#"ALERTS{alertname="TiKVDiskUsageHigh",store="1",alertstate="firing"}"#,
@@ -206,8 +209,18 @@ fn store_down_alert_reaches_the_receiver_inhibits_warnings_and_resolves() {
         },
         diag,
     );
-    // Several Alertmanager group intervals (1 s each) pass without the warning arriving.
-    std::thread::sleep(Duration::from_secs(6));
+    notified(
+        "disk warning for store 3 (started with store 1's)",
+        PATIENCE,
+        ("/warning", "firing", "TiKVDiskUsageHigh", "3"),
+    );
+    let started = notifications_started(&am);
+    wait_for(
+        "every notification Alertmanager started to arrive",
+        PATIENCE,
+        || receiver.notifications().len() >= started,
+        diag,
+    );
     assert!(
         find(
             &receiver.alerts(),
@@ -220,6 +233,19 @@ fn store_down_alert_reaches_the_receiver_inhibits_warnings_and_resolves() {
         "inhibited warning arrived: {}",
         diag()
     );
+    // Alertmanager holds it, inhibited by the store-down alert.
+    let held = am.alerts();
+    let warning = held
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "TiKVDiskUsageHigh" && a["labels"]["store"] == "1")
+        .unwrap_or_else(|| panic!("Alertmanager has no store 1 warning: {held:#?}"));
+    assert_eq!(warning["status"]["state"], "suppressed", "{warning:#}");
+    assert!(
+        warning["status"]["inhibitedBy"]
+            .as_array()
+            .is_some_and(|by| !by.is_empty()),
+        "{warning:#}"
+    );
     assert_eq!(
         sample(
             &exporter.metrics(),
@@ -231,35 +257,15 @@ fn store_down_alert_reaches_the_receiver_inhibits_warnings_and_resolves() {
 
     // Store 1 recovers: the resolved notification arrives (after the rules' keep_firing_for).
     pd.set_store_state(1, "Up");
-    wait_for(
+    notified(
         "resolved notification",
-        Duration::from_secs(180),
-        || {
-            find(
-                &receiver.alerts(),
-                "/critical",
-                "resolved",
-                "TiKVStoreDown",
-                "1",
-            )
-            .is_some()
-        },
-        diag,
+        Duration::from_secs(120) + PATIENCE,
+        ("/critical", "resolved", "TiKVStoreDown", "1"),
     );
     // With the inhibitor gone, the store-1 disk warning is delivered.
-    wait_for(
+    notified(
         "store 1 disk warning after the inhibition ends",
-        Duration::from_secs(30),
-        || {
-            find(
-                &receiver.alerts(),
-                "/warning",
-                "firing",
-                "TiKVDiskUsageHigh",
-                "1",
-            )
-            .is_some()
-        },
-        diag,
+        PATIENCE,
+        ("/warning", "firing", "TiKVDiskUsageHigh", "1"),
     );
 }

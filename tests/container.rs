@@ -1,7 +1,8 @@
 //! The container image and the compose stack, against the real Docker engine (no mocks).
 //!
-//! The image: a statically linked release binary (glibc with `+crt-static`, built once per test
-//! process into `target/static`; cargo makes later builds no-ops), then the repository
+//! The image: a statically linked release binary (glibc with `+crt-static`, without the release
+//! profile's LTO, built once per test process into `target/static`; cargo makes later builds
+//! no-ops), then the repository
 //! Dockerfile's `runtime` stage, byte for byte, on top of a stand-in `builder` stage that holds
 //! that binary: the real builder stage needs `rust:*` from a registry, which this machine cannot
 //! reach. Containers run on a network of their own. The fake PD runs in this process, bound to
@@ -20,11 +21,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use support::exporter::{http_get, sample};
 use support::fake_pd::{FakePd, cluster};
+use support::wait;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// What the Dockerfile's builder stage sets; checked against the Dockerfile below.
@@ -123,7 +125,15 @@ struct Image {
     _guard: Guard,
 }
 
-/// `docker build` of `ctx` as `tag`.
+/// `docker build --no-cache` of `ctx` as `tag`.
+///
+/// Without the cache: the classic builder would take intermediate images of other builds
+/// with the same steps (the runtime stage's `COPY ca-certificates.crt` is the same for every
+/// build, in every worktree, and the sibling test builds the same binary), and another test's
+/// [`Guard`] removes its image together with its untagged parents. A build that had just
+/// taken such a parent from the cache then failed ("unknown parent image ID" / "No such
+/// image"), more often the more tests run at once. Now every intermediate image belongs to
+/// one build, and only its own Guard removes it.
 fn build_image(tag: String, ctx: &Path) -> Image {
     let guard = Guard {
         kind: Kind::Image,
@@ -134,6 +144,7 @@ fn build_image(tag: String, ctx: &Path) -> Image {
     docker_ok(&[
         "build",
         "-q",
+        "--no-cache",
         "--force-rm",
         "--label",
         &label,
@@ -203,30 +214,25 @@ impl Container {
     /// Polls `GET /metrics` on `addr` until `done` accepts the body; panics with the container's
     /// logs on timeout or if the container exits.
     fn wait_metrics(&self, addr: SocketAddr, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut last = String::new();
-        loop {
-            if let Some((200, _, body)) = http_get(addr, "/metrics") {
-                if done(&body) {
-                    return body;
-                }
-                last = body;
-            }
-            assert!(
-                self.state("Running") == "true",
-                "container {} exited ({}); logs:\n{}",
-                self.name,
-                self.state("ExitCode"),
-                self.logs()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "container {}: /metrics never satisfied the test within 60s; last body:\n{last}\nlogs:\n{}",
-                self.name,
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        wait::until_or(
+            &format!("container {}: /metrics to satisfy the test", self.name),
+            wait::PATIENCE,
+            || {
+                let last = match http_get(addr, "/metrics") {
+                    Some((200, _, body)) if done(&body) => return Ok(body),
+                    other => other,
+                };
+                assert!(
+                    self.state("Running") == "true",
+                    "container {} exited ({}); logs:\n{}",
+                    self.name,
+                    self.state("ExitCode"),
+                    self.logs()
+                );
+                Err(format!("{last:?}"))
+            },
+            || format!("logs:\n{}", self.logs()),
+        )
     }
 }
 
@@ -267,7 +273,12 @@ fn network() -> Network {
 // The static binary and the images
 
 /// The statically linked release binary, built like the Dockerfile's builder stage builds it
-/// (into `target/static`, so it never invalidates the normal build).
+/// (into `target/static`, so it never invalidates the normal build), except for the release
+/// profile's whole-program optimisation: `lto = "fat"` with one codegen unit made this build
+/// take 4 minutes on an idle 2-core machine and 16 under load, most of a fresh clone's test
+/// run. What this file checks does not depend on it: static linking (no PT_INTERP), the
+/// resolver inside `scratch`, the user, the stop; and without LTO the binary is larger, so
+/// the image-size limit still holds for the shipped one.
 fn static_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -280,6 +291,8 @@ fn static_binary() -> &'static Path {
             .arg("--target-dir")
             .arg(&target_dir)
             .env("RUSTFLAGS", STATIC_RUSTFLAGS)
+            .env("CARGO_PROFILE_RELEASE_LTO", "off")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
             // These would override RUSTFLAGS or the target directory.
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .env_remove("CARGO_BUILD_RUSTFLAGS")
@@ -581,18 +594,19 @@ fn scratch_image_runs_as_nobody_reaches_pd_by_container_name_and_stops_cleanly()
         assert_eq!(row[1..3], ["65534", "65534"], "docker top:\n{top}");
     }
 
-    // SIGTERM: it finishes, writes the state file (the directory belongs to 65534) and exits 0.
+    // SIGTERM: it finishes, writes the state file (the directory belongs to 65534) and exits
+    // 0 within docker's default grace period (10 s; a SIGKILL after it would exit 137). How
+    // long the engine then takes to tear the container down is no property of the image.
     let started = Instant::now();
     docker_ok(&["stop", "-t", "10", &exporter.name]);
-    let took = started.elapsed();
-    eprintln!("docker stop took {:.2}s", took.as_secs_f64());
-    assert_eq!(
-        exporter.state("ExitCode"),
-        "0",
-        "logs:\n{}",
-        exporter.logs()
+    eprintln!("docker stop took {:.2}s", started.elapsed().as_secs_f64());
+    let logs = exporter.logs();
+    assert_eq!(exporter.state("ExitCode"), "0", "logs:\n{logs}");
+    assert_eq!(exporter.state("OOMKilled"), "false", "logs:\n{logs}");
+    assert!(
+        logs.contains("shutting down"),
+        "not the SIGTERM path:\n{logs}"
     );
-    assert!(took < Duration::from_secs(8), "docker stop took {took:?}");
     let out = tempfile::tempdir().unwrap();
     let copied = out.path().join("state.json");
     docker_ok(&[

@@ -13,12 +13,13 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::exporter::Exporter;
 use support::fake_pd::{FakePd, cluster};
 use support::prometheus::RealPrometheus;
+use support::wait::PATIENCE;
 
 const DASHBOARD: &str = include_str!("../dashboards/tikv-health-exporter.json");
 const DATASOURCE_YML: &str = include_str!("../dashboards/provisioning/datasources/prometheus.yml");
@@ -388,11 +389,23 @@ fn parse_label_values(q: &str) -> (String, String) {
     (sel.trim().to_owned(), label.trim().to_owned())
 }
 
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
+/// The time (Unix seconds) of the latest scrape of `job` that succeeded. Queries evaluated
+/// then see every series of the target: a later scrape that failed (on a loaded machine one
+/// can miss the 1 s scrape timeout) writes staleness markers, and instant queries evaluated
+/// after it answer nothing for the target until the next good scrape.
+fn last_good_scrape(prom: &RealPrometheus, job: &str) -> f64 {
+    let range = format!(r#"up{{job="{job}"}}[1m]"#);
+    let answer = api(prom, "/api/v1/query", &[("query", &range)]);
+    answer["data"]["result"][0]["values"]
+        .as_array()
+        .and_then(|samples| {
+            samples
+                .iter()
+                .rev()
+                .find(|s| s[1] == "1")
+                .and_then(|s| s[0].as_f64())
+        })
+        .unwrap_or_else(|| panic!("no successful scrape of {job} in the last minute: {answer}"))
 }
 
 #[test]
@@ -402,7 +415,7 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
     let lines: Vec<&str> = fixture.lines().collect();
     let (first, second) = lines.split_at(lines.len() / 2);
 
-    let pd = FakePd::with_stores(&cluster(3));
+    let pd = FakePd::with_live_stores(&cluster(3));
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tikv.log");
     std::fs::write(&log, "").unwrap();
@@ -415,6 +428,8 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
         format!("{}=1", log.display()),
     ]);
     exporter.wait_ready();
+    // The file source opens the file at its end: append once it has.
+    exporter.wait_source_up("file:tikv.log", 1.0);
     let append = |part: &[&str]| {
         let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         for l in part {
@@ -436,24 +451,17 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
                 .is_some_and(|x| x >= n)
         }
     };
-    prom.wait_for(&scrapes, at_least(1.0), Duration::from_secs(30));
+    prom.wait_for(&scrapes, at_least(1.0), PATIENCE);
     append(second);
-    exporter.wait_metrics("every fixture line counted", Duration::from_secs(10), |m| {
+    exporter.wait_metrics("every fixture line counted", PATIENCE, |m| {
         m.contains(r#"tikv_log_malformed_lines_total{source="file:tikv.log",store="1"} 2"#)
             && m.contains(r#"event="pd_leader_changed"} 7"#)
     });
     let counted = r#"sum(tikv_log_lines_total) + sum(tikv_log_malformed_lines_total)"#;
-    prom.wait_for(
-        counted,
-        at_least(lines.len() as f64 - 0.5),
-        Duration::from_secs(15),
-    );
-    let scraped = prom.wait_for(&scrapes, at_least(3.0), Duration::from_secs(15));
-    let deadline = Instant::now() + Duration::from_secs(15);
+    prom.wait_for(counted, at_least(lines.len() as f64 - 0.5), PATIENCE);
+    prom.wait_for(&scrapes, at_least(3.0), PATIENCE);
     // Let a few scrapes with the second half land so every [$__rate_interval] window is full.
-    while Instant::now() < deadline && !at_least(5.0)(&prom.query_blocking(&scrapes)) {
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let scraped = prom.wait_for(&scrapes, at_least(5.0), PATIENCE);
     eprintln!(
         "scrapes so far: {}",
         scraped["data"]["result"][0]["value"][1]
@@ -527,7 +535,7 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
         ("__range_s", "60"),
         ("__range_ms", "60000"),
     ];
-    let end = now();
+    let end = last_good_scrape(&prom, JOB);
     let (start_s, end_s) = (format!("{:.3}", end - 20.0), format!("{end:.3}"));
     for p in query_panels(&d) {
         let t = title(p);
@@ -559,7 +567,11 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
                         failures.push(format!("{what}\n    -> uninterpolated variable"));
                         continue;
                     }
-                    let instant = api(&prom, "/api/v1/query", &[("query", &expr)]);
+                    let instant = api(
+                        &prom,
+                        "/api/v1/query",
+                        &[("query", &expr), ("time", &end_s)],
+                    );
                     checked += 1;
                     if let Some(why) = check_answer(&instant) {
                         failures.push(format!("{what}\n    -> instant query: {why}: {instant}"));

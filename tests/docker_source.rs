@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use support::docker::{self as dk, Container, Counts, EngineProxy};
@@ -46,36 +47,52 @@ fn counted(e: &Exporter, source: &str) -> Counts {
 }
 
 /// Waits (bounded) until the exported counts of `source` equal `want`, never exceeding it on
-/// the way, then checks they stay equal (a late double count would show). Returns how long
-/// it took to match.
-fn assert_exact(e: &Exporter, source: &str, want: &Counts, timeout: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
+/// the way; then writes a marker line into `c`'s log and waits until exactly that line is
+/// added: everything the source read before the marker was counted once (a late double count
+/// would show before the marker's count does, or as a count above it). Returns the counts
+/// including the marker, for the next expectation.
+fn assert_exact(e: &Exporter, c: &Container, source: &str, want: &Counts) -> Counts {
+    wait_exact(e, source, want, "");
+    static MARKERS: AtomicU64 = AtomicU64::new(900_000);
+    let region = MARKERS.fetch_add(1, Ordering::Relaxed);
+    c.write_leader_lines(region, 1, "marker");
+    let mut with_marker = want.clone();
+    with_marker.add(&dk::expected(
+        format!("{}\n", dk::leader_line(region, " [tag=marker]")).as_bytes(),
+        MAX_LINE,
+    ));
+    wait_exact(e, source, &with_marker, " after a marker line");
+    with_marker
+}
+
+/// Waits (bounded) until the exported counts of `source` equal `want`, never exceeding it.
+fn wait_exact(e: &Exporter, source: &str, want: &Counts, what: &str) {
+    support::wait::until(&format!("{source}: exact counts{what}"), T, || {
         let got = counted(e, source);
-        if got == *want {
-            break;
-        }
         assert!(
             got.lines() <= want.lines()
                 && got.event("became_leader") <= want.event("became_leader"),
-            "{source}: counted more than the container wrote:\n got {got:?}\nwant {want:?}\n{}",
+            "{source}: counted more than the container wrote{what}:\n got {got:?}\nwant {want:?}\n{}",
             e.stderr()
         );
-        assert!(
-            start.elapsed() < timeout,
-            "{source}: no exact match within {timeout:?}:\n got {got:?}\nwant {want:?}\n{}",
-            e.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let took = start.elapsed();
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(
-        counted(e, source),
-        *want,
-        "{source}: counts changed after matching"
-    );
-    took
+        if got == *want {
+            Ok(())
+        } else {
+            Err(format!(" got {got:?}\nwant {want:?}\n{}", e.stderr()))
+        }
+    });
+}
+
+/// Waits (bounded) until at least `n` lines of `source` are counted.
+fn wait_lines(e: &Exporter, source: &str, n: u64) {
+    support::wait::until(
+        &format!("{source}: {n} lines counted"),
+        T,
+        || match counted(e, source).lines() {
+            have if have >= n => Ok(()),
+            have => Err(format!("{have} lines\n{}", e.stderr())),
+        },
+    )
 }
 
 fn wait_up(e: &Exporter, source: &str, want: f64, timeout: Duration) {
@@ -86,7 +103,7 @@ fn wait_up(e: &Exporter, source: &str, want: f64, timeout: Duration) {
 
 const FIXTURE_LINES: usize = 115;
 const MAX_LINE: usize = 1 << 20;
-const T: Duration = Duration::from_secs(60);
+const T: Duration = support::wait::PATIENCE;
 
 #[test]
 fn metrics_match_what_the_container_wrote() {
@@ -125,7 +142,7 @@ fn metrics_match_what_the_container_wrote() {
     assert_eq!(want.event("became_leader"), 3000 + 2);
     assert_eq!(want.malformed, 2);
     assert_eq!(want.lines(), (FIXTURE_LINES + 3000) as u64);
-    assert_exact(&e, &source, &want, T);
+    let want = assert_exact(&e, &c, &source, &want);
 
     let m = e.metrics();
     assert_eq!(up(&m, &source), Some(1.0));
@@ -197,6 +214,8 @@ fn selection_is_exact_by_name_glob_and_label() {
             &format!("{p}-*"),
         ],
     );
+    // The last two containers are followed by one exporter each: once it has counted its
+    // last one, it has seen every container created before (so a wrong match would show).
     let mut cs = Vec::new();
     for (n, o) in [
         (format!("{p}-tikv"), labelled("tikv")),
@@ -207,6 +226,8 @@ fn selection_is_exact_by_name_glob_and_label() {
             opts.iter().map(|s| s.to_string()).collect(),
         ),
         (format!("{p}-lab"), labelled("tikv")),
+        (format!("{p}-tikv-2"), labelled("pd")),
+        (format!("{p}-lab-2"), labelled("tikv")),
     ] {
         let o: Vec<&str> = o.iter().map(String::as_str).collect();
         cs.push(Container::run(&n, &o));
@@ -216,11 +237,12 @@ fn selection_is_exact_by_name_glob_and_label() {
     }
     let want = dk::expected(&cs[0].logs(), MAX_LINE);
     assert_eq!(want.event("became_leader"), 5);
-    for n in [format!("{p}-tikv"), format!("{p}-tikv-1")] {
-        assert_exact(&by_name, &format!("docker:{n}"), &want, T);
-    }
-    for n in [format!("{p}-tikv"), format!("{p}-lab")] {
-        assert_exact(&by_label, &format!("docker:{n}"), &want, T);
+    let mut wants: Vec<Counts> = cs.iter().map(|_| want.clone()).collect();
+    for (e, followed) in [(&by_name, [0, 1, 5]), (&by_label, [0, 4, 6])] {
+        for i in followed {
+            let c = &cs[i];
+            wants[i] = assert_exact(e, c, &format!("docker:{}", c.name), &wants[i]);
+        }
     }
     let followed = |e: &Exporter| -> Vec<String> {
         let mut v: Vec<String> = support::exporter::samples(&e.metrics())
@@ -234,12 +256,20 @@ fn selection_is_exact_by_name_glob_and_label() {
     };
     assert_eq!(
         followed(&by_name),
-        [format!("docker:{p}-tikv"), format!("docker:{p}-tikv-1")],
+        [
+            format!("docker:{p}-tikv"),
+            format!("docker:{p}-tikv-1"),
+            format!("docker:{p}-tikv-2")
+        ],
         "substring and longer names are not followed"
     );
     assert_eq!(
         followed(&by_label),
-        [format!("docker:{p}-lab"), format!("docker:{p}-tikv")],
+        [
+            format!("docker:{p}-lab"),
+            format!("docker:{p}-lab-2"),
+            format!("docker:{p}-tikv")
+        ],
         "only containers carrying the label"
     );
 }
@@ -264,24 +294,21 @@ fn restart_stop_start_and_late_start_count_every_line_once() {
             "PAUSE=0.03",
         ],
     );
-    let deadline = Instant::now() + T;
-    while counted(&e, &source).lines() < 800 {
-        assert!(Instant::now() < deadline, "{}", e.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_lines(&e, &source, 800);
     // Killed while writing (lines cut mid-way included), then runs again.
+    let run = FIXTURE_LINES + 3000;
     dk::docker(&["restart", "-t", "0", &name]);
-    c.wait_quiet(Duration::from_millis(1500), T);
+    c.wait_run_complete(run, T);
     let want = dk::expected(&c.logs(), MAX_LINE);
     assert!(want.event("became_leader") > 3000, "{want:?}");
-    assert_exact(&e, &source, &want, T);
+    assert_exact(&e, &c, &source, &want);
 
     // A graceful restart once everything was read: the resumed second is replayed by the
     // engine and dropped.
     c.restart();
-    c.wait_quiet(Duration::from_millis(1500), T);
+    c.wait_run_complete(run, T);
     let want = dk::expected(&c.logs(), MAX_LINE);
-    assert_exact(&e, &source, &want, T);
+    let want = assert_exact(&e, &c, &source, &want);
 
     // Stop (down while stopped), then start again.
     c.stop();
@@ -289,9 +316,9 @@ fn restart_stop_start_and_late_start_count_every_line_once() {
     assert_eq!(counted(&e, &source), want);
     c.start();
     wait_up(&e, &source, 1.0, T);
-    c.wait_quiet(Duration::from_millis(1500), T);
+    c.wait_run_complete(run, T);
     let want = dk::expected(&c.logs(), MAX_LINE);
-    assert_exact(&e, &source, &want, T);
+    assert_exact(&e, &c, &source, &want);
     assert_eq!(up(&e.metrics(), &source), Some(1.0));
 }
 
@@ -315,17 +342,19 @@ fn recreated_container_is_read_from_its_beginning() {
         ],
     );
     c.wait_logged(FIXTURE_LINES + 1000, T);
-    let mut want = dk::expected(&c.logs(), MAX_LINE);
-    assert_exact(&e, &source, &want, T);
+    let first = dk::expected(&c.logs(), MAX_LINE);
+    assert_eq!(first.event("became_leader"), 1002);
+    let mut want = assert_exact(&e, &c, &source, &first);
     let old_id = c.id();
 
     // `docker rm` + `docker run` with the same name: a new container, all of its lines count.
     c.recreate();
     assert_ne!(c.id(), old_id);
     c.wait_logged(FIXTURE_LINES + 1000, T);
-    want.add(&dk::expected(&c.logs(), MAX_LINE));
-    assert_exact(&e, &source, &want, T);
-    assert_eq!(want.event("became_leader"), 2 * 1002);
+    let second = dk::expected(&c.logs(), MAX_LINE);
+    assert_eq!(second, first, "the same lines again");
+    want.add(&second);
+    assert_exact(&e, &c, &source, &want);
 }
 
 #[test]
@@ -350,10 +379,14 @@ fn running_before_the_exporter_counts_new_lines_unless_from_start() {
     assert!(all.starts_with(&before));
     let want_new = dk::expected(&all[before.len()..], MAX_LINE);
     assert_eq!(want_new.event("became_leader"), 300);
-    assert_exact(&new_only, &source, &want_new, T);
     let want_all = dk::expected(&all, MAX_LINE);
     assert_eq!(want_all.event("became_leader"), 500);
-    assert_exact(&everything, &source, &want_all, T);
+    // Each marker line is new to both exporters.
+    let marker = assert_exact(&new_only, &c, &source, &want_new);
+    let mut want_all_marked = want_all.clone();
+    want_all_marked.add(&dk::expected(&c.logs()[all.len()..], MAX_LINE));
+    assert_eq!(marker.lines(), want_new.lines() + 1);
+    assert_exact(&everything, &c, &source, &want_all_marked);
 }
 
 /// A `became leader` line for `region` with a field of `size` bytes.
@@ -406,7 +439,7 @@ fn tty_container_and_lines_over_16_kib() {
         let want = dk::expected(&log, 65536);
         assert_eq!(want.event("became_leader"), 2 + 300 + 1 + 3);
         assert_eq!(want.malformed, 2 + 1);
-        assert_exact(&e, &format!("docker:{}", c.name), &want, T);
+        assert_exact(&e, c, &format!("docker:{}", c.name), &want);
     }
     let events: serde_json::Value = serde_json::from_str(&e.get("/api/v1/leadership").2).unwrap();
     for c in [&tty, &plain] {
@@ -460,44 +493,38 @@ fn engine_unreachable_then_back_resumes_exactly() {
             "PAUSE=0.02",
         ],
     );
-    let deadline = Instant::now() + T;
-    while counted(&e, &source).lines() < 400 {
-        assert!(Instant::now() < deadline, "{}", e.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_lines(&e, &source, 400);
     assert_eq!(up(&e.metrics(), &source), Some(1.0));
 
     proxy.stop();
-    wait_up(&e, &source, 0.0, Duration::from_secs(15));
-    // What was read before the cut may still be in the parser's queue: let it drain.
-    let mut during = counted(&e, &source).lines();
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let now = counted(&e, &source).lines();
-        if now == during {
-            break;
-        }
-        during = now;
-    }
+    // The exporter can only have received what the engine had logged by now.
+    let cut = c.logged_lines() as u64;
+    wait_up(&e, &source, 0.0, T);
     // Started while the engine is unreachable: its start event is never seen.
     let late = Container::run(&late_name, &["-e", "N=100", "-e", "BATCH=100"]);
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(
-        counted(&e, &source).lines(),
-        during,
-        "nothing read while cut off"
+    late.wait_logged(100, T);
+    // Nothing read while cut off: the container goes on writing (if it has not finished), and
+    // what was read before the cut may still drain from the parser's queue, but the count
+    // never passes what was logged at the cut.
+    let total = FIXTURE_LINES + 4000;
+    c.wait_logged((cut as usize + 400).min(total), T);
+    let during = counted(&e, &source).lines();
+    assert!(
+        during <= cut,
+        "nothing read while cut off: {during} lines counted, {cut} logged at the cut"
     );
+    assert_eq!(up(&e.metrics(), &late_source), Some(0.0), "late: not seen");
 
     proxy.start();
     wait_up(&e, &source, 1.0, T);
     wait_up(&e, &late_source, 1.0, T);
-    c.wait_quiet(Duration::from_millis(1500), T);
+    c.wait_logged(total, T);
     let want = dk::expected(&c.logs(), MAX_LINE);
     assert_eq!(want.event("became_leader"), 4002);
-    assert_exact(&e, &source, &want, T);
+    assert_exact(&e, &c, &source, &want);
     let want_late = dk::expected(&late.logs(), MAX_LINE);
     assert_eq!(want_late.event("became_leader"), 100);
-    assert_exact(&e, &late_source, &want_late, T);
+    assert_exact(&e, &late, &late_source, &want_late);
     assert!(e.stderr().contains("docker source:"), "{}", e.stderr());
 }
 
@@ -543,7 +570,7 @@ fn flood_is_counted_exactly_with_bounded_memory() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let took = t0.elapsed();
-    assert_exact(&e, &source, &want, Duration::from_secs(10));
+    assert_exact(&e, &c, &source, &want);
     let rss = dk::peak_rss_kib(e.pid());
     let span = c.logged_span_secs();
     eprintln!(

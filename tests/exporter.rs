@@ -7,10 +7,15 @@ mod support;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use support::exporter::{Exporter, inv, sample, samples};
-use support::fake_pd::{FakePd, StoreSpec, cluster, samples as fixtures};
+use support::fake_pd::{FakePd, StoreSpec, cluster, samples as fixtures, store_json_mut};
+use support::wait::{PATIENCE, unix_now};
 
 const POLL: &str = "200ms";
+/// [`POLL`] as a duration.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+const STORES: &str = "/pd/api/v1/stores";
 
 fn args(pd: &[&FakePd], extra: &[&str]) -> Vec<String> {
     let endpoints: Vec<String> = pd.iter().map(|p| p.url()).collect();
@@ -40,10 +45,10 @@ fn v(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 fn contract_series_for_a_healthy_cluster() {
     let mut specs = cluster(3);
     specs.push(StoreSpec::tiflash(20));
-    let pd = FakePd::with_stores(&specs);
+    let pd = FakePd::with_live_stores(&specs);
     let e = Exporter::start(&args(&[&pd], &[]));
     e.wait_ready();
-    let m = e.wait_metrics("pd up", Duration::from_secs(5), |m| {
+    let m = e.wait_metrics("pd up", PATIENCE, |m| {
         sample(m, "tikv_health_exporter_source_up", &[("source", "pd")]) == Some(1.0)
             && sample(
                 m,
@@ -177,29 +182,53 @@ fn contract_series_for_a_healthy_cluster() {
 
 #[test]
 fn pd_is_asked_for_stores_once_per_poll_and_never_for_regions() {
-    let pd = FakePd::with_stores(&cluster(3));
+    let pd = FakePd::with_live_stores(&cluster(3));
     let e = Exporter::start(&args(&[&pd], &[]));
     e.wait_ready();
-    std::thread::sleep(Duration::from_millis(2100));
-    let stores = pd.requests_to("/pd/api/v1/stores");
-    let health = pd.requests_to("/pd/api/v1/health");
-    // At most one /stores per poll (~10 polls of 200 ms in 2.1 s, plus the first; fewer on a
-    // loaded machine), and health once per 30 s.
-    assert!((3..=12).contains(&stores), "{stores} /stores requests");
-    assert_eq!(health, 1, "{:?}", pd.paths());
+    pd.wait_requests_to(STORES, 12);
+    let arrivals = |path: &str| -> Vec<Instant> {
+        pd.requests()
+            .iter()
+            .filter(|r| r.path_only() == path)
+            .map(|r| r.received)
+            .collect()
+    };
+    // At most one /stores per poll, measured against the fake's own clock instead of a fixed
+    // window: poll k+1 starts after poll k ended (so after its /stores arrived) and at least
+    // one interval (less tokio's 5 ms lateness slack) after poll k started. So n requests
+    // arriving over T mean n - 2 <= T / (interval - 5 ms), on a loaded machine as on an idle
+    // one; two requests per poll would need twice that.
+    let stores = arrivals(STORES);
+    let span = *stores.last().unwrap() - stores[0];
+    let most = 2
+        + (span.as_secs_f64() / (POLL_INTERVAL - Duration::from_millis(5)).as_secs_f64()).floor()
+            as usize;
+    assert!(
+        stores.len() <= most,
+        "{} /stores requests over {span:?} (at most {most} at one per {POLL})",
+        stores.len()
+    );
+    // Health once per 30 s: once at the start, and never twice within 30 s.
+    let health = arrivals("/pd/api/v1/health");
+    assert!(!health.is_empty(), "{:?}", pd.paths());
+    for w in health.windows(2) {
+        assert!(w[1] - w[0] >= Duration::from_secs(29), "{:?}", pd.paths());
+    }
     assert!(!pd.regions_requested());
 }
 
 #[test]
 fn store_down_fires_within_one_poll_and_resolves() {
-    let pd = FakePd::with_stores(&cluster(3));
+    let pd = FakePd::with_live_stores(&cluster(3));
     let e = Exporter::start(&args(&[&pd], &[]));
     e.wait_ready();
     let key = inv("store_down", "2", "critical");
+    let changed = unix_now();
     pd.set_store_state(2, "Disconnected");
-    let m = e.wait_metrics("store 2 down", Duration::from_secs(3), |m| {
+    let m = e.wait_metrics("store 2 down", PATIENCE, |m| {
         sample(m, "tikv_invariant_violation", &key) == Some(1.0)
     });
+    let seen = unix_now();
     // (Detection latency is measured in benches/exporter.rs, not asserted here.)
     assert_eq!(
         sample(&m, "tikv_invariant_pending", &key),
@@ -207,12 +236,12 @@ fn store_down_fires_within_one_poll_and_resolves() {
         "grace 0: straight to firing"
     );
     assert_eq!(sample(&m, "tikv_invariant_unknown", &key), Some(0.0));
+    // It started at the poll that first saw the new state: after the change, before we saw it.
     let since = v(&m, "tikv_invariant_active_since_timestamp_seconds", &key);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    assert!((now - since).abs() < 5.0);
+    assert!(
+        (changed - 1e-3..=seen + 1e-3).contains(&since),
+        "active since {since}, changed at {changed}, seen at {seen}"
+    );
     assert_eq!(
         v(
             &m,
@@ -241,13 +270,12 @@ fn store_down_fires_within_one_poll_and_resolves() {
 
     // Down (past max-store-down-time) is down too; Offline is not.
     pd.set_store_state(2, "Down");
-    std::thread::sleep(Duration::from_millis(450));
-    assert_eq!(
-        sample(&e.metrics(), "tikv_invariant_violation", &key),
-        Some(1.0)
-    );
+    let m = e.wait_metrics("PD's Down state seen", PATIENCE, |m| {
+        sample(m, "tikv_store_state", &[("store", "2"), ("state", "Down")]) == Some(1.0)
+    });
+    assert_eq!(sample(&m, "tikv_invariant_violation", &key), Some(1.0));
     pd.set_store_state(2, "Offline");
-    let m = e.wait_metrics("offline is not down", Duration::from_secs(3), |m| {
+    let m = e.wait_metrics("offline is not down", PATIENCE, |m| {
         sample(m, "tikv_invariant_violation", &key) == Some(0.0)
     });
     assert!(
@@ -271,9 +299,10 @@ fn stale_heartbeat_while_pd_says_up_is_down() {
     let pd = FakePd::with_stores(&cluster(2));
     let e = Exporter::start(&args(&[&pd], &[]));
     e.wait_ready();
+    let changed = unix_now();
     let stale = support::fake_pd::now_ns() - 120 * 1_000_000_000;
     pd.set_last_heartbeat(1, stale);
-    let m = e.wait_metrics("heartbeat too old", Duration::from_secs(3), |m| {
+    let m = e.wait_metrics("heartbeat too old", PATIENCE, |m| {
         sample(
             m,
             "tikv_invariant_violation",
@@ -285,7 +314,9 @@ fn stale_heartbeat_while_pd_says_up_is_down() {
         "tikv_invariant_observed_value",
         &[("name", "store_down"), ("store", "1")],
     );
-    assert!((119.0..130.0).contains(&age), "{age}");
+    // 120 s old when set, plus however long the poll that saw it came after that.
+    let upper = 120.0 + (unix_now() - changed) + 1.0;
+    assert!((119.0..upper).contains(&age), "{age} (at most {upper})");
     assert!(
         e.invariant("store_down", "1").unwrap()["message"]
             .as_str()
@@ -296,16 +327,16 @@ fn stale_heartbeat_while_pd_says_up_is_down() {
 
 #[test]
 fn pd_outage_makes_pd_invariants_unknown_without_resolving() {
-    let mut pd = FakePd::with_stores(&cluster(3));
+    let mut pd = FakePd::with_live_stores(&cluster(3));
     let e = Exporter::start(&args(&[&pd], &[]));
     e.wait_ready();
     let down = inv("store_down", "2", "critical");
     pd.set_store_state(2, "Disconnected");
-    e.wait_metrics("firing", Duration::from_secs(3), |m| {
+    e.wait_metrics("firing", PATIENCE, |m| {
         sample(m, "tikv_invariant_violation", &down) == Some(1.0)
     });
     pd.stop();
-    let m = e.wait_metrics("pd down", Duration::from_secs(5), |m| {
+    let m = e.wait_metrics("pd down", PATIENCE, |m| {
         sample(m, "tikv_health_exporter_source_up", &[("source", "pd")]) == Some(0.0)
             && sample(m, "tikv_invariant_unknown", &down) == Some(1.0)
     });
@@ -334,10 +365,16 @@ fn pd_outage_makes_pd_invariants_unknown_without_resolving() {
             .unwrap()
             .starts_with("unknown: PD unavailable")
     );
-    // A bad answer is an outage too.
-    pd.restart();
+    // A bad answer is an outage too (garbage from the first answer after the restart on).
     pd.respond_garbage();
-    std::thread::sleep(Duration::from_millis(500));
+    pd.restart();
+    e.wait_metrics("a poll that got garbage", PATIENCE, |_| {
+        e.invariant("store_down", "2").is_some_and(|i| {
+            i["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("invalid JSON"))
+        })
+    });
     let m = e.metrics();
     assert_eq!(
         sample(&m, "tikv_health_exporter_source_up", &[("source", "pd")]),
@@ -347,7 +384,7 @@ fn pd_outage_makes_pd_invariants_unknown_without_resolving() {
     // Recovery: fresh data resolves it.
     pd.heal();
     pd.set_store_state(2, "Up");
-    let m = e.wait_metrics("recovered", Duration::from_secs(5), |m| {
+    let m = e.wait_metrics("recovered", PATIENCE, |m| {
         sample(m, "tikv_health_exporter_source_up", &[("source", "pd")]) == Some(1.0)
             && sample(m, "tikv_invariant_violation", &down) == Some(0.0)
     });
@@ -363,12 +400,12 @@ fn pd_outage_makes_pd_invariants_unknown_without_resolving() {
 
 #[test]
 fn fails_over_across_pd_endpoints() {
-    let a = FakePd::with_stores(&cluster(2));
+    let a = FakePd::with_live_stores(&cluster(2));
     a.fail_with_pd_error(503, fixtures::NO_LEADER);
-    let mut b = FakePd::with_stores(&cluster(2));
+    let mut b = FakePd::with_live_stores(&cluster(2));
     let e = Exporter::start(&args(&[&a, &b], &[]));
     e.wait_ready();
-    e.wait_metrics("pd up via b", Duration::from_secs(3), |m| {
+    e.wait_metrics("pd up via b", PATIENCE, |m| {
         sample(m, "tikv_health_exporter_source_up", &[("source", "pd")]) == Some(1.0)
             && sample(
                 m,
@@ -385,7 +422,8 @@ fn fails_over_across_pd_endpoints() {
     a.heal();
     b.stop();
     a.clear_requests();
-    std::thread::sleep(Duration::from_millis(600));
+    // Two polls reached `a`: the first of them has been published.
+    a.wait_requests_to(STORES, 2);
     let m = e.metrics();
     assert_eq!(
         sample(&m, "tikv_health_exporter_source_up", &[("source", "pd")]),
@@ -396,36 +434,30 @@ fn fails_over_across_pd_endpoints() {
 
 #[test]
 fn tombstone_and_removed_stores_lose_their_series() {
-    let pd = FakePd::with_stores(&cluster(3));
+    let pd = FakePd::with_live_stores(&cluster(3));
     let e = Exporter::start(&args(&[&pd], &[]));
     e.wait_ready();
-    e.wait_metrics("store 3 present", Duration::from_secs(3), |m| {
-        m.contains("store=\"3\"")
-    });
+    e.wait_metrics("store 3 present", PATIENCE, |m| m.contains("store=\"3\""));
     pd.set_store_state(3, "Tombstone");
-    let m = e.wait_metrics("store 3 gone", Duration::from_secs(3), |m| {
-        !m.contains("store=\"3\"")
-    });
+    let m = e.wait_metrics("store 3 gone", PATIENCE, |m| !m.contains("store=\"3\""));
     assert!(m.contains("store=\"2\""));
     pd.remove_store(2);
-    e.wait_metrics("store 2 gone", Duration::from_secs(3), |m| {
-        !m.contains("store=\"2\"")
-    });
+    e.wait_metrics("store 2 gone", PATIENCE, |m| !m.contains("store=\"2\""));
 }
 
 #[test]
 fn pd_leader_and_member_health() {
-    let pd = FakePd::with_stores(&cluster(1));
+    let pd = FakePd::with_live_stores(&cluster(1));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(&dir, "pd:\n  health_interval: 200ms\n");
     let e = Exporter::start(&args(&[&pd], &["--config.file", &cfg]));
     e.wait_ready();
     let key = inv("pd_leader", "", "critical");
-    e.wait_metrics("pd ok", Duration::from_secs(3), |m| {
+    e.wait_metrics("pd ok", PATIENCE, |m| {
         sample(m, "tikv_invariant_unknown", &key) == Some(0.0)
     });
     pd.set_health("basic-0qt9e9", false);
-    let m = e.wait_metrics("unhealthy member", Duration::from_secs(3), |m| {
+    let m = e.wait_metrics("unhealthy member", PATIENCE, |m| {
         sample(m, "tikv_invariant_violation", &key) == Some(1.0)
     });
     assert_eq!(
@@ -438,19 +470,19 @@ fn pd_leader_and_member_health() {
     );
     pd.set_health("basic-0qt9e9", true);
     pd.set_leader(None);
-    e.wait_metrics("no leader", Duration::from_secs(3), |_| {
+    e.wait_metrics("no leader", PATIENCE, |_| {
         e.invariant("pd_leader", "")
             .is_some_and(|i| i["message"] == "no PD leader" && i["state"] == "firing")
     });
     pd.set_leader(Some("basic-53pe89"));
-    e.wait_metrics("leader back", Duration::from_secs(3), |m| {
+    e.wait_metrics("leader back", PATIENCE, |m| {
         sample(m, "tikv_invariant_violation", &key) == Some(0.0)
     });
 }
 
 #[test]
 fn grace_clear_grace_and_hysteresis_over_time() {
-    let pd = FakePd::with_stores(&cluster(1));
+    let pd = FakePd::with_live_stores(&cluster(1));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(
         &dir,
@@ -462,12 +494,12 @@ fn grace_clear_grace_and_hysteresis_over_time() {
     pd.set_capacity(1, "100GiB");
     pd.set_available(1, "20GiB"); // 80 % used
     let t0 = Instant::now();
-    let m = e.wait_metrics("pending", Duration::from_secs(3), |m| {
+    let m = e.wait_metrics("pending", PATIENCE, |m| {
         sample(m, "tikv_invariant_pending", &key) == Some(1.0)
     });
     assert_eq!(sample(&m, "tikv_invariant_violation", &key), Some(0.0));
     let since = v(&m, "tikv_invariant_active_since_timestamp_seconds", &key);
-    let m = e.wait_metrics("firing", Duration::from_secs(4), |m| {
+    let m = e.wait_metrics("firing", PATIENCE, |m| {
         sample(m, "tikv_invariant_violation", &key) == Some(1.0)
     });
     assert!(
@@ -480,10 +512,24 @@ fn grace_clear_grace_and_hysteresis_over_time() {
         v(&m, "tikv_invariant_active_since_timestamp_seconds", &key),
         since
     );
-    // 65 %: below the threshold but above the clear threshold: stays firing.
+    // 65 %: below the threshold but above the clear threshold: stays firing, also for longer
+    // than clear_grace (1 s): a poll that started 1.5 s after one that saw 65 % still fires.
     pd.set_available(1, "35GiB");
-    std::thread::sleep(Duration::from_millis(1500));
-    let m = e.metrics();
+    let m = e.wait_metrics("65 % observed", PATIENCE, |m| {
+        sample(
+            m,
+            "tikv_invariant_observed_value",
+            &[("name", "disk_usage"), ("store", "1")],
+        )
+        .is_some_and(|u| (u - 0.65).abs() < 1e-9)
+    });
+    assert_eq!(sample(&m, "tikv_invariant_violation", &key), Some(1.0));
+    let seen = v(
+        &m,
+        "tikv_health_exporter_last_success_timestamp_seconds",
+        &[("source", "pd")],
+    );
+    let m = e.wait_polls_after("pd", seen + 1.5, 1);
     assert_eq!(sample(&m, "tikv_invariant_violation", &key), Some(1.0));
     assert!(
         (v(
@@ -497,7 +543,7 @@ fn grace_clear_grace_and_hysteresis_over_time() {
     // 50 %: clear, but only resolves after clear_grace.
     pd.set_available(1, "50GiB");
     let cleared = Instant::now();
-    e.wait_metrics("resolved", Duration::from_secs(4), |m| {
+    e.wait_metrics("resolved", PATIENCE, |m| {
         sample(m, "tikv_invariant_violation", &key) == Some(0.0)
     });
     assert!(
@@ -505,21 +551,34 @@ fn grace_clear_grace_and_hysteresis_over_time() {
         "{:?}",
         cleared.elapsed()
     );
-    // A violation shorter than the grace period never fires.
-    pd.set_available(1, "10GiB");
-    e.wait_metrics("pending again", Duration::from_secs(3), |m| {
+    // A violation shorter than the grace period never fires. Exactly one poll sees it (one
+    // answer of 90 %); then PD fails, and while it is unknown the invariant keeps its phase, so
+    // the pending state stays for the test to see however slow the machine is; the next good
+    // answer (50 %) ends it.
+    pd.answer_next_stores(1, |stores| {
+        store_json_mut(stores, 1)["status"]["available"] = json!("10GiB");
+    });
+    pd.fail_with_pd_error(503, fixtures::NO_LEADER);
+    let m = e.wait_metrics("pending again", PATIENCE, |m| {
         sample(m, "tikv_invariant_pending", &key) == Some(1.0)
+            && sample(m, "tikv_invariant_unknown", &key) == Some(1.0)
     });
-    pd.set_available(1, "50GiB");
-    e.wait_metrics("back to ok", Duration::from_secs(3), |m| {
-        sample(m, "tikv_invariant_pending", &key) == Some(0.0)
-            && sample(m, "tikv_invariant_violation", &key) == Some(0.0)
+    assert_eq!(sample(&m, "tikv_invariant_violation", &key), Some(0.0));
+    pd.heal();
+    let m = e.wait_metrics("back to ok", PATIENCE, |m| {
+        sample(m, "tikv_invariant_unknown", &key) == Some(0.0)
     });
+    assert_eq!(sample(&m, "tikv_invariant_pending", &key), Some(0.0));
+    assert_eq!(sample(&m, "tikv_invariant_violation", &key), Some(0.0));
+    assert_eq!(
+        sample(&m, "tikv_invariant_active_since_timestamp_seconds", &key),
+        None
+    );
 }
 
 #[test]
 fn state_file_keeps_grace_periods_across_restarts() {
-    let pd = FakePd::with_stores(&cluster(1));
+    let pd = FakePd::with_live_stores(&cluster(1));
     pd.set_capacity(1, "100GiB");
     pd.set_available(1, "10GiB");
     let dir = tempfile::tempdir().unwrap();
@@ -536,44 +595,65 @@ fn state_file_keeps_grace_periods_across_restarts() {
         ],
     );
 
+    // One answer shows the violation, then PD fails: while unknown the invariant keeps its
+    // phase, so it is still pending when the exporter stops, however slow the machine is.
+    pd.answer_next_stores(1, |_| {});
+    pd.fail_with_pd_error(503, fixtures::NO_LEADER);
     let mut e = Exporter::start(&base);
-    let m = e.wait_metrics("pending", Duration::from_secs(3), |m| {
+    let m = e.wait_metrics("pending", PATIENCE, |m| {
         sample(m, "tikv_invariant_pending", &key) == Some(1.0)
+            && sample(m, "tikv_invariant_unknown", &key) == Some(1.0)
     });
     let since = v(&m, "tikv_invariant_active_since_timestamp_seconds", &key);
-    std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(e.terminate(), Some(0), "graceful exit: {}", e.stderr());
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     assert_eq!(saved["active"][0]["name"], "disk_usage");
     assert_eq!(saved["active"][0]["phase"], "pending");
-    assert_eq!(saved["active"][0]["active_since"].as_f64(), Some(since));
+    // Through JSON (serde_json's default float parsing) a time may come back a few ULPs
+    // (~0.2 µs here) off; compare to the microsecond.
+    let same_time = |t: Option<f64>| t.is_some_and(|t| (t - since).abs() < 1e-6);
+    let saved_since = saved["active"][0]["active_since"].as_f64();
+    assert!(same_time(saved_since), "{saved_since:?} vs {since}");
 
     // Restart: the violation keeps its start, so it fires 4 s after it began, not 4 s after
-    // the restart.
+    // the restart. Seen before those 4 s are over, it must still be pending.
+    pd.heal();
     let e = Exporter::start(&base);
-    let m = e.wait_metrics("pending with the old start", Duration::from_secs(3), |m| {
-        sample(m, "tikv_invariant_active_since_timestamp_seconds", &key) == Some(since)
+    let m = e.wait_metrics("pending with the old start", PATIENCE, |m| {
+        same_time(sample(
+            m,
+            "tikv_invariant_active_since_timestamp_seconds",
+            &key,
+        ))
     });
-    assert_eq!(sample(&m, "tikv_invariant_violation", &key), Some(0.0));
-    e.wait_metrics("firing", Duration::from_secs(6), |m| {
+    let seen = unix_now();
+    if seen < since + 4.0 {
+        assert_eq!(
+            sample(&m, "tikv_invariant_violation", &key),
+            Some(0.0),
+            "firing {} s into the 4 s grace",
+            seen - since
+        );
+    }
+    let m = e.wait_metrics("firing", PATIENCE, |m| {
         sample(m, "tikv_invariant_violation", &key) == Some(1.0)
     });
-    // Not re-armed: it fired with the violation's original start, 4 s after that start.
-    assert_eq!(
-        sample(
-            &e.metrics(),
-            "tikv_invariant_active_since_timestamp_seconds",
-            &key
-        ),
-        Some(since)
+    let seen = unix_now();
+    assert!(
+        seen >= since + 4.0,
+        "fired {} s after it began",
+        seen - since
     );
+    // Not re-armed: it fired with the violation's original start, 4 s after that start.
+    let fired_since = sample(&m, "tikv_invariant_active_since_timestamp_seconds", &key);
+    assert!(same_time(fired_since), "{fired_since:?} vs {since}");
     drop(e);
 
     // Without the state file the grace period starts over.
     let plain = args(&[&pd], &["--config.file", &cfg]);
     let e = Exporter::start(&plain);
-    let m = e.wait_metrics("pending again", Duration::from_secs(3), |m| {
+    let m = e.wait_metrics("pending again", PATIENCE, |m| {
         sample(m, "tikv_invariant_pending", &key) == Some(1.0)
     });
     assert!(v(&m, "tikv_invariant_active_since_timestamp_seconds", &key) > since + 1.0);
@@ -581,7 +661,7 @@ fn state_file_keeps_grace_periods_across_restarts() {
 
 #[test]
 fn http_endpoints_and_log_sources() {
-    let pd = FakePd::with_stores(&cluster(2));
+    let pd = FakePd::with_live_stores(&cluster(2));
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tikv.log");
     std::fs::write(&log, "[2024/07/12 09:26:10.005 +00:00] [INFO] [raft.rs:874] [\"became leader at term 5\"] [region_id=1]\n").unwrap();
@@ -613,7 +693,9 @@ fn http_endpoints_and_log_sources() {
     }
     assert_eq!(inv["threshold"], 0.7);
 
-    // The existing line is skipped (start at end); appended lines are counted.
+    // The existing line is skipped (start at end); appended lines are counted. The source is
+    // up once it has opened the file (at its end then): only append after that.
+    e.wait_source_up("file:tikv.log", 1.0);
     let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
     let fixture = include_str!("data/tikv-pd-real-lines.log");
     f.write_all(fixture.as_bytes()).unwrap();
@@ -625,7 +707,7 @@ fn http_endpoints_and_log_sources() {
             ("event", event),
         ]
     };
-    let m = e.wait_metrics("log events", Duration::from_secs(5), |m| {
+    let m = e.wait_metrics("log events", PATIENCE, |m| {
         sample(
             m,
             "tikv_leadership_changes_total",
@@ -700,7 +782,7 @@ fn http_endpoints_and_log_sources() {
 
 #[test]
 fn sigterm_exits_cleanly() {
-    let pd = FakePd::with_stores(&cluster(1));
+    let pd = FakePd::with_live_stores(&cluster(1));
     let mut e = Exporter::start(&args(&[&pd], &[]));
     e.wait_ready();
     assert_eq!(e.terminate(), Some(0));
@@ -786,12 +868,12 @@ fn bad_flags_and_config_fail_with_a_named_key() {
 fn tiflash_stores_can_be_excluded() {
     let mut specs = cluster(1);
     specs.push(StoreSpec::tiflash(20));
-    let pd = FakePd::with_stores(&specs);
+    let pd = FakePd::with_live_stores(&specs);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(&dir, "pd:\n  tiflash: exclude\n");
     let e = Exporter::start(&args(&[&pd], &["--config.file", &cfg]));
     e.wait_ready();
-    let m = e.wait_metrics("store 1", Duration::from_secs(3), |m| {
+    let m = e.wait_metrics("store 1", PATIENCE, |m| {
         sample(
             m,
             "tikv_invariant_violation",
@@ -801,6 +883,6 @@ fn tiflash_stores_can_be_excluded() {
     });
     assert!(!m.contains("store=\"20\""), "{m}");
     pd.set_store_state(20, "Disconnected");
-    std::thread::sleep(Duration::from_millis(500));
+    pd.wait_next_poll();
     assert!(!e.metrics().contains("store=\"20\""));
 }

@@ -18,6 +18,7 @@ use support::exporter::{Exporter, inv, sample, samples};
 use support::fake_pd::{FakePd, StoreSpec};
 use support::fake_tikv::{FakeTikv, expected_quantile};
 use support::prometheus::RealPrometheus;
+use support::wait::unix_now;
 use tikv_health_exporter::invariants::definitions::{CPU_USAGE_QUERY, WRITE_LATENCY_P99_QUERY};
 use tikv_health_exporter::logs::events::EventKind;
 
@@ -25,8 +26,8 @@ use tikv_health_exporter::logs::events::EventKind;
 const POLL: &str = "250ms";
 /// Prometheus's scrape (and evaluation) interval.
 const SCRAPE: Duration = Duration::from_secs(1);
-/// Upper bound of every wait for a state change.
-const WAIT: Duration = Duration::from_secs(15);
+/// Upper bound of every wait for a state change (reached only when something is broken).
+const WAIT: Duration = support::wait::PATIENCE;
 /// Backfilled past of each fake TiKV: a bit more than the queries' `[1m]` window.
 const HISTORY: Duration = Duration::from_secs(70);
 
@@ -238,7 +239,7 @@ impl Rig {
         let prom = prometheus_with_history(&[&a, &b]);
         let mut specs = vec![tikv_store(1, a.instance()), tikv_store(2, b.instance())];
         specs.extend(extra.iter().cloned());
-        let pd = FakePd::with_stores(&specs);
+        let pd = FakePd::with_live_stores(&specs);
         let dir = tempfile::tempdir().unwrap();
         let e = exporter(&pd, Some(&prom), &dir, config, &[]);
         let settled = e.wait_metrics("store 2 firing, store 1 ok", WAIT, |m| {
@@ -319,14 +320,15 @@ fn builtin_prometheus_invariants_against_real_prometheus() {
 
     // The observed values are what Prometheus itself answers for the same queries. They fired
     // on the backfilled minute alone; compare once real scrapes are in the `[1m]` window too
-    // (so a seam between history and scrapes would show), after two more polls. Prometheus is
+    // (so a seam between history and scrapes would show), after two polls that started
+    // later. Prometheus is
     // queried around a fresh /metrics read; the rates are steady, so a small tolerance suffices.
     r.prom.wait_for(
         r#"min(count_over_time(up{job="tikv"}[1m])) >= 2"#,
         |v| !result(v).is_empty(),
         WAIT,
     );
-    std::thread::sleep(Duration::from_millis(600));
+    r.e.wait_polls_after("prometheus", unix_now(), 2);
     let before = (
         by_instance(&r.prom, WRITE_LATENCY_P99_QUERY),
         by_instance(&r.prom, CPU_USAGE_QUERY),
@@ -441,9 +443,9 @@ fn prometheus_outage_and_a_silent_tikv() {
                 .all(|&(n, s)| flag(m, "unknown", n, s, "warning") == Some(1.0))
     });
     let detected = down.elapsed();
-    // Several polls later nothing has resolved or fired.
-    std::thread::sleep(Duration::from_millis(1000));
-    for m in [m, r.e.metrics()] {
+    // Several polls later nothing has resolved or fired (PD still answers them).
+    let later = r.e.wait_polls_after("pd", unix_now(), 4);
+    for m in [m, later] {
         assert_eq!(source_up(&m, "prometheus"), Some(0.0));
         assert_eq!(source_up(&m, "pd"), Some(1.0));
         for (name, store) in tikv_series {
@@ -584,13 +586,27 @@ fn cpu_usage_stays_firing_while_prometheus_catches_up_after_an_outage() {
     std::thread::sleep(Duration::from_secs(5));
     let restarted = unix_now();
     r.prom.restart();
-    // Watch every poll until fresh scrapes are in, and one second more.
+    // Watch every poll until fresh scrapes are in, and one second more, in which at least
+    // three polls (PD's success stamps show them) started after the fresh scrapes.
     let mut seen: Vec<Watched> = Vec::new();
     let t0 = Instant::now();
-    let mut scraped_at: Option<Instant> = None;
-    while scraped_at.is_none_or(|t| t.elapsed() < Duration::from_secs(1)) {
+    let mut scraped_at: Option<(Instant, f64)> = None;
+    let mut polls_after: Vec<f64> = Vec::new();
+    while scraped_at.is_none_or(|(t, _)| t.elapsed() < Duration::from_secs(1))
+        || polls_after.len() < 4
+    {
         assert!(t0.elapsed() < WAIT, "no fresh scrapes after the restart");
         let m = r.e.metrics();
+        if let Some((_, at)) = scraped_at {
+            let polled = v(
+                &m,
+                "tikv_health_exporter_last_success_timestamp_seconds",
+                &[("source", "pd")],
+            );
+            if polled > at && !polls_after.contains(&polled) {
+                polls_after.push(polled);
+            }
+        }
         seen.push((
             t0.elapsed().as_millis(),
             flag(&m, "violation", CPU, "2", "warning"),
@@ -598,11 +614,9 @@ fn cpu_usage_stays_firing_while_prometheus_catches_up_after_an_outage() {
             sample(&m, "tikv_invariant_active_since_timestamp_seconds", &key),
         ));
         if scraped_at.is_none() {
-            let fresh = r.prom.query_blocking(&format!(
-                r#"count(timestamp(up{{job="tikv"}} == 1) > {restarted})"#
-            ));
+            let fresh = r.prom.query_blocking(&scraped_since(restarted));
             if result(&fresh).first().is_some_and(|s| value_of(s) == 2.0) {
-                scraped_at = Some(Instant::now());
+                scraped_at = Some((Instant::now(), unix_now()));
             }
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -637,7 +651,7 @@ fn custom_invariants_against_real_prometheus() {
     let started = Instant::now();
     let (a, b) = fakes();
     let prom = RealPrometheus::start(&[("tikv", vec![a.addr(), b.addr()])], SCRAPE);
-    let pd = FakePd::with_stores(&[tikv_store(1, a.instance()), tikv_store(2, b.instance())]);
+    let pd = FakePd::with_live_stores(&[tikv_store(1, a.instance()), tikv_store(2, b.instance())]);
     let dir = tempfile::tempdir().unwrap();
     // `prometheus.url` is repeated in the file: with the flag alone the file is rejected (see
     // `custom_invariants_with_the_prometheus_url_from_the_flag`).
@@ -754,7 +768,7 @@ custom_invariants:
 #[test]
 fn custom_invariants_with_the_prometheus_url_from_the_flag() {
     let prom = RealPrometheus::start(&[], SCRAPE);
-    let pd = FakePd::with_stores(&support::fake_pd::cluster(1));
+    let pd = FakePd::with_live_stores(&support::fake_pd::cluster(1));
     let dir = tempfile::tempdir().unwrap();
     let config = "custom_invariants:\n  - name: always_one\n    query: vector(1)\n    op: \"==\"\n    threshold: 1\n    scope: cluster\n";
     let e = exporter(&pd, Some(&prom), &dir, config, &[]);
@@ -767,7 +781,7 @@ fn custom_invariants_with_the_prometheus_url_from_the_flag() {
 #[test]
 fn prometheus_scrapes_the_exporter() {
     let started = Instant::now();
-    let pd = FakePd::with_stores(&support::fake_pd::cluster(2));
+    let pd = FakePd::with_live_stores(&support::fake_pd::cluster(2));
     pd.set_store_state(2, "Disconnected");
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tikv.log");
@@ -779,6 +793,8 @@ fn prometheus_scrapes_the_exporter() {
         "{}\n",
         &["--log.file".to_owned(), format!("{}=2", log.display())],
     );
+    // The file source opens the file at its end: append once it has.
+    e.wait_source_up("file:tikv.log", 1.0);
     let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
     f.write_all(include_bytes!("data/tikv-pd-real-lines.log"))
         .unwrap();
@@ -809,10 +825,19 @@ fn prometheus_scrapes_the_exporter() {
         WAIT,
     );
     assert_eq!(result(&up)[0]["metric"]["instance"], instance.as_str());
-    let (_, targets) = prom.get("/api/v1/targets?state=active");
-    let targets: Value = serde_json::from_str(&targets).unwrap();
-    let t = &targets["data"]["activeTargets"][0];
-    assert_eq!(t["health"], "up", "{t}");
+    // The targets API shows the latest scrape, which on a loaded machine may have missed the
+    // 1 s scrape timeout; a rejected exposition would fail every scrape alike, so wait for a
+    // latest scrape that succeeded.
+    let t = support::wait::until("the latest scrape to have succeeded", WAIT, || {
+        let (_, targets) = prom.get("/api/v1/targets?state=active");
+        let targets: Value = serde_json::from_str(&targets).unwrap();
+        let t = targets["data"]["activeTargets"][0].clone();
+        if t["health"] == "up" {
+            Ok(t)
+        } else {
+            Err(t.to_string())
+        }
+    });
     assert_eq!(t["lastError"], "", "{t}");
 
     // store_down per store, with exactly the exporter's labels plus job and instance.
@@ -911,7 +936,7 @@ fn stores_without_a_matching_instance_are_unknown() {
     // Store 3 has a status address Prometheus does not scrape; store 4 names fake A's port
     // as `localhost:PORT` while Prometheus's `instance` label is `127.0.0.1:PORT`.
     let other = format!("localhost:{}", a.addr().port());
-    let pd = FakePd::with_stores(&[
+    let pd = FakePd::with_live_stores(&[
         tikv_store(1, a.instance()),
         StoreSpec::tikv(3),
         tikv_store(4, other.clone()),
@@ -950,22 +975,23 @@ fn stores_without_a_matching_instance_are_unknown() {
     eprintln!("test took {:?}", started.elapsed());
 }
 
+/// How many targets of job `tikv` Prometheus has scraped successfully after `since` (Unix
+/// seconds): their latest `up` sample is newer and 1. (`timestamp()` must get the selector
+/// itself: `timestamp(up == 1)` is the evaluation time, true of any old sample.)
+fn scraped_since(since: f64) -> String {
+    format!(
+        r#"count((timestamp(up{{job="tikv"}}) > {since}) and on (instance) (up{{job="tikv"}} == 1))"#
+    )
+}
+
 /// Waits until Prometheus has scraped `n` targets of job `tikv` successfully after `since`
 /// (Unix seconds).
 fn wait_scraped_since(prom: &RealPrometheus, since: f64, n: usize) {
     prom.wait_for(
-        &format!(r#"count(timestamp(up{{job="tikv"}} == 1) > {since})"#),
+        &scraped_since(since),
         |v| result(v).first().is_some_and(|s| value_of(s) == n as f64),
         WAIT,
     );
-}
-
-/// Now as Unix seconds.
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 /// Percent-encodes a query parameter value.

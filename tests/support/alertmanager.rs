@@ -1,13 +1,15 @@
 //! A real Alertmanager process (Debian `prometheus-alertmanager`) and a webhook receiver that
 //! records every notification it gets.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::exporter::http_get;
-use super::http::{Response, TestServer, free_port};
+use super::http::{Response, TestServer};
+use super::{listen, wait};
 
 /// The binary: `$ALERTMANAGER_BIN` or Debian's `prometheus-alertmanager`.
 pub fn alertmanager_bin() -> String {
@@ -22,7 +24,8 @@ pub struct RealAlertmanager {
 }
 
 impl RealAlertmanager {
-    /// Starts Alertmanager with this configuration text; waits (bounded) for `/-/ready`.
+    /// Starts Alertmanager with this configuration text on loopback port 0 (the port it got is
+    /// read from `/proc`); waits (bounded) for `/-/ready`.
     pub fn start(config: &str) -> RealAlertmanager {
         let dir = tempfile::Builder::new()
             .prefix("real-alertmanager-")
@@ -30,13 +33,13 @@ impl RealAlertmanager {
             .unwrap();
         let cfg = dir.path().join("alertmanager.yml");
         std::fs::write(&cfg, config).unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::fs::File::create(dir.path().join("alertmanager.log")).unwrap();
-        let child = Command::new(alertmanager_bin())
+        let mut child = Command::new(alertmanager_bin())
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!("--storage.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address={addr}"))
+            .arg("--web.listen-address=127.0.0.1:0")
             .arg("--cluster.listen-address=")
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -46,16 +49,21 @@ impl RealAlertmanager {
                     alertmanager_bin()
                 )
             });
+        let addr = listen::wait_listening(&mut child, &[]).unwrap_or_else(|why| {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(dir.path().join("alertmanager.log"));
+            panic!("Alertmanager {why}:\n{}", log.unwrap_or_default())
+        });
         let am = RealAlertmanager { child, addr, dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http_get(addr, "/-/ready").is_none_or(|r| r.0 != 200) {
-            assert!(
-                Instant::now() < deadline,
-                "Alertmanager not ready:\n{}",
-                am.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait::until(
+            "Alertmanager to be ready",
+            wait::PATIENCE,
+            || match http_get(am.addr, "/-/ready") {
+                Some((200, _, _)) => Ok(()),
+                other => Err(format!("{other:?}\n{}", am.log())),
+            },
+        );
         am
     }
 
@@ -67,6 +75,38 @@ impl RealAlertmanager {
     /// Its log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("alertmanager.log")).unwrap_or_default()
+    }
+
+    /// One HTTP/1.0 request with a JSON body (no chunked answers): status and body.
+    pub fn http(&self, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+        let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(super::exporter::ANSWER_TIMEOUT))?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        )?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp)?;
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        Ok((status, body.to_owned()))
+    }
+
+    /// `GET /api/v2/alerts`: every alert Alertmanager holds, with its `status` (`state`,
+    /// `inhibitedBy`, ...).
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        let (status, body) = self
+            .http("GET", "/api/v2/alerts", "")
+            .unwrap_or_else(|e| panic!("GET /api/v2/alerts: {e}\n{}", self.log()));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
     }
 }
 

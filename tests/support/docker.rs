@@ -12,7 +12,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::wait;
 
 /// The engine's socket.
 pub const ENGINE_SOCKET: &str = "/var/run/docker.sock";
@@ -306,41 +308,42 @@ impl Container {
 
     /// Waits (bounded) until the engine recorded at least `n` lines.
     pub fn wait_logged(&self, n: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let have = self.logged_lines();
-            if have >= n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: only {have} of {n} lines logged",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait::until(
+            &format!("{}: {n} lines logged", self.name),
+            timeout,
+            || match self.logged_lines() {
+                have if have >= n => Ok(()),
+                have => Err(format!("{have} lines")),
+            },
+        )
     }
 
-    /// Waits (bounded) until the number of logged lines stops changing for `quiet`.
-    pub fn wait_quiet(&self, quiet: Duration, timeout: Duration) -> usize {
-        let deadline = Instant::now() + timeout;
-        let mut last = self.logged_lines();
-        let mut since = Instant::now();
-        loop {
-            std::thread::sleep(Duration::from_millis(200));
-            let n = self.logged_lines();
-            if n != last {
-                last = n;
-                since = Instant::now();
-            } else if since.elapsed() >= quiet {
-                return n;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: still logging after {timeout:?}",
-                self.name
-            );
-        }
+    /// Waits (bounded) until the engine recorded all `lines` lines of the latest start of a
+    /// `FIXTURE=1` container (every start writes the fixture first, then its other lines):
+    /// counted from the last copy of the fixture's first line. A positive marker of a finished
+    /// run, where waiting for the log to go quiet would stop early whenever a loaded machine
+    /// pauses the writer.
+    pub fn wait_run_complete(&self, lines: usize, timeout: Duration) {
+        let fixture = std::fs::read(fixture()).unwrap();
+        let first_line = &fixture[..=fixture.iter().position(|&b| b == b'\n').unwrap()];
+        wait::until(
+            &format!("{}: a complete run of {lines} lines logged", self.name),
+            timeout,
+            || {
+                let log = self.logs();
+                let start = log
+                    .windows(first_line.len())
+                    .rposition(|w| w == first_line)
+                    .ok_or_else(|| "no run started yet".to_owned())?;
+                let have = log[start..].iter().filter(|&&b| b == b'\n').count();
+                assert!(have <= lines, "{}: {have} lines in one run", self.name);
+                if have == lines {
+                    Ok(())
+                } else {
+                    Err(format!("{have} lines of the latest run"))
+                }
+            },
+        )
     }
 }
 

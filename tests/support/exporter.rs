@@ -4,19 +4,23 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::http::free_port;
+use super::{listen, wait};
 
 /// The exporter binary built by cargo for integration tests.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tikv-health-exporter"))
 }
 
+/// How long a test's HTTP request may wait for its answer: a process starved by a loaded
+/// machine answers late, not never (one failed GET fails a whole test).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A minimal blocking HTTP GET: (status, content type, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_read_timeout(Some(ANSWER_TIMEOUT)).ok()?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
@@ -47,39 +51,41 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Starts the exporter with `args` plus its own `--web.listen-address`; waits until it
-    /// serves `/-/healthy` (bounded).
+    /// Starts the exporter with `args` plus `--web.listen-address 127.0.0.1:0`, reads the port
+    /// it got from `/proc`, and waits until it serves `/-/healthy` (bounded).
     pub fn start(args: &[String]) -> Exporter {
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let stderr_path = dir.path().join("stderr.log");
-        let child = Command::new(binary())
+        let mut child = Command::new(binary())
             .args(args)
             .arg("--web.listen-address")
-            .arg(addr.to_string())
+            .arg("127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
             .expect("start exporter");
+        let addr = listen::wait_listening(&mut child, &[]).unwrap_or_else(|why| {
+            let _ = child.kill();
+            panic!(
+                "the exporter {why}: {}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            )
+        });
         let mut e = Exporter {
             child: Some(child),
             addr,
             stderr_path,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while http_get(addr, "/-/healthy").is_none_or(|r| r.0 != 200) {
+        wait::until("the exporter to serve /-/healthy", wait::PATIENCE, || {
             if let Some(status) = e.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("exporter exited with {status}: {}", e.stderr());
             }
-            assert!(
-                Instant::now() < deadline,
-                "exporter did not start: {}",
-                e.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            match http_get(addr, "/-/healthy") {
+                Some((200, _, _)) => Ok(()),
+                other => Err(format!("{other:?}\n{}", e.stderr())),
+            }
+        });
         e
     }
 
@@ -122,55 +128,102 @@ impl Exporter {
             .cloned()
     }
 
-    /// Polls `/metrics` until `pred` holds on it (bounded); returns the text that satisfied it.
+    /// Polls `/metrics` until `pred` holds on it (at most `timeout`); returns the text that
+    /// satisfied it.
     pub fn wait_metrics(
         &self,
         what: &str,
         timeout: Duration,
         pred: impl Fn(&str) -> bool,
     ) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let m = self.metrics();
-            if pred(&m) {
-                return m;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; last /metrics:\n{m}\nstderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        wait::until_or(
+            what,
+            timeout,
+            || {
+                let m = self.metrics();
+                if pred(&m) {
+                    Ok(m)
+                } else {
+                    Err(format!("/metrics:\n{m}"))
+                }
+            },
+            || format!("stderr:\n{}", self.stderr()),
+        )
+    }
+
+    /// Waits until the exporter has published `polls` polls of `source` (`pd`, `prometheus`)
+    /// that *started* after `after` (Unix seconds), and returns the `/metrics` text showing
+    /// the last one. What a poll sees is published when it ends, and a poll's
+    /// `tikv_health_exporter_last_success_timestamp_seconds` is taken after its request, so
+    /// the first success stamped after `after` may come from a poll that began before it; the
+    /// next one began after that one ended. Counted from distinct timestamps seen (a poll
+    /// missed between two looks only makes the wait longer). Needs `source` to succeed.
+    pub fn wait_polls_after(&self, source: &str, after: f64, polls: usize) -> String {
+        let mut seen: Vec<f64> = Vec::new();
+        wait::until(
+            &format!("{polls} polls of {source} that started after {after}"),
+            wait::PATIENCE,
+            || {
+                let m = self.metrics();
+                let at = sample(
+                    &m,
+                    "tikv_health_exporter_last_success_timestamp_seconds",
+                    &[("source", source)],
+                );
+                if let Some(t) = at.filter(|&t| t > after && !seen.contains(&t)) {
+                    seen.push(t);
+                }
+                // The first stamp after `after` may belong to a poll that started before it.
+                if seen.len() > polls {
+                    Ok(m)
+                } else {
+                    Err(format!(
+                        "successes after {after}: {seen:?}\n/metrics:\n{m}\nstderr:\n{}",
+                        self.stderr()
+                    ))
+                }
+            },
+        )
+    }
+
+    /// Waits until `tikv_health_exporter_source_up{source}` is `want`.
+    pub fn wait_source_up(&self, source: &str, want: f64) -> String {
+        self.wait_metrics(
+            &format!("source_up{{source={source:?}}} == {want}"),
+            wait::PATIENCE,
+            |m| sample(m, "tikv_health_exporter_source_up", &[("source", source)]) == Some(want),
+        )
     }
 
     /// Waits until the exporter has published its first poll (`/-/ready` is 200).
     pub fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while self.get("/-/ready").0 != 200 {
-            assert!(Instant::now() < deadline, "not ready: {}", self.stderr());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait::until("the exporter to be ready", wait::PATIENCE, || {
+            match self.get("/-/ready").0 {
+                200 => Ok(()),
+                code => Err(format!("/-/ready: {code}\n{}", self.stderr())),
+            }
+        })
     }
 
-    /// Sends SIGTERM and waits (bounded) for a clean exit; returns the exit code.
+    /// Sends SIGTERM and waits (bounded) for a clean exit; returns the exit code. (On a
+    /// timeout the panic drops `self`, which kills the process.)
     pub fn terminate(&mut self) -> Option<i32> {
-        let mut child = self.child.take()?;
+        let pid = self.child.as_ref()?.id();
         let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &pid.to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return s.code();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("exporter ignored SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let path = self.stderr_path.clone();
+        let child = self.child.as_mut()?;
+        let status = wait::until(
+            "the exporter to exit on SIGTERM",
+            wait::PATIENCE,
+            || match child.try_wait().unwrap() {
+                Some(s) => Ok(s),
+                None => Err(std::fs::read_to_string(&path).unwrap_or_default()),
+            },
+        );
+        self.child = None;
+        status.code()
     }
 }
 

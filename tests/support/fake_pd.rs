@@ -15,7 +15,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -556,6 +556,8 @@ struct State {
     garbage: bool,
     delay: Option<Duration>,
     overrides: HashMap<String, Response>,
+    /// Store lists the next `/stores` answers use (front first), before the live ones again.
+    next_stores: VecDeque<Vec<Value>>,
     requests: Vec<Request>,
 }
 
@@ -576,6 +578,16 @@ impl FakePd {
     /// Plain HTTP, serving these stores (plus the sample members/health/schedule).
     pub fn with_stores(specs: &[StoreSpec]) -> Self {
         Self::with_stores_json(&stores_body(specs))
+    }
+
+    /// [`with_stores`](Self::with_stores) with [`live_heartbeats`](Self::live_heartbeats): for
+    /// a test that does not control heartbeats. Otherwise a store's heartbeat ages with the
+    /// test, and once a loaded machine makes the test last longer than `store_down`'s 60 s
+    /// heartbeat threshold, every Up store reads as down.
+    pub fn with_live_stores(specs: &[StoreSpec]) -> Self {
+        let pd = Self::with_stores(specs);
+        pd.live_heartbeats();
+        pd
     }
 
     /// Plain HTTP, serving this `GET /stores` body (kept as-is but editable by the setters).
@@ -643,15 +655,15 @@ impl FakePd {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Edits the JSON objects of the stores (see [`store_json_mut`]) in one step: no answer sees
+    /// only part of the edit.
+    pub fn edit_stores(&self, f: impl FnOnce(&mut Vec<Value>)) {
+        f(&mut self.lock().stores);
+    }
+
     /// Edits the JSON object of store `id` (panics if there is none).
     pub fn edit_store(&self, id: u64, f: impl FnOnce(&mut Value)) {
-        let mut st = self.lock();
-        let store = st
-            .stores
-            .iter_mut()
-            .find(|s| s["store"]["id"].as_u64() == Some(id))
-            .unwrap_or_else(|| panic!("fake PD has no store {id}"));
-        f(store);
+        f(store_json_mut(&mut self.lock().stores, id));
     }
 
     fn set_status_field(&self, id: u64, key: &str, value: Value) {
@@ -873,6 +885,37 @@ impl FakePd {
             .any(|r| r.path_only().starts_with("/pd/api/v1/regions"))
     }
 
+    /// The next `n` answers to `/stores` list the current stores with `edit` applied to their
+    /// JSON (see [`store_json_mut`]), also while failures or garbage are set (those apply after
+    /// them); later answers are the live ones again. So exactly `n` polls see the edited
+    /// cluster, however fast or slow they come.
+    pub fn answer_next_stores(&self, n: usize, edit: impl FnOnce(&mut Vec<Value>)) {
+        let mut st = self.lock();
+        let mut stores = st.stores.clone();
+        edit(&mut stores);
+        st.next_stores = std::iter::repeat_n(stores, n).collect();
+    }
+
+    /// Waits (bounded) until at least `n` requests to `path` (query ignored) have arrived.
+    pub fn wait_requests_to(&self, path: &str, n: usize) {
+        super::wait::until(
+            &format!("{n} requests to {path} at the fake PD"),
+            super::wait::PATIENCE,
+            || match self.requests_to(path) {
+                have if have >= n => Ok(()),
+                have => Err(format!("{have} so far")),
+            },
+        )
+    }
+
+    /// Waits until the code polling `/pd/api/v1/stores` has sent two more requests: the first
+    /// was answered with what this fake serves now, and a poller that asks once per poll has
+    /// finished (and published) that poll before sending the second.
+    pub fn wait_next_poll(&self) {
+        let n = self.requests_to("/pd/api/v1/stores");
+        self.wait_requests_to("/pd/api/v1/stores", n + 2);
+    }
+
     /// Forgets the recorded requests.
     pub fn clear_requests(&self) {
         self.lock().requests.clear();
@@ -912,6 +955,7 @@ impl State {
             live_heartbeats: false,
             delay: None,
             overrides: HashMap::new(),
+            next_stores: VecDeque::new(),
             requests: Vec::new(),
         }
     }
@@ -980,12 +1024,28 @@ impl State {
     }
 }
 
+/// The JSON object of store `id` in a `/stores` list (panics if there is none).
+pub fn store_json_mut(stores: &mut [Value], id: u64) -> &mut Value {
+    stores
+        .iter_mut()
+        .find(|s| s["store"]["id"].as_u64() == Some(id))
+        .unwrap_or_else(|| panic!("fake PD has no store {id}"))
+}
+
 fn handler(state: Arc<Mutex<State>>) -> impl Fn(&Request) -> Response + Send + Sync + 'static {
     move |req: &Request| {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         st.requests.push(req.clone());
+        let scripted = if req.path_only() == "/pd/api/v1/stores" {
+            st.next_stores.pop_front()
+        } else {
+            None
+        };
         let resp = if let Some(r) = st.overrides.get(req.path_only()) {
             r.clone()
+        } else if let Some(stores) = scripted {
+            let count = st.count.unwrap_or(stores.len() as i64);
+            Response::json(json!({"count": count, "stores": stores}).to_string())
         } else if let Some(r) = &st.failure {
             r.clone()
         } else if st.garbage {

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A received request.
 #[derive(Clone, Debug)]
@@ -18,6 +18,8 @@ pub struct Request {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When the request was read (before the handler ran).
+    pub received: Instant,
 }
 
 impl Request {
@@ -205,6 +207,7 @@ fn serve_one(stream: Box<dyn ReadWrite>, handler: &Handler) {
         path,
         headers,
         body,
+        received: Instant::now(),
     };
     let resp = handler(&req);
     if let Some(d) = resp.delay {
@@ -220,13 +223,4 @@ fn serve_one(stream: Box<dyn ReadWrite>, handler: &Handler) {
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(&resp.body);
     let _ = stream.flush();
-}
-
-/// A loopback port that was free a moment ago (for processes that need a port on the command line).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

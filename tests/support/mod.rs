@@ -8,4 +8,6 @@ pub mod exporter;
 pub mod fake_pd;
 pub mod fake_tikv;
 pub mod http;
+pub mod listen;
 pub mod prometheus;
+pub mod wait;

@@ -1,8 +1,8 @@
 //! A real Prometheus server (Debian package `prometheus`, `/usr/bin/prometheus`) for tests.
 //!
 //! [`RealPrometheus::start`] writes a `prometheus.yml` into a fresh temp dir, starts the binary
-//! on a free loopback port with its TSDB in that dir and stderr in `<dir>/prometheus.log`, and
-//! waits (at most [`READY_TIMEOUT`]) for `/-/ready`. Dropping it kills the process and removes
+//! on loopback port 0 (the port it got is read from `/proc`) with its TSDB in that dir and
+//! stderr in `<dir>/prometheus.log`, and waits (at most [`READY_TIMEOUT`]) for `/-/ready`. Dropping it kills the process and removes
 //! the dir; when dropped during a panic it first prints the log's tail.
 //!
 //! [`RealPrometheus::start_with_history`] first backfills past samples with `promtool`, for
@@ -24,10 +24,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::http::free_port;
+use super::{listen, wait};
 
-/// How long to wait for `/-/ready` after starting the process.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long to wait for `/-/ready` after starting the process (TSDB and WAL replay included,
+/// on a loaded machine).
+pub const READY_TIMEOUT: Duration = wait::PATIENCE;
 
 /// A running Prometheus process; killed (and its temp dir removed) on drop.
 pub struct RealPrometheus {
@@ -106,50 +107,56 @@ impl RealPrometheus {
              `apt-get install -y prometheus` (scripts/test-all.sh does) or set PROMETHEUS_BIN",
             prometheus_bin()
         );
-        let config = config.to_owned();
-        // free_port() can race with another process; retry a few times on "address in use".
-        let mut last_log = String::new();
-        for _ in 0..3 {
-            let dir = tempfile::Builder::new()
-                .prefix("real-prometheus-")
-                .tempdir()
-                .expect("create temp dir");
-            let config_path = dir.path().join("prometheus.yml");
-            std::fs::write(&config_path, &config).expect("write prometheus.yml");
-            if !history.trim().is_empty() {
-                backfill(dir.path(), history);
+        let dir = tempfile::Builder::new()
+            .prefix("real-prometheus-")
+            .tempdir()
+            .expect("create temp dir");
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("write prometheus.yml");
+        if !history.trim().is_empty() {
+            backfill(dir.path(), history);
+        }
+        // Port 0: the port it gets is read from /proc, then kept for `restart`.
+        let mut args = vec![
+            format!("--config.file={}", config_path.display()),
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            "--web.listen-address=127.0.0.1:0".to_owned(),
+            "--web.enable-lifecycle".to_owned(),
+        ];
+        args.extend(extra_args.iter().cloned());
+        let mut child = spawn(dir.path(), &args);
+        let log_path = dir.path().join("prometheus.log");
+        let fail = |why: String| -> ! {
+            panic!(
+                "Prometheus did not become ready: {why}\n--- prometheus.yml ---\n{config}\n\
+                 --- last lines of its log ---\n{}",
+                tail_of(&log_path, 40)
+            )
+        };
+        let addr = match listen::wait_listening(&mut child, &[]) {
+            Ok(a) => a,
+            Err(why) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                fail(why)
             }
-            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            let mut args = vec![
-                format!("--config.file={}", config_path.display()),
-                format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-                format!("--web.listen-address={addr}"),
-                "--web.enable-lifecycle".to_owned(),
-            ];
-            args.extend(extra_args.iter().cloned());
-            let child = spawn(dir.path(), &args);
-            let mut prom = RealPrometheus {
-                child,
-                addr,
-                dir,
-                args,
-            };
-            match prom.wait_ready(READY_TIMEOUT) {
-                Ok(()) => return prom,
-                Err(why) => {
-                    last_log = prom.log_tail(40);
-                    let retry = last_log.contains("address already in use");
-                    drop(prom);
-                    if !retry {
-                        panic!(
-                            "Prometheus did not become ready: {why}\n--- prometheus.yml ---\n{config}\n\
-                             --- last lines of its log ---\n{last_log}"
-                        );
-                    }
-                }
+        };
+        for a in &mut args {
+            if a.starts_with("--web.listen-address=") {
+                *a = format!("--web.listen-address={addr}");
             }
         }
-        panic!("Prometheus could not bind a free port\n--- last log ---\n{last_log}");
+        let mut prom = RealPrometheus {
+            child,
+            addr,
+            dir,
+            args,
+        };
+        if let Err(why) = prom.wait_ready(READY_TIMEOUT) {
+            drop(prom);
+            fail(why);
+        }
+        prom
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
@@ -182,13 +189,22 @@ impl RealPrometheus {
 
     /// After [`stop`](Self::stop): starts Prometheus again with the same command line (same
     /// address, config and TSDB, which it replays) and waits (at most [`READY_TIMEOUT`]) for
-    /// `/-/ready`. Does nothing while it is running.
+    /// `/-/ready`, answered by this process. Does nothing while it is running.
     pub fn restart(&mut self) {
         if self.is_running() {
             return;
         }
         self.child = spawn(self.dir.path(), &self.args);
-        if let Err(why) = self.wait_ready(READY_TIMEOUT) {
+        let ready = self.wait_ready(READY_TIMEOUT).and_then(|()| {
+            // Ours, not another process that took the port during the outage.
+            let pid = self.child.id();
+            listen::listening(pid)
+                .iter()
+                .any(|a| a.port() == self.addr.port())
+                .then_some(())
+                .ok_or_else(|| format!("another process answers on {}", self.addr))
+        });
+        if let Err(why) = ready {
             panic!(
                 "Prometheus did not become ready again on {}: {why}\n--- last lines of its log ---\n{}",
                 self.addr,
@@ -200,6 +216,11 @@ impl RealPrometheus {
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Process id of the running (or last) Prometheus process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The listening address.
@@ -214,10 +235,7 @@ impl RealPrometheus {
 
     /// The last `n` lines Prometheus wrote to stderr.
     pub fn log_tail(&self, n: usize) -> String {
-        let text =
-            std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        tail_of(&self.dir.path().join("prometheus.log"), n)
     }
 
     /// A blocking `GET path` (e.g. `/api/v1/targets`); returns status and body. Panics on I/O errors.
@@ -243,29 +261,23 @@ impl RealPrometheus {
             .unwrap_or_else(|e| panic!("query {promql:?}: HTTP {status}, not JSON ({e}): {body}"))
     }
 
-    /// Polls `promql` (every 250 ms) until `pred` accepts the JSON answer, returning it; panics
-    /// with the last answer and the log's tail after `timeout`.
+    /// Polls `promql` until `pred` accepts the JSON answer, returning it; panics with the last
+    /// answer and the log's tail after `timeout`.
     pub fn wait_for(
         &self,
         promql: &str,
         pred: impl Fn(&serde_json::Value) -> bool,
         timeout: Duration,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let v = self.query_blocking(promql);
-            if pred(&v) {
-                return v;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "query {promql:?} did not satisfy the condition within {timeout:?}; last answer: {v}\n\
-                     --- Prometheus log tail ---\n{}",
-                    self.log_tail(20)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        wait::until_or(
+            &format!("query {promql:?}"),
+            timeout,
+            || {
+                let v = self.query_blocking(promql);
+                if pred(&v) { Ok(v) } else { Err(v.to_string()) }
+            },
+            || format!("--- Prometheus log tail ---\n{}", self.log_tail(20)),
+        )
     }
 }
 
@@ -282,6 +294,13 @@ impl Drop for RealPrometheus {
         let _ = self.child.wait();
         // `dir` (TempDir) removes itself after this.
     }
+}
+
+/// The last `n` lines of the file at `path` (empty if unreadable).
+fn tail_of(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Starts the Prometheus binary with `args` in `dir`, appending its stderr to `<dir>/prometheus.log`.
@@ -385,9 +404,9 @@ fn yaml_str(s: &str) -> String {
 fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
     let mut s =
         TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
+    s.set_read_timeout(Some(super::exporter::ANSWER_TIMEOUT))
         .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(Duration::from_secs(10)))
+    s.set_write_timeout(Some(super::exporter::ANSWER_TIMEOUT))
         .map_err(|e| e.to_string())?;
     write!(
         s,
