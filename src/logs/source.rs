@@ -75,11 +75,6 @@ impl StorePublisher {
 pub struct StoreLookup(watch::Receiver<Option<Arc<[Store]>>>);
 
 impl StoreLookup {
-    /// A lookup that never learns any store (sources that need no mapping, tests).
-    pub fn empty() -> Self {
-        store_directory().1
-    }
-
     /// The stores known now (empty before the first poll).
     pub fn stores(&self) -> Arc<[Store]> {
         self.0.borrow().clone().unwrap_or_else(|| Arc::new([]))
