@@ -27,6 +27,7 @@ fn snapshot(stores: u64) -> Snapshot {
     let mut invariants = Vec::new();
     for (name, sev) in [
         ("cpu_usage", Severity::Warning),
+        ("disk_low_space", Severity::Critical),
         ("disk_usage", Severity::Warning),
         ("store_down", Severity::Critical),
         ("store_slow", Severity::Warning),
@@ -86,6 +87,7 @@ fn snapshot(stores: u64) -> Snapshot {
         sources,
         taken_at: 1.7e9,
         max_store_down_time: Some(1800.0),
+        ..Snapshot::default()
     }
 }
 
@@ -170,13 +172,14 @@ fn end_to_end() {
         rss_kib(pid, "VmRSS:"),
         rss_kib(pid, "VmHWM:")
     );
-    // Store-down detection latency: from PD reporting Disconnected to the gauge flipping.
+    // Store-down detection latency: from PD reporting a store Disconnected past the store_down
+    // grace (last heartbeat 100 s ago) to the gauge flipping.
     let mut lat = Vec::new();
     for round in 0..10u64 {
         let id = round + 1;
         std::thread::sleep(Duration::from_millis(137 * round % 1000));
         let t = Instant::now();
-        pd.set_store_state(id, "Disconnected");
+        pd.set_heartbeat_age(id, Duration::from_secs(100));
         let key = [
             ("name", "store_down"),
             ("store", &*id.to_string()),
@@ -187,7 +190,7 @@ fn end_to_end() {
             std::thread::sleep(Duration::from_millis(5));
         }
         lat.push(t.elapsed());
-        pd.set_store_state(id, "Up");
+        pd.set_heartbeat_age(id, Duration::ZERO);
     }
     lat.sort();
     println!(

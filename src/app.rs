@@ -80,6 +80,11 @@ pub async fn run_observed(
         logs: Arc::new(LogRegistry::new()),
         history: Arc::new(EventHistory::new(cfg.logs.history_size)),
     });
+    // Violations restored from the state file are served (unknown) from the first scrape on,
+    // even while PD does not answer.
+    if let Some(restored) = poller.restored_snapshot() {
+        view.published.preload(restored);
+    }
     let sources_cancel = CancellationToken::new();
     let ctx = SourceContext {
         registry: view.logs.clone(),

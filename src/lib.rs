@@ -31,3 +31,4 @@ pub mod observations;
 pub(crate) mod poller;
 pub mod snapshot;
 pub mod sources;
+pub(crate) mod transitions;

@@ -1,10 +1,11 @@
-//! What one poll observed: PD's stores and health and the Prometheus query results, each
-//! either fresh, or missing with the reason (so invariants can report `unknown`).
+//! What one poll observed: PD's stores, health and schedule settings and the Prometheus query
+//! results, each either fresh, or missing with the reason (so invariants can report `unknown`),
+//! plus how samples map to stores.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crate::domain::{PdHealth, Store, StoreState};
+use crate::domain::{PdHealth, ScheduleConfig, Store, StoreMatcher, StoreState};
 use crate::sources::prometheus::Sample;
 
 /// Why an input is missing this round; shown to users as the reason an invariant is unknown.
@@ -31,54 +32,77 @@ pub struct Observations {
     pub stores: Vec<Store>,
     /// Why PD data is not fresh this round (`None` when `/stores` answered this poll).
     pub pd_error: Option<Unavailable>,
+    /// Stores whose PD data cannot be trusted this round (listed twice), with the reason.
+    pub doubtful: BTreeMap<u64, Unavailable>,
     /// PD health, or why it is unknown.
     pub pd_health: Result<PdHealth, Unavailable>,
-    /// PD's `max-store-down-time`, when read.
-    pub max_store_down_time: Option<Duration>,
+    /// PD's schedule settings, as last read.
+    pub schedule: ScheduleConfig,
     /// Result of each Prometheus query, by query text.
     pub prom: QueryResults,
+    /// Maps samples to `stores`.
+    pub matcher: Arc<StoreMatcher>,
+}
+
+/// A query's samples grouped by the store they map to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MappedSamples {
+    /// Sample values per store id, in result order.
+    pub by_store: BTreeMap<u64, Vec<f64>>,
+    /// Samples that map to no store.
+    pub unmapped: usize,
+    /// The labels of the first unmapped sample.
+    pub example: Option<BTreeMap<String, String>>,
 }
 
 impl Observations {
-    /// Maps a Prometheus sample to a store id: its `store` label if that is a known store id,
-    /// otherwise its `instance` label matched against status addresses, then addresses.
-    pub fn store_of(&self, sample: &Sample, index: &StoreIndex) -> Option<String> {
-        if let Some(s) = sample.labels.get("store")
-            && index.ids.contains_key(s.as_str())
-        {
-            return Some(s.clone());
+    /// A round at `now` over `stores`, with healthy-looking defaults for everything else
+    /// (no PD error, PD health not polled, no query results) and the built-in mapping rules.
+    pub fn new(now: f64, stores: Vec<Store>) -> Observations {
+        let matcher = Arc::new(StoreMatcher::new(&stores, None));
+        Observations {
+            now,
+            stores,
+            pd_error: None,
+            doubtful: BTreeMap::new(),
+            pd_health: Err(Unavailable::new("PD health not polled")),
+            schedule: ScheduleConfig::default(),
+            prom: QueryResults::new(),
+            matcher,
         }
-        let inst = sample.labels.get("instance")?;
-        index.by_instance.get(inst.as_str()).cloned()
     }
 
-    /// Builds the lookup tables used by [`Observations::store_of`].
-    pub fn index(&self) -> StoreIndex {
-        let mut by_instance = HashMap::new();
-        let mut ids = HashMap::new();
-        for s in &self.stores {
-            let id = s.id.to_string();
-            // Addresses first, status addresses last: the status address wins a clash.
-            if !s.address.is_empty() {
-                by_instance.insert(s.address.clone(), id.clone());
-            }
-            if !s.status_address.is_empty() {
-                by_instance.insert(s.status_address.clone(), id.clone());
-            }
-            ids.insert(id, ());
+    /// Why store `id`'s PD data is not usable this round, if it is not.
+    pub fn pd_unavailable(&self, id: u64) -> Option<Unavailable> {
+        match (&self.pd_error, self.doubtful.get(&id)) {
+            (Some(e), _) => Some(Unavailable::new(format!("PD unavailable: {e}"))),
+            (None, Some(d)) => Some(d.clone()),
+            (None, None) => None,
         }
-        StoreIndex { by_instance, ids }
+    }
+
+    /// The samples of `query` by store, or why the query has no result this round.
+    pub fn mapped(&self, query: &str) -> Result<MappedSamples, Unavailable> {
+        let samples = match self.prom.get(query) {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => return Err(Unavailable::new(format!("Prometheus query failed: {e}"))),
+            None => return Err(Unavailable::new("query not run")),
+        };
+        let mut out = MappedSamples::default();
+        for sample in samples {
+            match self.matcher.store_of_sample(&sample.labels) {
+                Some(id) => out.by_store.entry(id).or_default().push(sample.value),
+                None => {
+                    out.unmapped += 1;
+                    out.example.get_or_insert_with(|| sample.labels.clone());
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
-/// Lookup of stores by Prometheus `instance` and by id.
-#[derive(Clone, Debug, Default)]
-pub struct StoreIndex {
-    by_instance: HashMap<String, String>,
-    ids: HashMap<String, ()>,
-}
-
-/// True when the store is being removed or gone: only `store_down` looks at it (never down).
+/// True when the store is being removed or gone: only `store_down` looks at it.
 pub fn is_leaving(s: &Store) -> bool {
     matches!(s.state, StoreState::Offline | StoreState::Tombstone)
 }

@@ -1,24 +1,31 @@
-//! The poller: one round queries PD (`/stores` every poll, health less often) and Prometheus
-//! (one query per invariant, whatever the number of stores), builds [`Observations`], runs the
-//! invariant engine and returns the [`Snapshot`] to publish. A failing source marks itself
-//! down, keeps its last good data, and makes what depends on it unknown. Time comes from an
-//! injected [`Clock`], so tests drive rounds through time with fixed observations.
+//! The poller: one round queries PD (`/stores` every poll; every member's `/members`, one
+//! member's `/health` and `/config/schedule` less often, and at once while `/stores` fails or PD
+//! looks unhealthy) and Prometheus (one query per invariant, whatever the number of stores),
+//! builds [`Observations`], runs the invariant engine and returns the [`Snapshot`] to publish.
+//! A failing source marks itself down, keeps its last good data, and makes what depends on it
+//! unknown. Every source failure and recovery, and every invariant turning firing or resolved,
+//! is logged once per transition. Time comes from an injected [`Clock`], so tests drive rounds
+//! through time with fixed observations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, TiflashMode};
-use crate::domain::{PdHealth, Store, StoreState};
+use crate::domain::{
+    MappingRule, PdHealth, ScheduleConfig, Scope, Store, StoreMatcher, StoreState,
+};
 use crate::invariants::definitions::{self, Definition};
-use crate::invariants::engine::{Engine, Persisted};
+use crate::invariants::engine::{Engine, Persisted, Phase, SeriesState};
 use crate::invariants::state_file::{self, StateFileError};
-use crate::observations::{Observations, QueryResults, Unavailable};
-use crate::snapshot::{InvariantView, Snapshot, SourceHealth, StoreView};
-use crate::sources::pd::{PdClient, PdClientConfig, PdError, PdTls};
+use crate::log::{info, warn};
+use crate::observations::{MappedSamples, Observations, QueryResults, Unavailable};
+use crate::snapshot::{InvariantView, Snapshot, SourceHealth, StoreView, UnmappedView};
+use crate::sources::pd::{PdClient, PdClientConfig, PdError, PdTls, RejectReason, StoreList};
 use crate::sources::prometheus::{PromClient, PromError};
+use crate::transitions::Failing;
 
 /// Why the poller cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +44,19 @@ pub enum PollerError {
     StateFile(#[from] StateFileError),
 }
 
+/// What the poller has to say once per transition (see [`crate::transitions`]).
+#[derive(Debug, Default)]
+struct Reported {
+    /// Sources (`pd`, `prometheus`), PD members (`pd member <url>`) and queries.
+    failing: Failing,
+    /// The details of the `/stores` entries rejected last.
+    rejected: Vec<String>,
+    /// Unmapped sample counts per invariant, as last logged.
+    unmapped: BTreeMap<String, u64>,
+    /// Whether PD had a leader at the last members poll.
+    had_leader: Option<bool>,
+}
+
 /// Polls the sources and evaluates the invariants.
 pub struct Poller {
     pd: PdClient,
@@ -49,11 +69,17 @@ pub struct Poller {
     prometheus_warmup: f64,
     prometheus_started: Option<f64>,
     prometheus_warm_until: f64,
+    mapping_rule: Option<MappingRule>,
     stores: Vec<Store>,
+    doubtful: BTreeMap<u64, Unavailable>,
+    rejected: BTreeMap<String, u64>,
     pd_health: Result<PdHealth, Unavailable>,
     last_health: Option<f64>,
-    max_store_down_time: Option<Duration>,
+    schedule: ScheduleConfig,
+    leader_id: Option<u64>,
+    leader_changes: u64,
     sources: BTreeMap<String, SourceHealth>,
+    reported: Reported,
     state_file: Option<PathBuf>,
     saved: Vec<Persisted>,
 }
@@ -81,11 +107,25 @@ impl Poller {
             None => None,
         };
         let defs = definitions::build(cfg)?;
+        let mapping_rule =
+            match &cfg.prometheus.store_mapping {
+                Some(m) => Some(MappingRule::new(&m.label, &m.regex).map_err(|e| {
+                    ConfigError::new("prometheus.store_mapping.regex", e.to_string())
+                })?),
+                None => None,
+            };
         let mut engine = Engine::new();
         let mut saved = Vec::new();
         if let Some(p) = &cfg.state_file {
             saved = state_file::load(p, clock.now())?;
-            engine.restore(&saved);
+            engine.restore(&saved, clock.now());
+            if !saved.is_empty() {
+                info(&format!(
+                    "restored {} active violations from {}; they are unknown until PD and Prometheus answer",
+                    saved.len(),
+                    p.display()
+                ));
+            }
         }
         let mut sources = BTreeMap::new();
         sources.insert("pd".to_owned(), SourceHealth::default());
@@ -103,11 +143,17 @@ impl Poller {
             prometheus_warmup: cfg.prometheus.warmup.0.as_secs_f64(),
             prometheus_started: None,
             prometheus_warm_until: 0.0,
+            mapping_rule,
             stores: Vec::new(),
+            doubtful: BTreeMap::new(),
+            rejected: BTreeMap::new(),
             pd_health: Err(Unavailable::new("PD health not polled yet")),
             last_health: None,
-            max_store_down_time: None,
+            schedule: ScheduleConfig::default(),
+            leader_id: None,
+            leader_changes: 0,
             sources,
+            reported: Reported::default(),
             state_file: cfg.state_file.clone(),
             saved,
         })
@@ -123,8 +169,13 @@ impl Poller {
         &self.stores
     }
 
+    /// Records an attempt on `source` and logs its failure or recovery once per transition.
     fn record(&mut self, source: &str, started: Instant, result: Result<(), Unavailable>) {
         let now = self.clock.now();
+        let reason = result.as_ref().err().map(Unavailable::to_string);
+        self.reported
+            .failing
+            .log(source, reason.as_deref(), "down", "answers again");
         let h = self.sources.entry(source.to_owned()).or_default();
         h.last_duration = Some(started.elapsed().as_secs_f64());
         match result {
@@ -142,31 +193,96 @@ impl Poller {
 
     async fn poll_pd(&mut self) -> Option<Unavailable> {
         let t = Instant::now();
-        let err = match self.pd.stores().await {
+        let err = match self.pd.store_list().await {
             Ok(list) => {
-                self.set_stores(list);
+                self.set_store_list(list);
                 None
             }
             Err(e) => Some(Unavailable::new(e.to_string())),
         };
         let now = self.clock.now();
+        // A PD with a problem is asked again every poll, so its recovery is seen at once.
+        let looks_healthy = self.pd_health.as_ref().is_ok_and(|h| {
+            let leader = h.leader.as_ref().map(|l| l.member_id);
+            leader.is_some()
+                && h.etcd_leader
+                    .as_ref()
+                    .is_none_or(|e| Some(e.member_id) == leader)
+                && h.other_leaders.is_empty()
+                && h.unhealthy.as_ref().is_some_and(Vec::is_empty)
+        });
         let due = self
             .last_health
             .is_none_or(|t| now - t >= self.health_interval)
-            || self.pd_health.is_err();
-        if err.is_none() && due {
+            || err.is_some()
+            || !looks_healthy;
+        if due {
             self.pd_health = self.poll_pd_health().await;
             self.last_health = Some(now);
-        } else if let Some(e) = &err {
-            self.pd_health = Err(Unavailable::new(format!("PD unavailable: {e}")));
         }
         self.record("pd", t, err.clone().map_or(Ok(()), Err));
         err
     }
 
     /// Keeps the stores to evaluate: Tombstone ones and, if configured, TiFlash ones removed.
-    fn set_stores(&mut self, list: Vec<Store>) {
-        self.stores = list
+    /// A store whose id PD listed twice, or that is missing while some entry had no usable id,
+    /// keeps its previous entry, in doubt (its invariants are unknown), rather than
+    /// disappearing (which would resolve its alerts).
+    fn set_store_list(&mut self, list: StoreList) {
+        let mut previous: BTreeMap<u64, Store> = std::mem::take(&mut self.stores)
+            .into_iter()
+            .map(|s| (s.id, s))
+            .collect();
+        let mut stores = list.stores;
+        self.doubtful.clear();
+        self.rejected.clear();
+        for r in &list.rejected {
+            *self
+                .rejected
+                .entry(r.reason.as_str().to_owned())
+                .or_default() += 1;
+            if let (RejectReason::DuplicateId, Some(id)) = (r.reason, r.id)
+                && !self.doubtful.contains_key(&id)
+            {
+                self.doubtful.insert(
+                    id,
+                    Unavailable::new(format!(
+                        "PD lists store {id} more than once; which entry is right cannot be told"
+                    )),
+                );
+                stores.extend(previous.remove(&id));
+            }
+        }
+        // Entries without a usable id may be stores listed before: those stay, in doubt.
+        let unidentified = list.rejected.iter().filter(|r| r.id.is_none()).count();
+        if unidentified > 0 {
+            let listed: BTreeSet<u64> = stores.iter().map(|s| s.id).collect();
+            for (id, s) in std::mem::take(&mut previous) {
+                if !listed.contains(&id) {
+                    self.doubtful.insert(
+                        id,
+                        Unavailable::new(format!(
+                            "PD's reply has {unidentified} entries without a usable id and no longer lists store {id}: it may be one of them"
+                        )),
+                    );
+                    stores.push(s);
+                }
+            }
+        }
+        let details: Vec<String> = list.rejected.iter().map(|r| r.detail.clone()).collect();
+        if details != self.reported.rejected {
+            if details.is_empty() {
+                info("PD /stores: every entry names a store again");
+            } else {
+                warn(&format!(
+                    "PD /stores: ignored {} entries that name no single store: {}",
+                    details.len(),
+                    details.join("; ")
+                ));
+            }
+            self.reported.rejected = details;
+        }
+        self.stores = stores
             .into_iter()
             .filter(|s| s.state != StoreState::Tombstone)
             .filter(|s| !(self.tiflash == TiflashMode::Exclude && s.is_tiflash()))
@@ -174,22 +290,42 @@ impl Poller {
         self.stores.sort_by_key(|s| s.id);
     }
 
+    /// Asks every configured member, logs member and leader transitions, counts leader
+    /// changes, and refreshes the schedule settings.
     async fn poll_pd_health(&mut self) -> Result<PdHealth, Unavailable> {
-        let unavailable = |e: PdError| Unavailable::new(e.to_string());
-        let members = self.pd.members().await.map_err(unavailable)?;
-        let health = self.pd.health().await.map_err(unavailable)?;
-        if let Ok(d) = self.pd.max_store_down_time().await {
-            self.max_store_down_time = d;
+        let survey = self.pd.survey().await;
+        for (ep, r) in &survey.members {
+            let why = r.as_ref().err().map(PdError::to_string);
+            self.reported.failing.log(
+                &format!("PD member {ep}"),
+                why.as_deref(),
+                "does not answer /members",
+                "answers /members again",
+            );
         }
-        Ok(PdHealth {
-            leader: members.leader.map(|l| l.name).filter(|n| !n.is_empty()),
-            unhealthy: health
-                .iter()
-                .filter(|h| !h.health)
-                .map(|h| h.name.clone())
-                .collect(),
-            members: members.members.len().max(health.len()),
-        })
+        let health = survey.health().map_err(Unavailable::new)?;
+        let has_leader = health.leader.is_some();
+        if self.reported.had_leader != Some(has_leader) {
+            match &health.leader {
+                Some(l) => info(&format!("PD leader is {}", l.name)),
+                None => warn(&format!(
+                    "PD has no leader ({} of {} members answer)",
+                    health.answered, health.asked
+                )),
+            }
+            self.reported.had_leader = Some(has_leader);
+        }
+        if let Some(l) = &health.leader {
+            if self.leader_id.is_some_and(|prev| prev != l.member_id) {
+                self.leader_changes += 1;
+                info(&format!("PD leader changed to {}", l.name));
+            }
+            self.leader_id = Some(l.member_id);
+        }
+        if let Ok(s) = self.pd.schedule().await {
+            self.schedule = s;
+        }
+        Ok(health)
     }
 
     async fn poll_prometheus(&mut self) -> QueryResults {
@@ -197,7 +333,7 @@ impl Poller {
         let Some(prom) = self.prom.clone() else {
             return out;
         };
-        let queries: std::collections::BTreeSet<String> = self
+        let queries: BTreeSet<String> = self
             .defs
             .iter()
             .filter_map(|d| d.query().map(str::to_owned))
@@ -223,11 +359,15 @@ impl Poller {
             }
         }
         let failed: Vec<&Unavailable> = out.values().filter_map(|r| r.as_ref().err()).collect();
-        let result = if !failed.is_empty() && failed.len() == out.len() {
+        let all_failed = !failed.is_empty() && failed.len() == out.len();
+        let result = if all_failed {
             Err(failed[0].clone())
         } else {
             Ok(())
         };
+        if !all_failed {
+            self.report_queries(&out);
+        }
         self.record("prometheus", t, result);
         if self.prometheus_warmup > 0.0 {
             if let Ok(started) = prom.start_time().await {
@@ -236,6 +376,22 @@ impl Poller {
             self.hold_during_warmup(&mut out);
         }
         out
+    }
+
+    /// Logs each invariant's query failing or answering again (Prometheus itself answers).
+    fn report_queries(&mut self, results: &QueryResults) {
+        for d in &self.defs {
+            let Some(r) = d.query().and_then(|q| results.get(q)) else {
+                continue;
+            };
+            let why = r.as_ref().err().map(Unavailable::to_string);
+            self.reported.failing.log(
+                &format!("Prometheus query of {}", d.rule.name),
+                why.as_deref(),
+                "fails",
+                "answers again",
+            );
+        }
     }
 
     /// Notes Prometheus' start time; a restart begins a warm-up period.
@@ -270,36 +426,81 @@ impl Poller {
         }
     }
 
+    /// The observations of a round at `now`: the last good PD data, with `pd_error` when it is
+    /// not fresh.
+    fn observations(&self, pd_error: Option<Unavailable>, prom: QueryResults) -> Observations {
+        Observations {
+            now: self.clock.now(),
+            stores: self.stores.clone(),
+            pd_error,
+            doubtful: self.doubtful.clone(),
+            pd_health: self.pd_health.clone(),
+            schedule: self.schedule,
+            prom,
+            matcher: Arc::new(StoreMatcher::new(&self.stores, self.mapping_rule.clone())),
+        }
+    }
+
     /// One round: poll, evaluate, persist, and return the snapshot to publish.
     pub async fn poll(&mut self) -> Snapshot {
         let pd_error = self.poll_pd().await;
         let prom = self.poll_prometheus().await;
-        let obs = Observations {
-            now: self.clock.now(),
-            stores: self.stores.clone(),
-            pd_error,
-            pd_health: self.pd_health.clone(),
-            max_store_down_time: self.max_store_down_time,
-            prom,
-        };
+        let obs = self.observations(pd_error, prom);
         self.evaluate(&obs)
+    }
+
+    /// The snapshot to serve before the first poll when the state file restored violations:
+    /// each of them unknown, with its `since` (`None` when nothing was restored).
+    pub fn restored_snapshot(&mut self) -> Option<Snapshot> {
+        if self.saved.is_empty() {
+            return None;
+        }
+        let mut obs = self.observations(
+            Some(Unavailable::new("waiting for the first poll")),
+            QueryResults::new(),
+        );
+        obs.pd_health = Err(Unavailable::new("waiting for the first poll"));
+        Some(self.evaluate(&obs))
     }
 
     /// Evaluates every invariant on `obs` and builds the snapshot (separate from polling so
     /// tests can drive time).
     pub fn evaluate(&mut self, obs: &Observations) -> Snapshot {
         let mut views = Vec::new();
+        let mut unmapped = BTreeMap::new();
         for d in &self.defs {
-            let inputs = d.inputs(obs);
-            if obs.pd_error.is_none() {
+            let rule = d.rule_for(obs);
+            let mut inputs = d.inputs(obs);
+            let listed: std::collections::HashSet<String> =
+                inputs.iter().map(|(s, _)| s.clone()).collect();
+            match &obs.pd_error {
                 // Stores PD no longer lists (e.g. Tombstone) lose their series.
-                let keep: std::collections::HashSet<&str> =
-                    inputs.iter().map(|(s, _)| s.as_str()).collect();
-                self.engine
-                    .retain_stores(&d.rule.name, &|s: &str| keep.contains(s));
+                None => self
+                    .engine
+                    .retain_stores(&d.rule.name, &|s: &str| listed.contains(s)),
+                // Without a fresh store list, series PD may still list stay, unknown (also
+                // those restored from the state file before PD ever answered).
+                Some(e) => {
+                    let kept: Vec<String> = self
+                        .engine
+                        .states()
+                        .filter(|((n, s), _)| *n == d.rule.name && !listed.contains(s))
+                        .map(|((_, s), _)| s.clone())
+                        .collect();
+                    inputs.extend(kept.into_iter().map(|s| {
+                        (
+                            s,
+                            crate::invariants::engine::Input::Unknown(format!(
+                                "PD unavailable: {e}"
+                            )),
+                        )
+                    }));
+                }
             }
             for (store, input) in inputs {
-                let st = self.engine.evaluate(&d.rule, &store, input, obs.now);
+                let before = self.engine.get(&d.rule.name, &store).map(|s| s.phase);
+                let st = self.engine.evaluate(&rule, &store, input, obs.now);
+                report_transition(&d.rule.name, &store, d, before, st);
                 views.push(InvariantView {
                     name: d.rule.name.clone(),
                     store,
@@ -309,14 +510,20 @@ impl Poller {
                     since: st.active_since,
                     value: st.value,
                     op: d.rule.op,
-                    threshold: d.rule.threshold,
+                    threshold: rule.threshold,
                     clear_threshold: d.rule.clear_threshold,
                     grace_seconds: d.rule.grace,
                     message: st.message.clone(),
                     description: d.description.clone(),
                 });
             }
+            if d.scope == Scope::Store
+                && let Some(Ok(m)) = d.query().map(|q| obs.mapped(q))
+            {
+                unmapped.insert(d.rule.name.clone(), unmapped_view(&m));
+            }
         }
+        self.report_unmapped(&unmapped);
         let names: Vec<&str> = self.defs.iter().map(|d| d.rule.name.as_str()).collect();
         self.engine.retain_names(&names);
         self.save_state(obs.now);
@@ -325,7 +532,25 @@ impl Poller {
             stores: self.stores.iter().map(store_view).collect(),
             sources: self.sources.clone(),
             taken_at: obs.now,
-            max_store_down_time: obs.max_store_down_time.map(|d| d.as_secs_f64()),
+            max_store_down_time: obs.schedule.max_store_down_time.map(|d| d.as_secs_f64()),
+            pd_leader_changes: self.leader_changes,
+            unmapped,
+            rejected_stores: self.rejected.clone(),
+        }
+    }
+
+    /// Logs an invariant's unmapped samples appearing or going away.
+    fn report_unmapped(&mut self, unmapped: &BTreeMap<String, UnmappedView>) {
+        for (name, u) in unmapped {
+            let before = self.reported.unmapped.insert(name.clone(), u.samples);
+            match (before.unwrap_or(0), u.samples) {
+                (0, n) if n > 0 => warn(&format!(
+                    "{name}: {n} Prometheus samples map to no PD store, e.g. {}; restrict the queries to this cluster with prometheus.selector or map them with prometheus.store_mapping",
+                    u.example.as_deref().unwrap_or("?")
+                )),
+                (n, 0) if n > 0 => info(&format!("{name}: every sample maps to a store again")),
+                _ => {}
+            }
         }
     }
 
@@ -337,7 +562,7 @@ impl Poller {
         }
         match state_file::save(path, &active, now) {
             Ok(()) => self.saved = active,
-            Err(e) => crate::log::warn(&format!("cannot write state file {}: {e}", path.display())),
+            Err(e) => warn(&format!("cannot write state file {}: {e}", path.display())),
         }
     }
 
@@ -346,9 +571,56 @@ impl Poller {
         if let Some(path) = &self.state_file {
             let active = self.engine.persisted();
             if let Err(e) = state_file::save(path, &active, self.clock.now()) {
-                crate::log::warn(&format!("cannot write state file {}: {e}", path.display()));
+                warn(&format!("cannot write state file {}: {e}", path.display()));
             }
         }
+    }
+}
+
+/// Logs an invariant turning firing, or resolving (also by the unknown hold).
+fn report_transition(
+    name: &str,
+    store: &str,
+    d: &Definition,
+    before: Option<Phase>,
+    st: &SeriesState,
+) {
+    let at = if store.is_empty() {
+        String::new()
+    } else {
+        format!(" store={store}")
+    };
+    let severity = d.rule.severity.as_str();
+    match (before, st.phase) {
+        (Some(Phase::Firing), Phase::Firing)
+        | (_, Phase::Pending)
+        | (None | Some(Phase::Ok | Phase::Pending), Phase::Ok) => {}
+        (_, Phase::Firing) => warn(&format!(
+            "firing: {name}{at} severity={severity}: {}",
+            st.message
+        )),
+        (Some(Phase::Firing), Phase::Ok) if st.unknown => warn(&format!(
+            "no longer counted as firing: {name}{at} severity={severity}: {}",
+            st.message
+        )),
+        (Some(Phase::Firing), Phase::Ok) => info(&format!(
+            "resolved: {name}{at} severity={severity}: {}",
+            st.message
+        )),
+    }
+}
+
+/// The unmapped part of a query's mapping, for the snapshot.
+fn unmapped_view(m: &MappedSamples) -> UnmappedView {
+    UnmappedView {
+        samples: m.unmapped as u64,
+        example: m.example.as_ref().map(|labels| {
+            let pairs: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", serde_json::Value::String(v.clone())))
+                .collect();
+            format!("{{{}}}", pairs.join(", "))
+        }),
     }
 }
 
@@ -376,8 +648,11 @@ fn store_view(s: &Store) -> StoreView {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::domain::Member;
     use crate::invariants::engine::Phase;
+    use crate::sources::pd::RejectedStore;
     use crate::sources::prometheus::Sample;
+    use std::time::Duration;
 
     const T0: f64 = 1_700_000_000.0;
 
@@ -393,23 +668,39 @@ mod tests {
         }
     }
 
+    /// Store 1 whose last heartbeat was at `hb` (Unix seconds), in PD state `state`.
+    fn beating(state: StoreState, hb: f64) -> Store {
+        Store {
+            last_heartbeat_ns: Some((hb * 1e9) as u64),
+            ..store(1, state, 50)
+        }
+    }
+
+    fn member(name: &str, id: u64) -> Member {
+        Member {
+            name: name.into(),
+            member_id: id,
+            client_urls: vec![],
+        }
+    }
+
     fn healthy_pd() -> PdHealth {
         PdHealth {
-            leader: Some("pd-0".into()),
-            unhealthy: vec![],
+            leader: Some(member("pd-0", 1)),
+            etcd_leader: Some(member("pd-0", 1)),
+            other_leaders: vec![],
             members: 3,
+            answered: 3,
+            asked: 3,
+            unhealthy: Some(vec![]),
         }
     }
 
     fn obs(now: f64, stores: Vec<Store>) -> Observations {
-        Observations {
-            now,
-            stores,
-            pd_error: None,
-            pd_health: Ok(healthy_pd()),
-            max_store_down_time: Some(Duration::from_secs(1800)),
-            prom: BTreeMap::new(),
-        }
+        let mut o = Observations::new(now, stores);
+        o.pd_health = Ok(healthy_pd());
+        o.schedule.max_store_down_time = Some(Duration::from_secs(1800));
+        o
     }
 
     fn poller(yaml: &str, clock: Arc<ManualClock>) -> Poller {
@@ -417,11 +708,33 @@ mod tests {
         Poller::with_clock(&cfg, clock).unwrap()
     }
 
-    fn view<'a>(s: &'a Snapshot, name: &str, store: &str) -> &'a InvariantView {
+    fn find<'a>(s: &'a Snapshot, name: &str, store: &str) -> Option<&'a InvariantView> {
         s.invariants
             .iter()
             .find(|i| i.name == name && i.store == store)
-            .unwrap_or_else(|| panic!("no {name}/{store} in {:?}", s.invariants))
+    }
+
+    fn view<'a>(s: &'a Snapshot, name: &str, store: &str) -> &'a InvariantView {
+        find(s, name, store).unwrap_or_else(|| panic!("no {name}/{store} in {:?}", s.invariants))
+    }
+
+    fn sample(labels: &[(&str, &str)], v: f64) -> Sample {
+        Sample {
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            value: v,
+        }
+    }
+
+    fn query(p: &Poller, name: &str) -> String {
+        p.definitions()
+            .iter()
+            .find(|d| d.rule.name == name)
+            .and_then(|d| d.query())
+            .unwrap()
+            .to_owned()
     }
 
     #[test]
@@ -431,16 +744,17 @@ mod tests {
         let s = p.evaluate(&obs(T0, vec![store(1, StoreState::Up, 50)]));
         assert_eq!(view(&s, "disk_usage", "1").state, Phase::Ok);
         assert_eq!(view(&s, "disk_usage", "1").value, Some(0.5));
-        // 80 % used: pending for the 5 m grace, firing once it has held that long.
-        let s = p.evaluate(&obs(T0 + 10.0, vec![store(1, StoreState::Up, 20)]));
+        // 75 % used: pending for the 5 m grace, firing once it has held that long.
+        let s = p.evaluate(&obs(T0 + 10.0, vec![store(1, StoreState::Up, 25)]));
         let d = view(&s, "disk_usage", "1");
         assert_eq!(
             (d.state, d.since, d.unknown),
             (Phase::Pending, Some(T0 + 10.0), false)
         );
-        let s = p.evaluate(&obs(T0 + 309.0, vec![store(1, StoreState::Up, 20)]));
+        assert_eq!(view(&s, "disk_low_space", "1").state, Phase::Ok);
+        let s = p.evaluate(&obs(T0 + 309.0, vec![store(1, StoreState::Up, 25)]));
         assert_eq!(view(&s, "disk_usage", "1").state, Phase::Pending);
-        let s = p.evaluate(&obs(T0 + 310.0, vec![store(1, StoreState::Up, 20)]));
+        let s = p.evaluate(&obs(T0 + 310.0, vec![store(1, StoreState::Up, 25)]));
         assert_eq!(view(&s, "disk_usage", "1").state, Phase::Firing);
         let s = p.evaluate(&obs(T0 + 320.0, vec![store(1, StoreState::Up, 60)]));
         let d = view(&s, "disk_usage", "1");
@@ -449,9 +763,173 @@ mod tests {
     }
 
     #[test]
+    fn space_thresholds_follow_pds_ratios_warning_at_high_critical_at_low() {
+        let clock = Arc::new(ManualClock::at(T0));
+        let mut p = poller(
+            "invariants:\n  disk_usage:\n    grace: 0s\n  disk_low_space:\n    grace: 0s\n",
+            clock,
+        );
+        // PD configured high-space-ratio 0.5, low-space-ratio 0.6; the store is 55 % used.
+        let mut o = obs(T0, vec![store(1, StoreState::Up, 45)]);
+        o.schedule.high_space_ratio = Some(0.5);
+        o.schedule.low_space_ratio = Some(0.6);
+        let s = p.evaluate(&o);
+        let (w, c) = (view(&s, "disk_usage", "1"), view(&s, "disk_low_space", "1"));
+        assert_eq!(
+            (w.state, w.threshold, w.severity),
+            (Phase::Firing, 0.5, crate::domain::Severity::Warning)
+        );
+        assert_eq!(
+            (c.state, c.threshold, c.severity),
+            (Phase::Ok, 0.6, crate::domain::Severity::Critical)
+        );
+        // 65 % used: past low-space-ratio too.
+        o.stores = vec![store(1, StoreState::Up, 35)];
+        let s = p.evaluate(&o);
+        assert_eq!(view(&s, "disk_low_space", "1").state, Phase::Firing);
+        // PD without the ratios: the documented fallback 0.7 / 0.8.
+        o.schedule = ScheduleConfig::default();
+        let s = p.evaluate(&o);
+        assert_eq!(view(&s, "disk_usage", "1").threshold, 0.7);
+        assert_eq!(view(&s, "disk_low_space", "1").threshold, 0.8);
+        assert_eq!(view(&s, "disk_usage", "1").state, Phase::Ok);
+    }
+
+    #[test]
+    fn a_rolling_restart_of_30s_raises_nothing_critical() {
+        let clock = Arc::new(ManualClock::at(T0));
+        let mut p = poller("", clock);
+        // Last heartbeat at T0; PD marks the store Disconnected at T0 + 20; it is back at T0 + 30.
+        let mut firing = 0;
+        for t in (0..=60).step_by(5) {
+            let now = T0 + t as f64;
+            let st = match t {
+                0..20 => beating(StoreState::Up, T0),
+                20..30 => beating(StoreState::Disconnected, T0),
+                _ => beating(StoreState::Up, now),
+            };
+            let s = p.evaluate(&obs(now, vec![st]));
+            let d = view(&s, "store_down", "1");
+            firing += usize::from(d.state == Phase::Firing);
+            if (20..30).contains(&t) {
+                assert_eq!(
+                    (d.state, d.since),
+                    (Phase::Pending, Some(T0 + 20.0)),
+                    "t={t}"
+                );
+            }
+        }
+        assert_eq!(firing, 0);
+    }
+
+    #[test]
+    fn a_restart_of_100s_is_critical_within_one_poll_after_the_grace() {
+        let clock = Arc::new(ManualClock::at(T0));
+        let mut p = poller("", clock);
+        let down = |t: f64| obs(T0 + t, vec![beating(StoreState::Disconnected, T0)]);
+        assert_eq!(
+            view(&p.evaluate(&down(20.0)), "store_down", "1").state,
+            Phase::Pending
+        );
+        assert_eq!(
+            view(&p.evaluate(&down(79.0)), "store_down", "1").state,
+            Phase::Pending
+        );
+        let s = p.evaluate(&down(80.0));
+        let d = view(&s, "store_down", "1");
+        assert_eq!(
+            (d.state, d.since, d.severity),
+            (
+                Phase::Firing,
+                Some(T0 + 20.0),
+                crate::domain::Severity::Critical
+            )
+        );
+        let s = p.evaluate(&obs(T0 + 100.0, vec![beating(StoreState::Up, T0 + 100.0)]));
+        assert_eq!(view(&s, "store_down", "1").state, Phase::Ok);
+        // The exporter starting while a store has been Disconnected for long: firing at once.
+        let mut p = poller("", Arc::new(ManualClock::at(T0)));
+        assert_eq!(
+            view(&p.evaluate(&down(300.0)), "store_down", "1").state,
+            Phase::Firing
+        );
+        // A configured grace applies the same way.
+        let mut p = poller(
+            "invariants:\n  store_down:\n    grace: 10s\n",
+            Arc::new(ManualClock::at(T0)),
+        );
+        assert_eq!(
+            view(&p.evaluate(&down(29.0)), "store_down", "1").state,
+            Phase::Pending
+        );
+        assert_eq!(
+            view(&p.evaluate(&down(30.0)), "store_down", "1").state,
+            Phase::Firing
+        );
+    }
+
+    #[test]
+    fn down_is_critical_at_once_and_offline_stores_are_judged_by_heartbeat() {
+        let clock = Arc::new(ManualClock::at(T0));
+        let mut p = poller("", clock);
+        let mut down = beating(StoreState::Down, T0 - 3600.0);
+        down.id = 2;
+        let mut down_no_hb = store(3, StoreState::Down, 50);
+        down_no_hb.last_heartbeat_ns = None;
+        let crashed_offline = Store {
+            id: 4,
+            ..beating(StoreState::Offline, T0 - 90.0)
+        };
+        let draining = Store {
+            id: 5,
+            ..beating(StoreState::Offline, T0 - 5.0)
+        };
+        let s = p.evaluate(&obs(T0, vec![down, down_no_hb, crashed_offline, draining]));
+        assert_eq!(view(&s, "store_down", "2").state, Phase::Firing);
+        assert_eq!(view(&s, "store_down", "3").state, Phase::Firing);
+        let off = view(&s, "store_down", "4");
+        // Heartbeat 90 s old > threshold 60 s: violated since T0 - 30, grace 60 s → pending.
+        assert_eq!(
+            (off.state, off.since),
+            (Phase::Pending, Some(T0 - 30.0)),
+            "{}",
+            off.message
+        );
+        assert!(off.message.contains("Offline"), "{}", off.message);
+        assert_eq!(view(&s, "store_down", "5").state, Phase::Ok);
+        // Offline stores are not judged by the other invariants.
+        assert!(find(&s, "disk_usage", "4").is_none());
+    }
+
+    #[test]
+    fn a_store_without_state_name_and_heartbeat_is_unknown_never_healthy() {
+        let clock = Arc::new(ManualClock::at(T0));
+        let mut p = poller("", clock);
+        let mut s = store(1, StoreState::Up, 50);
+        s.state_inferred = true;
+        s.last_heartbeat_ns = None;
+        let mut with_hb = store(2, StoreState::Up, 50);
+        with_hb.state_inferred = true;
+        let mut said_up = store(3, StoreState::Up, 50);
+        said_up.last_heartbeat_ns = None;
+        let snap = p.evaluate(&obs(T0, vec![s, with_hb, said_up]));
+        let d = view(&snap, "store_down", "1");
+        assert!(
+            d.unknown && d.message.contains("neither a state_name"),
+            "{}",
+            d.message
+        );
+        assert!(
+            !view(&snap, "store_down", "2").unknown,
+            "judged by its heartbeat"
+        );
+        assert!(!view(&snap, "store_down", "3").unknown, "PD says Up");
+    }
+
+    #[test]
     fn pd_failing_makes_store_invariants_unknown_and_keeps_firing_ones_firing() {
         let clock = Arc::new(ManualClock::at(T0));
-        let mut p = poller("", clock.clone());
+        let mut p = poller("invariants:\n  store_down:\n    grace: 0s\n", clock.clone());
         let s = p.evaluate(&obs(T0, vec![store(1, StoreState::Disconnected, 50)]));
         assert_eq!(view(&s, "store_down", "1").state, Phase::Firing);
         let mut o = obs(T0 + 10.0, vec![store(1, StoreState::Disconnected, 50)]);
@@ -464,11 +942,46 @@ mod tests {
         let pd = view(&s, "pd_leader", "");
         assert!(pd.unknown);
         // Without a fresh store list the series are kept, not dropped.
-        assert!(
-            s.invariants
-                .iter()
-                .any(|i| i.name == "disk_usage" && i.store == "1")
+        assert!(find(&s, "disk_usage", "1").is_some());
+        // Unknown for the 5 m hold: no longer counted as violated, still unknown.
+        o.now = T0 + 310.0;
+        let s = p.evaluate(&o);
+        let d = view(&s, "store_down", "1");
+        assert_eq!((d.state, d.unknown), (Phase::Ok, true));
+    }
+
+    #[test]
+    fn restored_violations_are_served_unknown_with_their_since_while_pd_is_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let yaml = format!(
+            "state_file: {}\ninvariants:\n  store_down:\n    grace: 0s\n",
+            path.display()
         );
+        let clock = Arc::new(ManualClock::at(T0));
+        let mut p = poller(&yaml, clock.clone());
+        p.evaluate(&obs(T0, vec![store(1, StoreState::Disconnected, 50)]));
+        drop(p);
+        clock.advance(30.0);
+        let mut p = poller(&yaml, clock.clone());
+        let s = p.restored_snapshot().expect("something was restored");
+        let d = view(&s, "store_down", "1");
+        assert_eq!(
+            (d.state, d.since, d.unknown),
+            (Phase::Firing, Some(T0), true)
+        );
+        // PD answers 503 at the first poll: still served.
+        let mut o = obs(T0 + 31.0, vec![]);
+        o.pd_error = Some(Unavailable::new("HTTP 503"));
+        let s = p.evaluate(&o);
+        let d = view(&s, "store_down", "1");
+        assert_eq!(
+            (d.state, d.since, d.unknown),
+            (Phase::Firing, Some(T0), true)
+        );
+        assert!(d.message.contains("HTTP 503"), "{}", d.message);
+        // Nothing restored: nothing to serve before the first poll.
+        assert!(poller("", clock).restored_snapshot().is_none());
     }
 
     #[test]
@@ -485,6 +998,68 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicated_store_id_keeps_its_last_entry_and_is_unknown() {
+        let clock = Arc::new(ManualClock::at(T0));
+        let mut p = poller("invariants:\n  store_down:\n    grace: 0s\n", clock);
+        p.set_store_list(StoreList {
+            stores: vec![
+                store(1, StoreState::Disconnected, 50),
+                store(2, StoreState::Up, 50),
+            ],
+            rejected: vec![],
+        });
+        let o = p.observations(None, QueryResults::new());
+        let s = p.evaluate(&o);
+        assert_eq!(view(&s, "store_down", "1").state, Phase::Firing);
+        // Store 1 listed twice (and an entry without an id): store 1 stays, firing, unknown.
+        let dup = |id| RejectedStore {
+            reason: RejectReason::DuplicateId,
+            id: Some(id),
+            detail: format!("store {id} is listed 2 times"),
+        };
+        p.set_store_list(StoreList {
+            stores: vec![store(2, StoreState::Up, 50)],
+            rejected: vec![
+                dup(1),
+                dup(1),
+                RejectedStore {
+                    reason: RejectReason::InvalidId,
+                    id: None,
+                    detail: "store id none".into(),
+                },
+            ],
+        });
+        let ids: Vec<u64> = p.stores().iter().map(|s| s.id).collect();
+        assert_eq!(ids, [1, 2]);
+        let o = p.observations(None, QueryResults::new());
+        let s = p.evaluate(&o);
+        let d = view(&s, "store_down", "1");
+        assert_eq!((d.state, d.unknown), (Phase::Firing, true));
+        assert!(d.message.contains("more than once"), "{}", d.message);
+        assert!(!view(&s, "store_down", "2").unknown);
+        assert_eq!(s.rejected_stores["duplicate_id"], 2);
+        assert_eq!(s.rejected_stores["invalid_id"], 1);
+        // Store 2 now missing while an entry has no id: kept, unknown, not resolved.
+        p.set_store_list(StoreList {
+            stores: vec![],
+            rejected: vec![RejectedStore {
+                reason: RejectReason::InvalidId,
+                id: None,
+                detail: "store id 18446744073709551616".into(),
+            }],
+        });
+        let o = p.observations(None, QueryResults::new());
+        let s = p.evaluate(&o);
+        let d = view(&s, "store_down", "2");
+        assert!(
+            d.unknown && d.message.contains("without a usable id"),
+            "{}",
+            d.message
+        );
+        assert_eq!(p.stores().len(), 2);
+    }
+
+    #[test]
     fn prometheus_invariants_map_samples_to_stores_and_miss_is_unknown() {
         let clock = Arc::new(ManualClock::at(T0));
         let mut p = poller("prometheus:\n  url: http://127.0.0.1:9\n", clock.clone());
@@ -492,16 +1067,15 @@ mod tests {
             T0,
             vec![store(1, StoreState::Up, 50), store(2, StoreState::Up, 50)],
         );
-        let sample = |instance: &str, v: f64| Sample {
-            labels: [("instance".to_owned(), instance.to_owned())].into(),
-            value: v,
-        };
         o.prom.insert(
-            definitions::CPU_USAGE_QUERY.into(),
-            Ok(vec![sample("tikv-1:20180", 0.9)]),
+            query(&p, "cpu_usage"),
+            Ok(vec![
+                sample(&[("instance", "tikv-1:20180")], 0.9),
+                sample(&[("instance", "pd-0:2379")], 0.1),
+            ]),
         );
         o.prom.insert(
-            definitions::WRITE_LATENCY_P99_QUERY.into(),
+            query(&p, "write_latency_p99"),
             Err(Unavailable::new("timeout")),
         );
         let s = p.evaluate(&o);
@@ -518,6 +1092,181 @@ mod tests {
         );
         let w = view(&s, "write_latency_p99", "1");
         assert!(w.unknown && w.message.contains("timeout"), "{}", w.message);
+        // One sample mapped to no store; the failed query has no count.
+        assert_eq!(s.unmapped["cpu_usage"].samples, 1);
+        assert_eq!(
+            s.unmapped["cpu_usage"].example.as_deref(),
+            Some(r#"{instance="pd-0:2379"}"#)
+        );
+        assert!(!s.unmapped.contains_key("write_latency_p99"));
+    }
+
+    #[test]
+    fn the_store_mapping_override_maps_labels_the_builtin_rules_do_not_know() {
+        let clock = Arc::new(ManualClock::at(T0));
+        let mut p = poller(
+            "prometheus:\n  url: http://127.0.0.1:9\n  store_mapping:\n    label: node\n    regex: 'kv-(\\d+)\\.example'\n",
+            clock,
+        );
+        let q = query(&p, "cpu_usage");
+        assert!(
+            q.contains("node)"),
+            "the override's label is kept by the query: {q}"
+        );
+        p.set_store_list(StoreList {
+            stores: vec![store(1, StoreState::Up, 50), store(2, StoreState::Up, 50)],
+            rejected: vec![],
+        });
+        let mut o = p.observations(None, QueryResults::new());
+        o.prom.insert(
+            q,
+            Ok(vec![
+                sample(
+                    &[("instance", "10.9.9.9:9000"), ("node", "kv-2.example")],
+                    0.9,
+                ),
+                sample(
+                    &[("instance", "10.9.9.8:9000"), ("node", "db-1.example")],
+                    0.9,
+                ),
+            ]),
+        );
+        let s = p.evaluate(&o);
+        assert_eq!(view(&s, "cpu_usage", "2").value, Some(0.9));
+        assert!(view(&s, "cpu_usage", "1").unknown);
+        assert_eq!(s.unmapped["cpu_usage"].samples, 1);
+    }
+
+    #[test]
+    fn an_idle_store_is_ok_a_missing_one_unknown_and_nan_never_wins() {
+        let clock = Arc::new(ManualClock::at(T0));
+        let mut p = poller(
+            "prometheus:\n  url: http://127.0.0.1:9\ninvariants:\n  write_latency_p99:\n    grace: 0s\n",
+            clock,
+        );
+        let mut o = obs(
+            T0,
+            (1..=3).map(|id| store(id, StoreState::Up, 50)).collect(),
+        );
+        // The built-in query reports 0 for an instance whose series exist but served no write;
+        // here store 2 is idle, store 1 slow (plus a NaN sample), store 3 has no series at all.
+        o.prom.insert(
+            query(&p, "write_latency_p99"),
+            Ok(vec![
+                sample(&[("instance", "tikv-1:20180")], f64::NAN),
+                sample(&[("instance", "tikv-1:20180"), ("pod", "x")], 0.5),
+                sample(&[("instance", "tikv-2:20180")], 0.0),
+            ]),
+        );
+        let s = p.evaluate(&o);
+        let w1 = view(&s, "write_latency_p99", "1");
+        assert_eq!((w1.state, w1.value), (Phase::Firing, Some(0.5)));
+        let w2 = view(&s, "write_latency_p99", "2");
+        assert_eq!(
+            (w2.state, w2.value, w2.unknown),
+            (Phase::Ok, Some(0.0), false)
+        );
+        assert!(view(&s, "write_latency_p99", "3").unknown);
+    }
+
+    #[test]
+    fn custom_invariants_aggregate_the_worst_sample_for_their_op() {
+        let clock = Arc::new(ManualClock::at(T0));
+        let mut p = poller(
+            "prometheus:\n  url: http://127.0.0.1:9\ncustom_invariants:\n  - name: free_ratio\n    query: free\n    op: \"<\"\n    threshold: 0.2\n  - name: cluster_min\n    query: lag\n    op: \"<=\"\n    threshold: 1\n    scope: cluster\n",
+            clock,
+        );
+        let mut o = obs(T0, vec![store(1, StoreState::Up, 50)]);
+        // Two disks on store 1: the emptier one decides for `<`.
+        o.prom.insert(
+            "free".into(),
+            Ok(vec![
+                sample(&[("instance", "tikv-1:20180"), ("device", "a")], 0.9),
+                sample(&[("instance", "tikv-1:20180"), ("device", "b")], 0.1),
+            ]),
+        );
+        o.prom.insert(
+            "lag".into(),
+            Ok(vec![sample(&[("x", "a")], 5.0), sample(&[("x", "b")], 0.5)]),
+        );
+        let s = p.evaluate(&o);
+        let f = view(&s, "free_ratio", "1");
+        assert_eq!((f.state, f.value), (Phase::Firing, Some(0.1)));
+        let c = view(&s, "cluster_min", "");
+        assert_eq!((c.state, c.value), (Phase::Firing, Some(0.5)));
+    }
+
+    #[test]
+    fn stores_without_a_slow_score_have_no_store_slow_series() {
+        let clock = Arc::new(ManualClock::at(T0));
+        let mut p = poller("", clock);
+        let mut old = store(1, StoreState::Up, 50);
+        old.slow_score = None;
+        let mut zero = store(2, StoreState::Up, 50);
+        zero.slow_score = Some(0.0);
+        let mut slow = store(3, StoreState::Up, 50);
+        slow.slow_score = Some(85.0);
+        let s = p.evaluate(&obs(T0, vec![old, zero, slow]));
+        assert!(find(&s, "store_slow", "1").is_none());
+        assert!(find(&s, "store_slow", "2").is_none());
+        assert_eq!(view(&s, "store_slow", "3").state, Phase::Firing);
+        assert!(!view(&s, "store_down", "1").unknown);
+    }
+
+    #[test]
+    fn pd_leader_fires_without_a_leader_on_a_leader_mismatch_and_on_unhealthy_members() {
+        let clock = Arc::new(ManualClock::at(T0));
+        let mut p = poller("", clock);
+        let with = |h: PdHealth, t: f64| {
+            let mut o = obs(T0 + t, vec![store(1, StoreState::Up, 50)]);
+            o.pd_health = Ok(h);
+            o
+        };
+        let s = p.evaluate(&with(healthy_pd(), 0.0));
+        assert_eq!(view(&s, "pd_leader", "").state, Phase::Ok);
+        let leaderless = PdHealth {
+            leader: None,
+            unhealthy: Some(vec!["pd-0".into(), "pd-1".into(), "pd-2".into()]),
+            ..healthy_pd()
+        };
+        let s = p.evaluate(&with(leaderless.clone(), 10.0));
+        let v = view(&s, "pd_leader", "");
+        assert_eq!(v.state, Phase::Pending, "inside the 30 s grace");
+        assert!(v.message.contains("no PD leader (3 of 3"), "{}", v.message);
+        let s = p.evaluate(&with(leaderless, 40.0));
+        assert_eq!(view(&s, "pd_leader", "").state, Phase::Firing);
+        let s = p.evaluate(&with(healthy_pd(), 50.0));
+        assert_eq!(view(&s, "pd_leader", "").state, Phase::Ok);
+        let mismatch = PdHealth {
+            etcd_leader: Some(member("pd-2", 3)),
+            ..healthy_pd()
+        };
+        let s = p.evaluate(&with(mismatch.clone(), 60.0));
+        assert!(
+            view(&s, "pd_leader", "")
+                .message
+                .contains("not the etcd leader pd-2")
+        );
+        let s = p.evaluate(&with(mismatch, 90.0));
+        assert_eq!(view(&s, "pd_leader", "").state, Phase::Firing);
+        let sick = PdHealth {
+            unhealthy: Some(vec!["pd-1".into()]),
+            ..healthy_pd()
+        };
+        let s = p.evaluate(&with(sick, 100.0));
+        let v = view(&s, "pd_leader", "");
+        assert!(
+            v.message.contains("unhealthy PD members: pd-1"),
+            "{}",
+            v.message
+        );
+        // Health unreadable but a leader known and agreed: unknown, not healthy.
+        let unread = PdHealth {
+            unhealthy: None,
+            ..healthy_pd()
+        };
+        let s = p.evaluate(&with(unread, 110.0));
+        assert!(view(&s, "pd_leader", "").unknown);
     }
 
     #[test]
@@ -527,21 +1276,22 @@ mod tests {
             "prometheus:\n  url: http://127.0.0.1:9\n  warmup: 60s\n",
             clock.clone(),
         );
+        let cpu = query(&p, "cpu_usage");
         p.prometheus_started_at(T0 - 3600.0);
         let mut out: QueryResults = BTreeMap::new();
-        out.insert(definitions::CPU_USAGE_QUERY.into(), Ok(vec![]));
+        out.insert(cpu.clone(), Ok(vec![]));
         p.hold_during_warmup(&mut out);
-        assert!(out[definitions::CPU_USAGE_QUERY].is_ok(), "no restart seen");
+        assert!(out[&cpu].is_ok(), "no restart seen");
         // Restarted 10 s ago: held for the 50 s left of the warm-up.
         p.prometheus_started_at(T0 - 10.0);
         p.hold_during_warmup(&mut out);
-        let e = out[definitions::CPU_USAGE_QUERY].as_ref().unwrap_err();
+        let e = out[&cpu].as_ref().unwrap_err();
         assert!(e.to_string().contains("for 50s more"), "{e}");
         clock.advance(51.0);
         let mut out: QueryResults = BTreeMap::new();
-        out.insert(definitions::CPU_USAGE_QUERY.into(), Ok(vec![]));
+        out.insert(cpu.clone(), Ok(vec![]));
         p.hold_during_warmup(&mut out);
-        assert!(out[definitions::CPU_USAGE_QUERY].is_ok(), "warm-up over");
+        assert!(out[&cpu].is_ok(), "warm-up over");
     }
 
     #[test]
@@ -551,14 +1301,14 @@ mod tests {
         let yaml = format!("state_file: {}\n", path.display());
         let clock = Arc::new(ManualClock::at(T0));
         let mut p = poller(&yaml, clock.clone());
-        p.evaluate(&obs(T0, vec![store(1, StoreState::Up, 20)]));
+        p.evaluate(&obs(T0, vec![store(1, StoreState::Up, 25)]));
         drop(p);
         clock.advance(200.0);
         let mut p = poller(&yaml, clock.clone());
-        let s = p.evaluate(&obs(T0 + 200.0, vec![store(1, StoreState::Up, 20)]));
+        let s = p.evaluate(&obs(T0 + 200.0, vec![store(1, StoreState::Up, 25)]));
         let d = view(&s, "disk_usage", "1");
         assert_eq!((d.state, d.since), (Phase::Pending, Some(T0)));
-        let s = p.evaluate(&obs(T0 + 300.0, vec![store(1, StoreState::Up, 20)]));
+        let s = p.evaluate(&obs(T0 + 300.0, vec![store(1, StoreState::Up, 25)]));
         assert_eq!(view(&s, "disk_usage", "1").state, Phase::Firing);
     }
 
@@ -568,11 +1318,14 @@ mod tests {
         let mut p = poller("pd:\n  tiflash: exclude\n", clock);
         let mut flash = store(3, StoreState::Up, 50);
         flash.labels = vec![("engine".into(), "tiflash".into())];
-        p.set_stores(vec![
-            store(2, StoreState::Up, 50),
-            store(1, StoreState::Tombstone, 50),
-            flash,
-        ]);
+        p.set_store_list(StoreList {
+            stores: vec![
+                store(2, StoreState::Up, 50),
+                store(1, StoreState::Tombstone, 50),
+                flash,
+            ],
+            rejected: vec![],
+        });
         let ids: Vec<u64> = p.stores().iter().map(|s| s.id).collect();
         assert_eq!(ids, [2]);
     }

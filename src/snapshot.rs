@@ -83,6 +83,15 @@ pub struct SourceHealth {
     pub last_error: Option<String>,
 }
 
+/// The samples of one store-scoped Prometheus invariant that mapped to no PD store.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct UnmappedView {
+    /// How many, in the last result.
+    pub samples: u64,
+    /// The label set of one of them (`{instance="...", ...}`).
+    pub example: Option<String>,
+}
+
 /// Everything one poll produced.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Snapshot {
@@ -96,6 +105,12 @@ pub struct Snapshot {
     pub taken_at: f64,
     /// PD's `max-store-down-time` in seconds, when read.
     pub max_store_down_time: Option<f64>,
+    /// PD leader changes seen across polls since the exporter started.
+    pub pd_leader_changes: u64,
+    /// Unmapped samples per store-scoped Prometheus invariant (those whose query answered).
+    pub unmapped: BTreeMap<String, UnmappedView>,
+    /// `/stores` entries rejected in the last reply, by reason (`invalid_id`, ...).
+    pub rejected_stores: BTreeMap<String, u64>,
 }
 
 /// The latest snapshot, replaced after every poll; read by scrapes and API calls.
@@ -115,6 +130,12 @@ impl Published {
     pub fn publish(&self, s: Snapshot) {
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
         self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Serves `s` before the first poll has finished (not ready yet): what a restart
+    /// restored from the state file.
+    pub fn preload(&self, s: Snapshot) {
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
     }
 
     /// The current snapshot.

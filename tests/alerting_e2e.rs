@@ -142,7 +142,7 @@ fn store_down_alert_reaches_the_receiver_inhibits_warnings_and_resolves() {
 
     // Store 2's disk fills: a warning that is not inhibited (the control for the check below).
     pd.set_capacity(2, "100GiB");
-    pd.set_available(2, "10GiB");
+    pd.set_available(2, "25GiB");
     notified(
         "disk warning for store 2",
         PATIENCE,
@@ -150,7 +150,7 @@ fn store_down_alert_reaches_the_receiver_inhibits_warnings_and_resolves() {
     );
 
     // Store 1 goes down: the critical alert arrives with labels and annotations.
-    pd.set_store_state(1, "Disconnected");
+    pd.set_heartbeat_age(1, Duration::from_secs(120));
     notified(
         "store down alert",
         PATIENCE,
@@ -193,7 +193,7 @@ fn store_down_alert_reaches_the_receiver_inhibits_warnings_and_resolves() {
         for id in [1, 3] {
             let status = &mut store_json_mut(stores, id)["status"];
             status["capacity"] = json!("100GiB");
-            status["available"] = json!("10GiB");
+            status["available"] = json!("25GiB");
         }
     });
     wait_for(

@@ -167,7 +167,7 @@ fn alertmanager_routes_by_severity() {
 }
 
 #[test]
-fn alertmanager_inhibits_warnings_of_a_down_store_only() {
+fn alertmanager_inhibits_warnings_of_a_down_store_and_duplicate_pages_only() {
     let am = RealAlertmanager::start(&read(ALERTMANAGER_CONFIG));
     let alerts = r#"[
       {"labels":{"alertname":"TiKVStoreDown","name":"store_down","store":"1","severity":"critical","instance":"e:19180","job":"tikv-health-exporter"}},
@@ -178,7 +178,13 @@ fn alertmanager_inhibits_warnings_of_a_down_store_only() {
       {"labels":{"alertname":"TiKVInvariantViolated","name":"leader_missing","store":"1","severity":"critical","instance":"e:19180","job":"tikv-health-exporter"}},
       {"labels":{"alertname":"TiKVHealthExporterSourceDown","source":"prometheus","severity":"warning","instance":"e:19180","job":"tikv-health-exporter"}},
       {"labels":{"alertname":"TiKVInvariantUnknown","name":"cpu_usage","store":"3","severity":"warning","invariant_severity":"warning","instance":"e:19180","job":"tikv-health-exporter"}},
-      {"labels":{"alertname":"TiKVInvariantUnknown","name":"cpu_usage","store":"3","severity":"warning","invariant_severity":"warning","instance":"other:19180","job":"tikv-health-exporter"}}
+      {"labels":{"alertname":"TiKVInvariantUnknown","name":"cpu_usage","store":"3","severity":"warning","invariant_severity":"warning","instance":"other:19180","job":"tikv-health-exporter"}},
+      {"labels":{"alertname":"TiKVDiskLowSpace","name":"disk_low_space","store":"4","severity":"critical","instance":"e:19180","job":"tikv-health-exporter"}},
+      {"labels":{"alertname":"TiKVDiskUsageHigh","name":"disk_usage","store":"4","severity":"warning","instance":"e:19180","job":"tikv-health-exporter"}},
+      {"labels":{"alertname":"TiKVDiskUsageHigh","name":"disk_usage","store":"5","severity":"warning","instance":"e:19180","job":"tikv-health-exporter"}},
+      {"labels":{"alertname":"PDLeaderUnhealthy","name":"pd_leader","severity":"critical","instance":"e:19180","job":"tikv-health-exporter"}},
+      {"labels":{"alertname":"TiKVHealthExporterSourceDown","source":"pd","severity":"critical","instance":"e:19180","job":"tikv-health-exporter"}},
+      {"labels":{"alertname":"TiKVHealthExporterSourceDown","source":"pd","severity":"critical","instance":"third:19180","job":"tikv-health-exporter"}}
     ]"#;
     let (status, body) = am.http("POST", "/api/v2/alerts", alerts).unwrap();
     assert_eq!(status, 200, "{body}\n{}", am.log());
@@ -187,8 +193,11 @@ fn alertmanager_inhibits_warnings_of_a_down_store_only() {
         for a in &am.alerts() {
             let l = &a["labels"];
             let key = format!(
-                "{} store={} instance={}",
+                "{}{} store={} instance={}",
                 l["alertname"].as_str().unwrap(),
+                l["source"]
+                    .as_str()
+                    .map_or(String::new(), |s| format!("/{s}")),
                 l["store"].as_str().unwrap_or(""),
                 l["instance"].as_str().unwrap_or("")
             );
@@ -208,23 +217,39 @@ fn alertmanager_inhibits_warnings_of_a_down_store_only() {
         ("TiKVInvariantViolated store=1 instance=e:19180", false),
         // an unreachable source mutes the unknowns of its own exporter
         (
-            "TiKVHealthExporterSourceDown store= instance=e:19180",
+            "TiKVHealthExporterSourceDown/prometheus store= instance=e:19180",
             false,
         ),
         ("TiKVInvariantUnknown store=3 instance=e:19180", true),
         ("TiKVInvariantUnknown store=3 instance=other:19180", false),
+        // low space: one disk alert per store, the critical one
+        ("TiKVDiskLowSpace store=4 instance=e:19180", false),
+        ("TiKVDiskUsageHigh store=4 instance=e:19180", true),
+        ("TiKVDiskUsageHigh store=5 instance=e:19180", false),
+        // PD without a leader also reads as "PD down" from the same exporter: one page
+        ("PDLeaderUnhealthy store= instance=e:19180", false),
+        (
+            "TiKVHealthExporterSourceDown/pd store= instance=e:19180",
+            true,
+        ),
+        (
+            "TiKVHealthExporterSourceDown/pd store= instance=third:19180",
+            false,
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     // The POST stores the alerts at once, but the inhibitor learns the source alerts from an
     // asynchronous subscription: until it has, an alert reads as not inhibited. Once the
-    // inhibitions of both rules show, both source alerts are in and the answer is final.
-    let got = wait::until("both inhibit rules to apply", wait::PATIENCE, || {
+    // inhibitions of every rule show, every source alert is in and the answer is final.
+    let got = wait::until("every inhibit rule to apply", wait::PATIENCE, || {
         let got = inhibited();
         let applied = |k: &str| got.get(k) == Some(&true);
         if applied("TiKVStoreSlow store=1 instance=e:19180")
             && applied("TiKVInvariantUnknown store=3 instance=e:19180")
+            && applied("TiKVDiskUsageHigh store=4 instance=e:19180")
+            && applied("TiKVHealthExporterSourceDown/pd store= instance=e:19180")
         {
             Ok(got)
         } else {
@@ -585,10 +610,11 @@ fn rules_reference_only_contract_metrics() {
 }
 
 /// The alerts the issue asks for, by name.
-const EXPECTED_ALERTS: [&str; 14] = [
+const EXPECTED_ALERTS: [&str; 18] = [
     "TiKVStoreDown",
     "TiKVWriteLatencyHigh",
     "TiKVDiskUsageHigh",
+    "TiKVDiskLowSpace",
     "TiKVCPUUsageHigh",
     "TiKVStoreSlow",
     "PDLeaderUnhealthy",
@@ -596,9 +622,12 @@ const EXPECTED_ALERTS: [&str; 14] = [
     "TiKVInvariantUnknown",
     "TiKVHealthExporterSourceDown",
     "TiKVHealthExporterStalled",
+    "TiKVHealthExporterUnmappedSamples",
+    "TiKVHealthExporterPDStoresRejected",
     "TiKVHealthExporterDown",
     "TiKVHealthExporterAbsent",
     "TiKVLeadershipChurn",
+    "PDLeaderChurn",
     "Watchdog",
 ];
 

@@ -5,8 +5,8 @@
 //!   (every panel and variable query uses the `${datasource}` variable, never `${DS_PROMETHEUS}`,
 //!   grafana/grafana#10786), stable uid, unique panel ids, every query filtered by `$job` (and
 //!   `$store` where the metric has a store), only `$__rate_interval`/`$__range` windows.
-//! - Data: the real exporter (fake PD with 3 stores, a followed log file) scraped by a real
-//!   Prometheus; every panel query, with the template variables substituted the way Grafana
+//! - Data: the real exporter (fake PD with 3 stores, a followed log file, its Prometheus-based
+//!   invariants reading a fake TiKV from the same Prometheus) scraped by a real Prometheus; every panel query, with the template variables substituted the way Grafana
 //!   does, must parse and return a non-empty result, and every variable query must list values.
 
 mod support;
@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::exporter::Exporter;
-use support::fake_pd::{FakePd, cluster};
-use support::prometheus::RealPrometheus;
+use support::fake_pd::{FakePd, StoreSpec};
+use support::fake_tikv::FakeTikv;
+use support::prometheus::{RealPrometheus, render_config};
 use support::wait::PATIENCE;
 
 const DASHBOARD: &str = include_str!("../dashboards/tikv-health-exporter.json");
@@ -415,15 +416,32 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
     let lines: Vec<&str> = fixture.lines().collect();
     let (first, second) = lines.split_at(lines.len() / 2);
 
-    let pd = FakePd::with_live_stores(&cluster(3));
+    // One Prometheus scrapes a fake TiKV (store 1) for the exporter's Prometheus-based
+    // invariants and the exporter itself for the dashboard.
+    let tikv = FakeTikv::start();
+    tikv.set_write_latency(100.0, 0.005);
+    tikv.set_cpu_busy_cores(1.0);
+    let pd = FakePd::with_live_stores(&[
+        StoreSpec {
+            status_address: tikv.instance(),
+            ..StoreSpec::tikv(1)
+        },
+        StoreSpec::tikv(2),
+        StoreSpec::tikv(3),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tikv.log");
     std::fs::write(&log, "").unwrap();
+    // Prometheus first (the exporter needs its URL), then the exporter on a port of its own,
+    // then Prometheus told to scrape it too.
+    let prom = RealPrometheus::start(&[("tikv", vec![tikv.addr()])], Duration::from_secs(1));
     let exporter = Exporter::start(&[
         "--pd.endpoints".into(),
         pd.url(),
         "--poll-interval".into(),
         "200ms".into(),
+        "--prometheus.url".into(),
+        prom.url(),
         "--log.file".into(),
         format!("{}=1", log.display()),
     ]);
@@ -438,11 +456,20 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
         f.flush().unwrap();
     };
     append(first);
-    let prom = RealPrometheus::start(&[(JOB, vec![exporter.addr()])], Duration::from_secs(1));
+    std::fs::write(
+        prom.dir().join("prometheus.yml"),
+        render_config(
+            &[(JOB, vec![exporter.addr()]), ("tikv", vec![tikv.addr()])],
+            Duration::from_secs(1),
+            &[],
+        ),
+    )
+    .unwrap();
+    prom.reload();
 
     // First scrape (Prometheus 2.42 takes ~5 s), then more lines so rates are not all zero,
     // then at least 3 scrapes in all, the last one after the exporter counted every line.
-    let scrapes = format!(r#"count_over_time(up{{job="{JOB}"}}[10m])"#);
+    let scrapes = format!(r#"sum_over_time(up{{job="{JOB}"}}[10m])"#);
     let at_least = |n: f64| {
         move |v: &Value| {
             v["data"]["result"][0]["value"][1]
@@ -500,7 +527,15 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
     assert_eq!(var_values["store"], ["1", "2", "3"], "{var_values:?}");
     assert_eq!(
         var_values["invariant"],
-        ["disk_usage", "pd_leader", "store_down", "store_slow"],
+        [
+            "cpu_usage",
+            "disk_low_space",
+            "disk_usage",
+            "pd_leader",
+            "store_down",
+            "store_slow",
+            "write_latency_p99"
+        ],
         "{var_values:?}"
     );
 

@@ -37,6 +37,14 @@ fn config_file(dir: &tempfile::TempDir, yaml: &str) -> String {
     p.display().to_string()
 }
 
+/// The API's message for (invariant, store).
+fn message(e: &Exporter, name: &str, store: &str) -> String {
+    e.invariant(name, store).unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn v(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     sample(text, name, labels).unwrap_or_else(|| panic!("no {name}{labels:?} in\n{text}"))
 }
@@ -66,6 +74,7 @@ fn contract_series_for_a_healthy_cluster() {
         for (name, sev) in [
             ("store_down", "critical"),
             ("disk_usage", "warning"),
+            ("disk_low_space", "critical"),
             ("store_slow", "warning"),
         ] {
             for metric in [
@@ -93,6 +102,35 @@ fn contract_series_for_a_healthy_cluster() {
     }
     // No Prometheus configured: the Prometheus-based invariants are not evaluated at all.
     assert!(!m.contains("write_latency_p99") && !m.contains("cpu_usage"));
+    assert!(!m.contains("tikv_health_exporter_unmapped_samples"));
+    assert_eq!(sample(&m, "tikv_pd_leader_changes_total", &[]), Some(0.0));
+    for reason in ["invalid_id", "duplicate_id", "malformed"] {
+        assert_eq!(
+            sample(
+                &m,
+                "tikv_health_exporter_pd_rejected_stores",
+                &[("reason", reason)]
+            ),
+            Some(0.0)
+        );
+    }
+    // PD's space ratios (0.7 / 0.8 in the fake) are the disk thresholds.
+    assert_eq!(
+        v(
+            &m,
+            "tikv_invariant_threshold",
+            &[("name", "disk_usage"), ("store", "1")]
+        ),
+        0.7
+    );
+    assert_eq!(
+        v(
+            &m,
+            "tikv_invariant_threshold",
+            &[("name", "disk_low_space"), ("store", "1")]
+        ),
+        0.8
+    );
     // No active violations: no active-since series.
     assert!(!m.contains("tikv_invariant_active_since_timestamp_seconds{"));
     assert_eq!(
@@ -171,7 +209,8 @@ fn contract_series_for_a_healthy_cluster() {
                     "source",
                     "event",
                     "level",
-                    "revision"
+                    "revision",
+                    "reason"
                 ]
                 .contains(&k.as_str()),
                 "unexpected label {k}"
@@ -208,39 +247,48 @@ fn pd_is_asked_for_stores_once_per_poll_and_never_for_regions() {
         "{} /stores requests over {span:?} (at most {most} at one per {POLL})",
         stores.len()
     );
-    // Health once per 30 s: once at the start, and never twice within 30 s.
-    let health = arrivals("/pd/api/v1/health");
-    assert!(!health.is_empty(), "{:?}", pd.paths());
-    for w in health.windows(2) {
-        assert!(w[1] - w[0] >= Duration::from_secs(29), "{:?}", pd.paths());
+    // Health and members (each member asked directly) once per 30 s: at the start, and never
+    // twice within 30 s.
+    for path in ["/pd/api/v1/health", "/pd/api/v1/members"] {
+        let asked = arrivals(path);
+        assert!(!asked.is_empty(), "{path}: {:?}", pd.paths());
+        for w in asked.windows(2) {
+            assert!(w[1] - w[0] >= Duration::from_secs(29), "{:?}", pd.paths());
+        }
     }
     assert!(!pd.regions_requested());
 }
 
+/// The store's last heartbeat as the exporter published it (Unix seconds).
+fn heartbeat(m: &str, store: &str) -> f64 {
+    v(
+        m,
+        "tikv_store_last_heartbeat_timestamp_seconds",
+        &[("store", store)],
+    )
+}
+
+/// A rolling restart (TiUP, TiDB Operator) takes each store away for tens of seconds: PD marks
+/// it Disconnected 20 s after its last heartbeat. Under the 60 s grace (counted from then)
+/// nothing is critical; a store that stays away longer is critical within one poll.
 #[test]
-fn store_down_fires_within_one_poll_and_resolves() {
+fn store_down_rides_out_a_rolling_restart_and_pages_a_long_one() {
     let pd = FakePd::with_live_stores(&cluster(3));
     let e = Exporter::start(&args(&[&pd], &[]));
     e.wait_ready();
-    let key = inv("store_down", "2", "critical");
-    let changed = unix_now();
-    pd.set_store_state(2, "Disconnected");
-    let m = e.wait_metrics("store 2 down", PATIENCE, |m| {
-        sample(m, "tikv_invariant_violation", &key) == Some(1.0)
+    let key = |s: &'static str| inv("store_down", s, "critical");
+    let since = |m: &str, s| v(m, "tikv_invariant_active_since_timestamp_seconds", &key(s));
+
+    // A restart 30 s in: Disconnected for 10 s. Pending (critical severity, but no page).
+    pd.set_heartbeat_age(2, Duration::from_secs(30));
+    let m = e.wait_metrics("store 2 pending", PATIENCE, |m| {
+        sample(m, "tikv_invariant_pending", &key("2")) == Some(1.0)
     });
-    let seen = unix_now();
-    // (Detection latency is measured in benches/exporter.rs, not asserted here.)
-    assert_eq!(
-        sample(&m, "tikv_invariant_pending", &key),
-        Some(0.0),
-        "grace 0: straight to firing"
-    );
-    assert_eq!(sample(&m, "tikv_invariant_unknown", &key), Some(0.0));
-    // It started at the poll that first saw the new state: after the change, before we saw it.
-    let since = v(&m, "tikv_invariant_active_since_timestamp_seconds", &key);
+    assert_eq!(sample(&m, "tikv_invariant_violation", &key("2")), Some(0.0));
+    // The violation began when PD marked it Disconnected: 20 s after its last heartbeat.
     assert!(
-        (changed - 1e-3..=seen + 1e-3).contains(&since),
-        "active since {since}, changed at {changed}, seen at {seen}"
+        (heartbeat(&m, "2") + 20.0 - since(&m, "2")).abs() < 1e-3,
+        "since = when PD marked it"
     );
     assert_eq!(
         v(
@@ -250,33 +298,75 @@ fn store_down_fires_within_one_poll_and_resolves() {
         ),
         1.0
     );
-    assert_eq!(
-        sample(
-            &m,
-            "tikv_invariant_violation",
-            &inv("store_down", "1", "critical")
-        ),
-        Some(0.0)
-    );
-    let api = e.invariant("store_down", "2").unwrap();
-    assert_eq!(api["state"], "firing");
+    assert!(message(&e, "store_down", "2").contains("PD state Disconnected"),);
+    // It comes back: resolved without ever firing.
+    pd.set_store_state(2, "Up");
+    let m = e.wait_metrics("store 2 back", PATIENCE, |m| {
+        sample(m, "tikv_invariant_pending", &key("2")) == Some(0.0)
+    });
+    assert_eq!(sample(&m, "tikv_invariant_violation", &key("2")), Some(0.0));
     assert!(
-        api["message"]
-            .as_str()
-            .unwrap()
-            .contains("PD state Disconnected"),
-        "{api}"
+        !e.stderr().contains("firing: store_down store=2"),
+        "{}",
+        e.stderr()
     );
 
-    // Down (past max-store-down-time) is down too; Offline is not.
-    pd.set_store_state(2, "Down");
-    let m = e.wait_metrics("PD's Down state seen", PATIENCE, |m| {
-        sample(m, "tikv_store_state", &[("store", "2"), ("state", "Down")]) == Some(1.0)
+    // A restart that lasts 100 s: Disconnected for 80 s, past the grace: critical at once.
+    pd.set_heartbeat_age(3, Duration::from_secs(100));
+    let set = unix_now();
+    let m = e.wait_metrics("store 3 down", PATIENCE, |m| {
+        sample(m, "tikv_invariant_violation", &key("3")) == Some(1.0)
     });
-    assert_eq!(sample(&m, "tikv_invariant_violation", &key), Some(1.0));
+    assert!((heartbeat(&m, "3") + 20.0 - since(&m, "3")).abs() < 1e-3);
+    // Disconnected 80 s ago when it was set: past the grace from the first poll that saw it.
+    assert!((since(&m, "3") - (set - 80.0)).abs() < 1.0);
+
+    // Disconnected for 55 s when first seen: pending, then critical within one poll of the
+    // grace running out (5 s later).
+    pd.set_heartbeat_age(1, Duration::from_secs(75));
+    let m = e.wait_metrics("store 1 pending", PATIENCE, |m| {
+        sample(m, "tikv_invariant_pending", &key("1")) == Some(1.0)
+    });
+    let started = since(&m, "1");
+    // Never before the grace is over: any poll published before then is still pending ...
+    let m = e.wait_metrics("store 1 firing", PATIENCE, |m| {
+        let polled = sample(
+            m,
+            "tikv_health_exporter_last_success_timestamp_seconds",
+            &[("source", "pd")],
+        )
+        .unwrap_or(0.0);
+        let firing = sample(m, "tikv_invariant_violation", &key("1")) == Some(1.0);
+        assert!(
+            !firing || polled >= started + 60.0,
+            "fired {:.2}s before the grace ran out",
+            started + 60.0 - polled
+        );
+        firing
+    });
+    assert_eq!(since(&m, "1"), started);
+    // ... and the first poll that started after it fires (the one poll "within" the grace).
+    let m = e.wait_polls_after("pd", started + 60.0, 1);
+    assert_eq!(sample(&m, "tikv_invariant_violation", &key("1")), Some(1.0));
+    assert!(
+        e.stderr()
+            .contains("firing: store_down store=1 severity=critical"),
+        "{}",
+        e.stderr()
+    );
+
+    // Down: critical at once, whatever the heartbeat says.
+    pd.set_store_state(2, "Down");
+    e.wait_metrics("store 2 Down", PATIENCE, |m| {
+        sample(m, "tikv_invariant_violation", &key("2")) == Some(1.0)
+    });
+
+    // Offline (being scaled in): PD never derives Disconnected for it; a heartbeating one is
+    // fine, a crashed one (heartbeat 200 s old) is down.
     pd.set_store_state(2, "Offline");
-    let m = e.wait_metrics("offline is not down", PATIENCE, |m| {
-        sample(m, "tikv_invariant_violation", &key) == Some(0.0)
+    pd.set_heartbeat_age(2, Duration::from_secs(1));
+    let m = e.wait_metrics("offline and heartbeating", PATIENCE, |m| {
+        sample(m, "tikv_invariant_violation", &key("2")) == Some(0.0)
     });
     assert!(
         !m.contains(
@@ -291,6 +381,22 @@ fn store_down_fires_within_one_poll_and_resolves() {
             &inv("disk_usage", "2", "warning")
         ),
         None
+    );
+    pd.set_heartbeat_age(2, Duration::from_secs(200));
+    e.wait_metrics("offline and crashed", PATIENCE, |m| {
+        sample(m, "tikv_invariant_violation", &key("2")) == Some(1.0)
+    });
+    let msg = message(&e, "store_down", "2");
+    assert!(msg.contains("PD state Offline"), "{msg}");
+    // Resolutions are logged too.
+    pd.set_store_state(3, "Up");
+    e.wait_metrics("store 3 resolved", PATIENCE, |m| {
+        sample(m, "tikv_invariant_violation", &key("3")) == Some(0.0)
+    });
+    assert!(
+        e.stderr().contains("resolved: store_down store=3"),
+        "{}",
+        e.stderr()
     );
 }
 
@@ -317,12 +423,7 @@ fn stale_heartbeat_while_pd_says_up_is_down() {
     // 120 s old when set, plus however long the poll that saw it came after that.
     let upper = 120.0 + (unix_now() - changed) + 1.0;
     assert!((119.0..upper).contains(&age), "{age} (at most {upper})");
-    assert!(
-        e.invariant("store_down", "1").unwrap()["message"]
-            .as_str()
-            .unwrap()
-            .contains("PD state Up but last heartbeat")
-    );
+    assert!(message(&e, "store_down", "1").contains("PD state Up but last heartbeat"));
 }
 
 #[test]
@@ -331,7 +432,7 @@ fn pd_outage_makes_pd_invariants_unknown_without_resolving() {
     let e = Exporter::start(&args(&[&pd], &[]));
     e.wait_ready();
     let down = inv("store_down", "2", "critical");
-    pd.set_store_state(2, "Disconnected");
+    pd.set_heartbeat_age(2, Duration::from_secs(120));
     e.wait_metrics("firing", PATIENCE, |m| {
         sample(m, "tikv_invariant_violation", &down) == Some(1.0)
     });
@@ -359,31 +460,60 @@ fn pd_outage_makes_pd_invariants_unknown_without_resolving() {
         Some(1.0)
     );
     assert_eq!(v(&m, "tikv_store_leader_count", &[("store", "1")]), 17.0);
-    assert!(
-        e.invariant("store_down", "2").unwrap()["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("unknown: PD unavailable")
-    );
+    assert!(message(&e, "store_down", "2").starts_with("unknown: PD unavailable"));
     // A bad answer is an outage too (garbage from the first answer after the restart on).
     pd.respond_garbage();
     pd.restart();
-    e.wait_metrics("a poll that got garbage", PATIENCE, |_| {
-        e.invariant("store_down", "2").is_some_and(|i| {
-            i["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("invalid JSON"))
-        })
-    });
+    pd.wait_next_poll();
     let m = e.metrics();
     assert_eq!(
         sample(&m, "tikv_health_exporter_source_up", &[("source", "pd")]),
         Some(0.0)
     );
     assert_eq!(sample(&m, "tikv_invariant_violation", &down), Some(1.0));
+    // Wrong shapes are source failures too: nothing resolves, nothing disappears.
+    pd.heal();
+    // A member list without members is no "PD without a leader" either: pd_leader unknown.
+    pd.respond_with("/pd/api/v1/members", support::http::Response::json("{}"));
+    for body in [r#"{}"#, r#"{"count":3}"#, r#"{"count":3,"stores":null}"#] {
+        pd.respond_with("/pd/api/v1/stores", support::http::Response::json(body));
+        pd.wait_next_poll();
+        let m = e.metrics();
+        let pd_leader = inv("pd_leader", "", "critical");
+        assert_eq!(
+            sample(&m, "tikv_invariant_violation", &pd_leader),
+            Some(0.0)
+        );
+        assert_eq!(sample(&m, "tikv_invariant_unknown", &pd_leader), Some(1.0));
+        assert_eq!(
+            sample(&m, "tikv_health_exporter_source_up", &[("source", "pd")]),
+            Some(0.0),
+            "{body}"
+        );
+        assert_eq!(
+            sample(&m, "tikv_invariant_violation", &down),
+            Some(1.0),
+            "{body}"
+        );
+        assert_eq!(
+            sample(&m, "tikv_invariant_unknown", &down),
+            Some(1.0),
+            "{body}"
+        );
+        assert_eq!(v(&m, "tikv_store_leader_count", &[("store", "3")]), 17.0);
+        let msg = message(&e, "store_down", "2");
+        assert!(msg.contains("unusable reply to /pd/api/v1/stores"), "{msg}");
+    }
+    let log = e.stderr();
+    assert_eq!(
+        log.matches("level=warn msg=\"pd down:").count(),
+        1,
+        "once per transition: {log}"
+    );
     // Recovery: fresh data resolves it.
     pd.heal();
     pd.set_store_state(2, "Up");
+    pd.set_heartbeat_age(2, Duration::from_secs(0));
     let m = e.wait_metrics("recovered", PATIENCE, |m| {
         sample(m, "tikv_health_exporter_source_up", &[("source", "pd")]) == Some(1.0)
             && sample(m, "tikv_invariant_violation", &down) == Some(0.0)
@@ -396,6 +526,8 @@ fn pd_outage_makes_pd_invariants_unknown_without_resolving() {
             &[("source", "pd")]
         ) > 0.0
     );
+    let log = e.stderr();
+    assert_eq!(log.matches("msg=\"pd answers again\"").count(), 1, "{log}");
 }
 
 #[test]
@@ -449,7 +581,10 @@ fn tombstone_and_removed_stores_lose_their_series() {
 fn pd_leader_and_member_health() {
     let pd = FakePd::with_live_stores(&cluster(1));
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_file(&dir, "pd:\n  health_interval: 200ms\n");
+    let cfg = config_file(
+        &dir,
+        "pd:\n  health_interval: 200ms\ninvariants:\n  pd_leader:\n    grace: 0s\n",
+    );
     let e = Exporter::start(&args(&[&pd], &["--config.file", &cfg]));
     e.wait_ready();
     let key = inv("pd_leader", "", "critical");
@@ -471,13 +606,126 @@ fn pd_leader_and_member_health() {
     pd.set_health("basic-0qt9e9", true);
     pd.set_leader(None);
     e.wait_metrics("no leader", PATIENCE, |_| {
-        e.invariant("pd_leader", "")
-            .is_some_and(|i| i["message"] == "no PD leader" && i["state"] == "firing")
+        e.invariant("pd_leader", "").is_some_and(|i| {
+            i["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("no PD leader (1 of 1 members asked answer")
+                && i["state"] == "firing"
+        })
     });
     pd.set_leader(Some("basic-53pe89"));
     e.wait_metrics("leader back", PATIENCE, |m| {
         sample(m, "tikv_invariant_violation", &key) == Some(0.0)
     });
+}
+
+/// PD loses its leader (cluster-signals.md §1): every member answers data requests with 503,
+/// but each still answers `/members` from its own state when asked with the follower-handle
+/// header. The exporter asks every configured member: `pd_leader` fires (it is the failure it
+/// is, not "unknown"), store invariants go unknown, and leader changes are counted.
+#[test]
+fn a_pd_that_lost_its_leader_fires_pd_leader_and_counts_leader_changes() {
+    for version in [
+        support::fake_pd::PdVersion::V8_1_0,
+        support::fake_pd::PdVersion::V8_5_5,
+    ] {
+        let pd = FakePd::with_live_stores(&cluster(2));
+        pd.set_version(version);
+        let b = pd.peer("basic-7axwci");
+        let c = pd.peer("basic-0qt9e9");
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config_file(
+            &dir,
+            "pd:\n  health_interval: 200ms\ninvariants:\n  pd_leader:\n    grace: 0s\n",
+        );
+        let e = Exporter::start(&args(&[&pd, &b, &c], &["--config.file", &cfg]));
+        e.wait_ready();
+        let key = inv("pd_leader", "", "critical");
+        let down = inv("store_down", "1", "critical");
+        let changes = |m: &str| sample(m, "tikv_pd_leader_changes_total", &[]);
+        let m = e.wait_metrics("pd ok", PATIENCE, |m| {
+            sample(m, "tikv_invariant_violation", &key) == Some(0.0)
+                && sample(m, "tikv_invariant_unknown", &key) == Some(0.0)
+        });
+        assert_eq!(changes(&m), Some(0.0));
+
+        pd.set_leader(None);
+        let m = e.wait_metrics("no leader", PATIENCE, |m| {
+            sample(m, "tikv_invariant_violation", &key) == Some(1.0)
+                && sample(m, "tikv_invariant_unknown", &down) == Some(1.0)
+        });
+        assert_eq!(
+            sample(&m, "tikv_invariant_unknown", &key),
+            Some(0.0),
+            "{version:?}"
+        );
+        assert_eq!(
+            sample(&m, "tikv_health_exporter_source_up", &[("source", "pd")]),
+            Some(0.0)
+        );
+        let msg = message(&e, "pd_leader", "");
+        assert!(
+            msg.starts_with("no PD leader (3 of 3 members asked answer"),
+            "{version:?}: {msg}"
+        );
+        let log = e.stderr();
+        assert!(
+            log.contains("PD has no leader (3 of 3 members answer)"),
+            "{log}"
+        );
+        assert!(log.contains("firing: pd_leader severity=critical"), "{log}");
+
+        // A new leader (another member): resolved, one change counted.
+        pd.set_leader(Some("basic-0qt9e9"));
+        let m = e.wait_metrics("new leader", PATIENCE, |m| {
+            sample(m, "tikv_invariant_violation", &key) == Some(0.0)
+                && sample(m, "tikv_invariant_unknown", &down) == Some(0.0)
+        });
+        assert_eq!(changes(&m), Some(1.0));
+        assert!(e.stderr().contains("PD leader changed to basic-0qt9e9"));
+
+        // PD leader and etcd leader differ: fires.
+        pd.set_leaders(Some("basic-0qt9e9"), Some("basic-7axwci"));
+        e.wait_metrics("leader mismatch", PATIENCE, |m| {
+            sample(m, "tikv_invariant_violation", &key) == Some(1.0)
+        });
+        let msg = message(&e, "pd_leader", "");
+        assert!(
+            msg.contains("PD leader basic-0qt9e9 is not the etcd leader basic-7axwci"),
+            "{msg}"
+        );
+        pd.set_leader(Some("basic-0qt9e9"));
+        // A member that stops answering is logged once and does not stop the others.
+        let gone = c.url();
+        drop(c);
+        let m = e.wait_metrics("ok with two members", PATIENCE, |m| {
+            sample(m, "tikv_invariant_violation", &key) == Some(0.0)
+        });
+        assert_eq!(changes(&m), Some(1.0));
+        let line = format!("PD member {gone} does not answer /members");
+        support::wait::until("the silent member logged", PATIENCE, || {
+            let log = e.stderr();
+            if log.contains(&line) {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        });
+        // Two more rounds of /members: still said only once.
+        let asked = pd.requests_to("/pd/api/v1/members");
+        pd.wait_requests_to("/pd/api/v1/members", asked + 2);
+        let log = e.stderr();
+        assert_eq!(log.matches(&line).count(), 1, "{log}");
+        // Every member was asked directly, with the header; data requests never carry it.
+        let reqs: Vec<_> = pd.requests().into_iter().chain(b.requests()).collect();
+        assert!(reqs.iter().any(|r| r.path_only() == "/pd/api/v1/members"
+            && r.header(support::fake_pd::FOLLOWER_HEADER) == Some("true")));
+        assert!(b.requests_to("/pd/api/v1/members") > 0);
+        assert!(reqs.iter().all(|r| r.path_only() != "/pd/api/v1/stores"
+            || r.header(support::fake_pd::FOLLOWER_HEADER).is_none()));
+        drop(e);
+    }
 }
 
 #[test]
@@ -552,11 +800,11 @@ fn grace_clear_grace_and_hysteresis_over_time() {
         cleared.elapsed()
     );
     // A violation shorter than the grace period never fires. Exactly one poll sees it (one
-    // answer of 90 %); then PD fails, and while it is unknown the invariant keeps its phase, so
+    // answer of 75 %); then PD fails, and while it is unknown the invariant keeps its phase, so
     // the pending state stays for the test to see however slow the machine is; the next good
     // answer (50 %) ends it.
     pd.answer_next_stores(1, |stores| {
-        store_json_mut(stores, 1)["status"]["available"] = json!("10GiB");
+        store_json_mut(stores, 1)["status"]["available"] = json!("25GiB");
     });
     pd.fail_with_pd_error(503, fixtures::NO_LEADER);
     let m = e.wait_metrics("pending again", PATIENCE, |m| {
@@ -580,7 +828,7 @@ fn grace_clear_grace_and_hysteresis_over_time() {
 fn state_file_keeps_grace_periods_across_restarts() {
     let pd = FakePd::with_live_stores(&cluster(1));
     pd.set_capacity(1, "100GiB");
-    pd.set_available(1, "10GiB");
+    pd.set_available(1, "25GiB");
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let cfg = config_file(&dir, "invariants:\n  disk_usage:\n    grace: 4s\n");
@@ -610,8 +858,8 @@ fn state_file_keeps_grace_periods_across_restarts() {
         serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     assert_eq!(saved["active"][0]["name"], "disk_usage");
     assert_eq!(saved["active"][0]["phase"], "pending");
-    // Through JSON (serde_json's default float parsing) a time may come back a few ULPs
-    // (~0.2 µs here) off; compare to the microsecond.
+    // Through JSON a time may come back a few ULPs off unless parsed exactly; compare to the
+    // microsecond.
     let same_time = |t: Option<f64>| t.is_some_and(|t| (t - since).abs() < 1e-6);
     let saved_since = saved["active"][0]["active_since"].as_f64();
     assert!(same_time(saved_since), "{saved_since:?} vs {since}");
@@ -885,4 +1133,263 @@ fn tiflash_stores_can_be_excluded() {
     pd.set_store_state(20, "Disconnected");
     pd.wait_next_poll();
     assert!(!e.metrics().contains("store=\"20\""));
+}
+
+/// With a state file, restart the exporter while PD answers 503 (no leader): the restored
+/// violations are served, unknown and with their `since`, from the first scrape on.
+#[test]
+fn a_restart_while_pd_is_down_serves_the_restored_violations_at_once() {
+    let pd = FakePd::with_live_stores(&cluster(2));
+    pd.set_heartbeat_age(2, Duration::from_secs(120));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let base = args(&[&pd], &["--state-file", state.to_str().unwrap()]);
+    let key = inv("store_down", "2", "critical");
+    let mut e = Exporter::start(&base);
+    let m = e.wait_metrics("store 2 firing", PATIENCE, |m| {
+        sample(m, "tikv_invariant_violation", &key) == Some(1.0)
+    });
+    let since = v(&m, "tikv_invariant_active_since_timestamp_seconds", &key);
+    assert_eq!(e.terminate(), Some(0), "{}", e.stderr());
+
+    // PD loses its leader; every request is slow to fail (v8.1.1+ waits up to 3 s for one,
+    // past the 1 s timeout here). Three members, each asked in turn: the first poll takes
+    // several seconds, a window for the first scrape that a loaded machine does not miss.
+    pd.set_version(support::fake_pd::PdVersion::V8_1_1);
+    pd.set_leader(None);
+    pd.delay(Duration::from_secs(3));
+    let b = pd.peer("basic-7axwci");
+    let c = pd.peer("basic-0qt9e9");
+    let e = Exporter::start(&args(
+        &[&pd, &b, &c],
+        &["--state-file", state.to_str().unwrap()],
+    ));
+    // The very first scrape, before the first poll has finished.
+    let (status, _, first) = e.get("/metrics");
+    assert_eq!(status, 200);
+    let (ready, _, _) = e.get("/-/ready");
+    assert_eq!(ready, 503, "not ready before the first poll");
+    assert_eq!(
+        sample(&first, "tikv_invariant_violation", &key),
+        Some(1.0),
+        "{first}"
+    );
+    assert_eq!(sample(&first, "tikv_invariant_unknown", &key), Some(1.0));
+    assert_eq!(
+        sample(
+            &first,
+            "tikv_invariant_active_since_timestamp_seconds",
+            &key
+        ),
+        Some(since)
+    );
+    // And after the first poll failed with 503: still served, with the cause.
+    e.wait_ready();
+    let m = e.wait_metrics("pd down", PATIENCE, |m| {
+        sample(m, "tikv_health_exporter_source_up", &[("source", "pd")]) == Some(0.0)
+    });
+    assert_eq!(sample(&m, "tikv_invariant_violation", &key), Some(1.0));
+    assert_eq!(sample(&m, "tikv_invariant_unknown", &key), Some(1.0));
+    assert!(message(&e, "store_down", "2").contains("HTTP 503"));
+    assert!(
+        e.stderr().contains("restored 1 active violations"),
+        "{}",
+        e.stderr()
+    );
+}
+
+/// PD listing entries that name no single store (an id past 2^64, none, the same id twice):
+/// each is rejected and counted, logged once, and the rest of the reply is used; the
+/// duplicated store keeps its last good data, unknown.
+#[test]
+fn store_entries_that_do_not_fit_are_rejected_alone() {
+    let pd = FakePd::with_live_stores(&cluster(3));
+    pd.set_heartbeat_age(3, Duration::from_secs(120));
+    let e = Exporter::start(&args(&[&pd], &[]));
+    e.wait_ready();
+    let down3 = inv("store_down", "3", "critical");
+    e.wait_metrics("store 3 firing", PATIENCE, |m| {
+        sample(m, "tikv_invariant_violation", &down3) == Some(1.0)
+    });
+    // Store 1 fine; store 2's id overflows u64; store 3 listed twice; one entry without id.
+    let mut specs = cluster(3);
+    specs.push(specs[2].clone());
+    specs.push(StoreSpec::tikv(9));
+    let body = support::fake_pd::stores_body(&specs)
+        .replacen(r#""id":2,"#, r#""id":18446744073709551616,"#, 1)
+        .replacen(r#""id":9,"#, "", 1);
+    pd.respond_with("/pd/api/v1/stores", support::http::Response::json(body));
+    let rejected = |m: &str, r| {
+        sample(
+            m,
+            "tikv_health_exporter_pd_rejected_stores",
+            &[("reason", r)],
+        )
+    };
+    let m = e.wait_metrics("entries rejected", PATIENCE, |m| {
+        rejected(m, "invalid_id") == Some(2.0)
+    });
+    assert_eq!(rejected(&m, "duplicate_id"), Some(2.0));
+    assert_eq!(rejected(&m, "malformed"), Some(0.0));
+    assert_eq!(
+        sample(&m, "tikv_health_exporter_source_up", &[("source", "pd")]),
+        Some(1.0)
+    );
+    // Store 1 evaluated normally; store 3 still firing but unknown; no store "0" appears.
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_unknown",
+            &inv("store_down", "1", "critical")
+        ),
+        Some(0.0)
+    );
+    assert_eq!(sample(&m, "tikv_invariant_violation", &down3), Some(1.0));
+    assert_eq!(sample(&m, "tikv_invariant_unknown", &down3), Some(1.0));
+    assert!(!m.contains("store=\"0\""), "{m}");
+    // Store 2 (whose entry has no usable id now) is kept, in doubt, not dropped.
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_unknown",
+            &inv("store_down", "2", "critical")
+        ),
+        Some(1.0)
+    );
+    // Said once, and not again in the next polls.
+    support::wait::until("the rejected entries logged", PATIENCE, || {
+        let log = e.stderr();
+        if log.contains("PD /stores: ignored 4 entries") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+    pd.wait_next_poll();
+    let log = e.stderr();
+    assert_eq!(
+        log.matches("PD /stores: ignored 4 entries").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("store id 1.8446744073709552e+19"), "{log}");
+    pd.heal();
+    let m = e.wait_metrics("all valid again", PATIENCE, |m| {
+        rejected(m, "invalid_id") == Some(0.0)
+            && sample(m, "tikv_invariant_unknown", &down3) == Some(0.0)
+    });
+    assert_eq!(sample(&m, "tikv_invariant_violation", &down3), Some(1.0));
+}
+
+/// Fields older or other stores omit, and PD's own space ratios: a store without
+/// `slow_score` has no `store_slow` series (not unknown); a store without `state_name` and
+/// without a heartbeat is unknown (never healthy); the disk thresholds are PD's
+/// `high-space-ratio` (warning) and `low-space-ratio` (critical) unless configured.
+#[test]
+fn absent_fields_and_pds_own_space_ratios() {
+    let mut specs = cluster(3);
+    specs[0].slow_score = None;
+    specs[1].capacity = Some("100GiB".into());
+    specs[1].available = Some("45GiB".into());
+    let pd = FakePd::with_live_stores(&specs);
+    pd.set_space_ratios(0.5, 0.6);
+    // Store 3 as an old PD without state_name would list it, and no heartbeat.
+    pd.edit_store(3, |s| {
+        let st = s["store"].as_object_mut().unwrap();
+        st.remove("state_name");
+        st.remove("last_heartbeat");
+        s["status"]
+            .as_object_mut()
+            .unwrap()
+            .remove("last_heartbeat_ts");
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(&dir, "invariants:\n  disk_usage:\n    grace: 0s\n");
+    let e = Exporter::start(&args(&[&pd], &["--config.file", &cfg]));
+    e.wait_ready();
+    let m = e.wait_metrics("disk_usage firing on store 2", PATIENCE, |m| {
+        sample(
+            m,
+            "tikv_invariant_violation",
+            &inv("disk_usage", "2", "warning"),
+        ) == Some(1.0)
+    });
+    // 55 % used: past PD's high-space-ratio 0.5, not its low-space-ratio 0.6.
+    let threshold = |n| {
+        v(
+            &m,
+            "tikv_invariant_threshold",
+            &[("name", n), ("store", "2")],
+        )
+    };
+    assert_eq!(
+        (threshold("disk_usage"), threshold("disk_low_space")),
+        (0.5, 0.6)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_pending",
+            &inv("disk_low_space", "2", "critical")
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_violation",
+            &inv("disk_low_space", "2", "critical")
+        ),
+        Some(0.0)
+    );
+    // No slow score: no series at all for store 1, and no unknown.
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_unknown",
+            &inv("store_slow", "1", "warning")
+        ),
+        None
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_violation",
+            &inv("store_slow", "2", "warning")
+        ),
+        Some(0.0)
+    );
+    // No state_name, no heartbeat: unknown.
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_unknown",
+            &inv("store_down", "3", "critical")
+        ),
+        Some(1.0)
+    );
+    assert!(message(&e, "store_down", "3").contains("neither a state_name nor a heartbeat"));
+    // A configured threshold overrides PD's.
+    drop(e);
+    let cfg = config_file(
+        &dir,
+        "invariants:\n  disk_usage:\n    threshold_percent: 90\n",
+    );
+    let e = Exporter::start(&args(&[&pd], &["--config.file", &cfg]));
+    e.wait_ready();
+    let m = e.wait_metrics("configured threshold", PATIENCE, |m| {
+        sample(
+            m,
+            "tikv_invariant_threshold",
+            &[("name", "disk_usage"), ("store", "2")],
+        ) == Some(0.9)
+    });
+    assert_eq!(
+        v(
+            &m,
+            "tikv_invariant_threshold",
+            &[("name", "disk_low_space"), ("store", "2")]
+        ),
+        0.6
+    );
 }

@@ -8,12 +8,12 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use support::fake_pd::{self, FakePd, StoreSpec, samples, tls::Pki};
+use support::fake_pd::{self, FOLLOWER_HEADER, FakePd, PdVersion, StoreSpec, samples, tls::Pki};
 use support::http::Response;
 use support::listen::refused_url;
 use tikv_health_exporter::domain::{Member, MemberHealth, Store, StoreState};
 use tikv_health_exporter::sources::pd::{
-    PdClient, PdClientConfig, PdError, PdTls, parse_byte_size, parse_go_duration,
+    PdClient, PdClientConfig, PdError, PdTls, RejectReason, parse_byte_size, parse_go_duration,
 };
 
 const GIB: u64 = 1 << 30;
@@ -63,10 +63,9 @@ fn all_failed(e: PdError) -> (String, Vec<(String, Option<u16>, String)>) {
 // Parsing real shapes
 
 #[tokio::test]
-async fn parses_v81_stores_with_tiflash_and_trusts_the_list_over_count() {
+async fn parses_v81_stores_with_tiflash() {
     let pd = FakePd::start();
     let stores = client_for(&pd).stores().await.unwrap();
-    // The body says "count": 4 but lists two stores.
     assert_eq!(stores.len(), 2);
 
     let tikv = store(&stores, 4);
@@ -76,6 +75,7 @@ async fn parses_v81_stores_with_tiflash_and_trusts_the_list_over_count() {
         status_address: "basic-tikv-5gzwgj.basic-tikv-peer.default:20180".into(),
         version: "8.1.0".into(),
         state: StoreState::Up,
+        state_inferred: false,
         labels: vec![],
         last_heartbeat_ns: Some(1_735_098_083_480_549_971),
         start_timestamp: Some(1_735_095_903),
@@ -240,6 +240,7 @@ async fn built_stores_round_trip() {
             status_address: "10.0.0.7:20180".into(),
             version: "7.5.1".into(),
             state: StoreState::Offline,
+            state_inferred: false,
             labels: vec![("zone".into(), "z1".into()), ("host".into(), "h7".into())],
             last_heartbeat_ns: Some(1_700_000_000_000_000_001),
             start_timestamp: Some(1_699_999_000),
@@ -268,28 +269,76 @@ async fn thousand_store_cluster() {
 }
 
 #[tokio::test]
-async fn missing_or_null_stores_is_empty_and_wrong_shapes_fail() {
-    for body in [
-        r#"{"count": 3}"#,
-        r#"{"count": 0, "stores": null}"#,
-        r#"{}"#,
-    ] {
-        let pd = FakePd::with_stores_json(body);
-        assert_eq!(client_for(&pd).stores().await.unwrap(), vec![], "{body}");
-    }
+async fn wrong_shapes_fail_and_are_never_read_as_no_stores() {
     let pd = FakePd::start();
     let c = client_for(&pd);
-    for body in [r#"{"stores": {"a": 1}}"#, "[1, 2]", r#"{"stores": [1]}"#] {
+    for body in [
+        r#"{"count": 3}"#,
+        r#"{"count": 3, "stores": null}"#,
+        r#"{}"#,
+        r#"{"stores": {"a": 1}}"#,
+        "[1, 2]",
+        r#""[PD:cluster:ErrNotBootstrapped]TiKV cluster not bootstrapped, please start TiKV first""#,
+        // The tidb-operator fixture as the reference abridged it: "count" 4, two stores listed.
+        &samples::V81_STORES.replace(r#""count": 2"#, r#""count": 4"#),
+    ] {
         pd.respond_with("/pd/api/v1/stores", Response::json(body));
-        let (text, failures) = all_failed(c.stores().await.unwrap_err());
+        let (text, failures) = all_failed(c.store_list().await.unwrap_err());
         assert_eq!(failures.len(), 1);
         assert!(
             failures[0]
                 .2
-                .contains("invalid JSON body from /pd/api/v1/stores"),
-            "{text}"
+                .starts_with("unusable reply to /pd/api/v1/stores: "),
+            "{body}: {text}"
         );
     }
+    pd.respond_with(
+        "/pd/api/v1/stores",
+        Response::json(samples::V81_STORES.replace(r#""count": 2"#, r#""count": 4"#)),
+    );
+    let (text, _) = all_failed(c.store_list().await.unwrap_err());
+    assert!(
+        text.contains("`count` is 4 but 2 stores are listed"),
+        "{text}"
+    );
+    // An empty cluster is an empty list with count 0 (PD renders `[]`, never null).
+    pd.respond_with(
+        "/pd/api/v1/stores",
+        Response::json(r#"{"count":0,"stores":[]}"#),
+    );
+    assert_eq!(c.store_list().await.unwrap().stores, vec![]);
+}
+
+#[tokio::test]
+async fn entries_without_a_usable_id_are_rejected_alone() {
+    let mut specs = fake_pd::cluster(3);
+    specs[2].id = 2;
+    let pd = FakePd::with_stores(&specs);
+    // Store 1's id grows past 2^64 - 1 (JSON allows it; PD's u64 cannot be it).
+    let body =
+        fake_pd::stores_body(&specs).replacen(r#""id":1,"#, r#""id":18446744073709551616,"#, 1);
+    pd.respond_with("/pd/api/v1/stores", Response::json(body));
+    let list = client_for(&pd).store_list().await.unwrap();
+    assert!(list.stores.is_empty(), "{:?}", list.stores);
+    let reasons: Vec<(RejectReason, Option<u64>)> =
+        list.rejected.iter().map(|r| (r.reason, r.id)).collect();
+    assert_eq!(
+        reasons,
+        [
+            (RejectReason::InvalidId, None),
+            (RejectReason::DuplicateId, Some(2)),
+            (RejectReason::DuplicateId, Some(2)),
+        ]
+    );
+    // A store without an id is dropped, the rest kept.
+    let pd = FakePd::with_stores(&fake_pd::cluster(3));
+    pd.edit_store(2, |s| {
+        s["store"].as_object_mut().unwrap().remove("id");
+    });
+    let list = client_for(&pd).store_list().await.unwrap();
+    assert_eq!(list.stores.iter().map(|s| s.id).collect::<Vec<_>>(), [1, 3]);
+    assert_eq!(list.rejected.len(), 1, "{:?}", list.rejected);
+    assert_eq!(list.rejected[0].reason, RejectReason::InvalidId);
 }
 
 #[tokio::test]
@@ -364,15 +413,109 @@ async fn members_health_and_leader() {
     assert_eq!(m.leader.unwrap().member_id, 12_818_309_996_638_325_969);
 
     pd.set_leader(None);
-    let m = c.members().await.unwrap();
+    let m = c.members_at(&pd.url()).await.unwrap();
     assert_eq!((m.leader, m.etcd_leader), (None, None));
     assert_eq!(m.members.len(), 3);
     let (text, _) = all_failed(c.leader().await.unwrap_err());
-    assert!(
-        text.contains("HTTP 503 ([PD:apiutil:ErrRedirectNoLeader]redirect finds no leader)"),
-        "{text}"
-    );
+    assert!(text.contains("HTTP 503 (no leader)"), "{text}");
     assert!(!pd.regions_requested());
+}
+
+#[tokio::test]
+async fn a_member_list_without_members_is_an_error_not_a_leaderless_pd() {
+    let pd = FakePd::start();
+    let c = client_for(&pd);
+    for body in ["{}", r#"{"header":{"cluster_id":1},"members":[]}"#] {
+        pd.respond_with("/pd/api/v1/members", Response::json(body));
+        let e = c.members_at(&pd.url()).await.unwrap_err().to_string();
+        assert!(e.contains("unusable reply to /pd/api/v1/members"), "{e}");
+        assert!(c.members().await.is_err());
+    }
+    pd.respond_with("/pd/api/v1/health", Response::json("[]"));
+    assert!(c.health().await.is_err());
+}
+
+/// PD without a leader, by version (cluster-signals.md §1.2): without the follower-handle
+/// header every member answers 503 (its body by version; v8.5.5+ still serves `/health`);
+/// with it, a member answers `/members` (no `leader`) and `/health` from its own state.
+#[tokio::test]
+async fn a_leaderless_pd_answers_followers_with_the_header_by_version() {
+    for (version, body, health_local, healthy) in [
+        (PdVersion::V8_1_0, "no leader", false, false),
+        (
+            PdVersion::V8_1_1,
+            "[PD:apiutil:ErrRedirectNoLeader]redirect finds no leader",
+            false,
+            false,
+        ),
+        (
+            PdVersion::V8_5_5,
+            "[PD:apiutil:ErrRedirectNoLeader]redirect finds no leader",
+            true,
+            true,
+        ),
+    ] {
+        let pd = FakePd::start();
+        let peer = pd.peer("basic-7axwci");
+        pd.set_version(version);
+        pd.set_leaders(None, Some("basic-0qt9e9"));
+        let c = client(&[pd.url(), peer.url()]);
+        for e in [
+            c.store_list().await.unwrap_err(),
+            c.members().await.unwrap_err(),
+        ] {
+            let (text, failures) = all_failed(e);
+            assert!(
+                failures.iter().all(|f| f.1 == Some(503)),
+                "{version:?}: {text}"
+            );
+            assert!(text.contains(&format!("HTTP 503 ({body})")), "{text}");
+        }
+        assert_eq!(c.health().await.is_ok(), health_local, "{version:?}");
+        for ep in [pd.url(), peer.url()] {
+            let m = c.members_at(&ep).await.unwrap();
+            assert_eq!(m.leader, None);
+            assert_eq!(m.etcd_leader.unwrap().name, "basic-0qt9e9");
+            let h = c.health_at(&ep).await.unwrap();
+            assert!(h.iter().all(|m| m.health == healthy), "{version:?}: {h:?}");
+        }
+        // Only the member requests carried the header; data requests never do.
+        for r in pd.requests().iter().chain(peer.requests().iter()) {
+            let direct = matches!(r.path_only(), "/pd/api/v1/members" | "/pd/api/v1/health")
+                && r.header(FOLLOWER_HEADER).is_some();
+            let expected = r.path_only() != "/pd/api/v1/stores" && direct;
+            assert_eq!(r.header(FOLLOWER_HEADER).is_some(), expected, "{r:?}");
+        }
+    }
+}
+
+/// With a leader, a follower asked with the header cannot answer cluster data (only the leader
+/// has the cluster); without the header it proxies to the leader.
+#[tokio::test]
+async fn followers_proxy_data_requests_and_answer_members_locally() {
+    let pd = FakePd::start();
+    let follower = pd.peer("basic-0qt9e9");
+    let c = client(&[follower.url()]);
+    assert_eq!(c.stores().await.unwrap().len(), 2);
+    let (status, _, body) = support::exporter::http_get_with(
+        follower.addr(),
+        "/pd/api/v1/stores",
+        &[(FOLLOWER_HEADER, "true")],
+    )
+    .unwrap();
+    assert_eq!(status, 500);
+    assert!(body.contains("ErrNotBootstrapped"), "{body}");
+    let m = c.members_at(&follower.url()).await.unwrap();
+    assert_eq!(m.leader.unwrap().name, "basic-53pe89");
+    // Surveyed: every member asked; one that is down is reported, not fatal.
+    let mut third = pd.peer("basic-7axwci");
+    third.stop();
+    let c = client(&[pd.url(), follower.url(), third.url()]);
+    let survey = c.survey().await;
+    let h = survey.health().unwrap();
+    assert_eq!((h.answered, h.asked, h.members), (2, 3, 3));
+    assert_eq!(h.leader.unwrap().name, "basic-53pe89");
+    assert!(survey.members[2].1.is_err());
 }
 
 #[tokio::test]
@@ -632,7 +775,7 @@ async fn garbage_body_fails_over() {
     let (text, _) = all_failed(c.stores().await.unwrap_err());
     assert!(
         text.contains(&format!(
-            "{}: invalid JSON body from /pd/api/v1/stores: expected value at line 1 column 1",
+            "{}: unusable reply to /pd/api/v1/stores: not a store list: expected value at line 1 column 1",
             b.url()
         )),
         "{text}"

@@ -294,8 +294,13 @@ fn invalid_base_urls_are_rejected() {
 // ---------------------------------------------------------------------------------------------
 // Real Prometheus.
 
-const WRITE_P99: &str = r#"histogram_quantile(0.99, sum by (le, instance) (rate(tikv_storage_engine_async_request_duration_seconds_bucket{type="write"}[1m])))"#;
-const CPU_RATIO: &str = "sum by (instance) (rate(process_cpu_seconds_total[1m])) / on (instance) max by (instance) (tikv_server_cpu_cores_quota)";
+/// TiKV's async-request write p99, as the official rule writes it (NaN when idle).
+const ASYNC_WRITE_P99: &str = r#"histogram_quantile(0.99, sum by (le, instance) (rate(tikv_storage_engine_async_request_duration_seconds_bucket{type="write"}[1m])))"#;
+
+/// A built-in query as the exporter asks it.
+fn builtin(name: &str) -> String {
+    tikv_health_exporter::invariants::definitions::default_query(name).unwrap()
+}
 
 /// `instance` → value; panics on a sample without `instance` or with other labels.
 fn by_instance(samples: &[Sample]) -> BTreeMap<String, f64> {
@@ -316,8 +321,8 @@ async fn poll_until(
 ) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
     let deadline = Instant::now() + timeout;
     loop {
-        let p99 = by_instance(&client.query(WRITE_P99).await.unwrap());
-        let cpu = by_instance(&client.query(CPU_RATIO).await.unwrap());
+        let p99 = by_instance(&client.query(&builtin("write_latency_p99")).await.unwrap());
+        let cpu = by_instance(&client.query(&builtin("cpu_usage")).await.unwrap());
         if ok(&p99, &cpu) || Instant::now() >= deadline {
             return (p99, cpu);
         }
@@ -352,9 +357,10 @@ async fn real_prometheus_builtin_queries_per_instance() {
 
     let want_a = expected_quantile(0.99, &[(300.0, 0.005)]);
     let want_b = expected_quantile(0.99, &[(300.0, 0.2)]);
-    // Bucket interpolation: 5 ms lies in (2.56 ms, 5.12 ms], 200 ms in (163.84 ms, 327.68 ms].
-    assert!((want_a - 0.0050944).abs() < 1e-6, "{want_a}");
-    assert!((want_b - 0.3260416).abs() < 1e-6, "{want_b}");
+    // Bucket interpolation in TiKV's gRPC buckets (50 µs · 2^k): 5 ms lies in (3.2 ms, 6.4 ms],
+    // 200 ms in (102.4 ms, 204.8 ms].
+    assert!((want_a - 0.006368).abs() < 1e-6, "{want_a}");
+    assert!((want_b - 0.203776).abs() < 1e-6, "{want_b}");
     let close = |got: Option<&f64>, want: f64, tol: f64| {
         got.is_some_and(|g| (g - want).abs() <= tol * want)
     };
@@ -452,9 +458,27 @@ async fn real_prometheus_answer_shapes() {
         client.query("-1/0").await.unwrap()[0].value,
         f64::NEG_INFINITY
     );
-    // An idle histogram gives NaN per instance (0/0 inside histogram_quantile).
-    let idle = client.query(WRITE_P99).await.unwrap();
-    assert!(idle.iter().all(|s| s.value.is_nan()), "{idle:?}");
+    // An idle histogram gives NaN per instance (0/0 inside histogram_quantile); the built-in
+    // query turns "series present, no requests" into 0. A rate needs two scrapes.
+    prom.wait_for(
+        "count_over_time(up[1m]) >= 2",
+        |v| {
+            v["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        },
+        Duration::from_secs(20),
+    );
+    let idle = client.query(ASYNC_WRITE_P99).await.unwrap();
+    assert!(
+        !idle.is_empty() && idle.iter().all(|s| s.value.is_nan()),
+        "{idle:?}"
+    );
+    let idle = client.query(&builtin("write_latency_p99")).await.unwrap();
+    assert!(
+        !idle.is_empty() && idle.iter().all(|s| s.value == 0.0),
+        "{idle:?}"
+    );
     // Nothing matches.
     assert!(client.query("no_such_metric").await.unwrap().is_empty());
 

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::exporter::{Exporter, inv, sample, samples};
 use support::fake_pd::{FakePd, StoreSpec};
-use support::fake_tikv::{FakeTikv, expected_quantile};
-use support::prometheus::RealPrometheus;
+use support::fake_tikv::{FakeTikv, expected_async_quantile, expected_quantile};
+use support::prometheus::{RealPrometheus, render_config_jobs, tidb_monitor_job};
 use support::wait::unix_now;
-use tikv_health_exporter::invariants::definitions::{CPU_USAGE_QUERY, WRITE_LATENCY_P99_QUERY};
+use tikv_health_exporter::invariants::definitions::default_query;
 use tikv_health_exporter::logs::events::EventKind;
 
 /// The exporter's poll interval.
@@ -43,6 +43,11 @@ const QUOTA: f64 = 8.0;
 
 const WRITE: &str = "write_latency_p99";
 const CPU: &str = "cpu_usage";
+
+/// The built-in query `name` as the exporter asks it (no selector configured).
+fn query(name: &str) -> String {
+    default_query(name).unwrap()
+}
 
 /// Grace 0 for both TiKV-metric invariants (they fire on the first violating poll).
 const NO_GRACE: &str =
@@ -330,13 +335,13 @@ fn builtin_prometheus_invariants_against_real_prometheus() {
     );
     r.e.wait_polls_after("prometheus", unix_now(), 2);
     let before = (
-        by_instance(&r.prom, WRITE_LATENCY_P99_QUERY),
-        by_instance(&r.prom, CPU_USAGE_QUERY),
+        by_instance(&r.prom, &query(WRITE)),
+        by_instance(&r.prom, &query(CPU)),
     );
     let m = r.e.metrics();
     let after = (
-        by_instance(&r.prom, WRITE_LATENCY_P99_QUERY),
-        by_instance(&r.prom, CPU_USAGE_QUERY),
+        by_instance(&r.prom, &query(WRITE)),
+        by_instance(&r.prom, &query(CPU)),
     );
     assert_eq!(before.0.len(), 2, "{before:?}");
     assert_eq!(before.1.len(), 2, "{before:?}");
@@ -508,6 +513,10 @@ fn prometheus_outage_and_a_silent_tikv() {
     // instant `tikv_server_cpu_cores_quota`) has no sample for store 2 any more. Range
     // selectors skip staleness markers, though: `rate(...[1m])` over B's last good minute still
     // answers, so `write_latency_p99` keeps its value for up to a minute.
+    // Only a scrape loop that has scraped B itself writes staleness markers when B fails, and
+    // the restarted Prometheus may replace its first loops at its scrape manager's first reload
+    // (within 5 s): fail B only once it was scraped after that.
+    wait_scraped_since(&r.prom, restarted + 6.0, 2);
     r.b.set_failing(Some(503));
     let ib = r.b.instance();
     r.prom.wait_for(
@@ -518,8 +527,8 @@ fn prometheus_outage_and_a_silent_tikv() {
     let m = r.e.wait_metrics("store 2 cpu_usage unknown", WAIT, |m| {
         flag(m, "unknown", CPU, "2", "warning") == Some(1.0)
     });
-    let prom_cpu = by_instance(&r.prom, CPU_USAGE_QUERY);
-    let prom_p99 = by_instance(&r.prom, WRITE_LATENCY_P99_QUERY);
+    let prom_cpu = by_instance(&r.prom, &query(CPU));
+    let prom_p99 = by_instance(&r.prom, &query(WRITE));
     assert!(!prom_cpu.contains_key(&ib), "{prom_cpu:?}");
     assert!(prom_p99.contains_key(&ib), "{prom_p99:?}");
     assert_eq!(
@@ -530,7 +539,9 @@ fn prometheus_outage_and_a_silent_tikv() {
     let c2 = r.e.invariant(CPU, "2").unwrap();
     assert_eq!(
         c2["message"],
-        format!("unknown: no sample for this store (instance {ib})"),
+        format!(
+            "unknown: no sample maps to this store (address tikv-2:20160, status address {ib})"
+        ),
         "{c2}"
     );
     assert_eq!(flag(&m, "unknown", WRITE, "2", "warning"), Some(0.0));
@@ -677,6 +688,11 @@ custom_invariants:
     threshold: 2
     severity: critical
     scope: cluster
+  - name: size_small
+    query: tikv_store_size_bytes
+    op: "<"
+    threshold: 600000000000
+    scope: store
 "#,
         url = prom.url()
     );
@@ -695,6 +711,14 @@ custom_invariants:
         assert_eq!(observed(&m, quota, store), Some(QUOTA));
     }
     assert_eq!(flag(&m, "violation", targets, "", "critical"), Some(0.0));
+    // Three samples per store (capacity 1 TiB, available and used 512 GiB): `<` is judged by the
+    // smallest one, not the largest.
+    let small = "size_small";
+    let m = e.wait_metrics("size_small known", WAIT, |m| {
+        flag(m, "unknown", small, "1", "warning") == Some(0.0)
+    });
+    assert_eq!(flag(&m, "violation", small, "1", "warning"), Some(1.0));
+    assert_eq!(observed(&m, small, "1"), Some((1u64 << 39) as f64));
     // Exact label sets: one series per store (no TiFlash/other stores, no extra labels), and
     // one cluster-wide series with store="".
     for metric in [
@@ -782,7 +806,7 @@ fn custom_invariants_with_the_prometheus_url_from_the_flag() {
 fn prometheus_scrapes_the_exporter() {
     let started = Instant::now();
     let pd = FakePd::with_live_stores(&support::fake_pd::cluster(2));
-    pd.set_store_state(2, "Disconnected");
+    pd.set_heartbeat_age(2, Duration::from_secs(120));
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tikv.log");
     std::fs::write(&log, "").unwrap();
@@ -960,7 +984,7 @@ fn stores_without_a_matching_instance_are_unknown() {
             let api = e.invariant(name, store).unwrap();
             let msg = api["message"].as_str().unwrap();
             assert!(
-                msg.contains("no sample for this store") && msg.contains(instance),
+                msg.contains("no sample maps to this store") && msg.contains(instance),
                 "{name} {store}: {msg}"
             );
             assert_eq!(api["unknown"], true);
@@ -982,6 +1006,213 @@ fn scraped_since(since: f64) -> String {
     format!(
         r#"count((timestamp(up{{job="tikv"}}) > {since}) and on (instance) (up{{job="tikv"}} == 1))"#
     )
+}
+
+/// The target labels TidbMonitor's relabeling gives a TiKV pod (cluster-signals.md §10.2).
+fn operator_labels(namespace: &str, pod: &str) -> Vec<(String, String)> {
+    [
+        ("job", format!("{namespace}-basic-tikv")),
+        ("instance", pod.to_owned()),
+        ("kubernetes_namespace", namespace.to_owned()),
+        ("cluster", "basic".to_owned()),
+        ("tidb_cluster", format!("{namespace}-basic")),
+        ("component", "tikv".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// `unmapped_samples{invariant}`.
+fn unmapped(m: &str, invariant: &str) -> Option<f64> {
+    sample(
+        m,
+        "tikv_health_exporter_unmapped_samples",
+        &[("invariant", invariant)],
+    )
+}
+
+/// TiDB Operator with TidbMonitor: Prometheus's `instance` is the pod name, PD's addresses are
+/// `<pod>.<cluster>-tikv-peer.<ns>.svc:20160` and its status address `0.0.0.0:20180` (no
+/// advertise-status-addr) or none (cluster-signals.md §10.2). With the default configuration
+/// every store maps. Another cluster in the same Prometheus has a pod of the same name: the
+/// namespace keeps its samples off store 1 (they are counted as unmapped), and
+/// `prometheus.selector` keeps them out of the queries altogether.
+#[test]
+fn tidb_operator_pods_map_to_stores_and_the_selector_keeps_clusters_apart() {
+    let (a, b) = fakes();
+    let other = FakeTikv::start();
+    other.set_write_latency(RPS, 1.0);
+    other.set_cpu_busy_cores(7.9);
+    other.set_cpu_quota(QUOTA);
+    let pods = [
+        (&a, "tidb", "basic-tikv-0"),
+        (&b, "tidb", "basic-tikv-1"),
+        (&other, "other", "basic-tikv-0"),
+    ];
+    let history: String = pods
+        .iter()
+        .map(|(t, ns, pod)| {
+            let labels = operator_labels(ns, pod);
+            let refs: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            t.history_labelled(&refs, HISTORY, SCRAPE)
+        })
+        .collect();
+    let jobs = [
+        tidb_monitor_job(
+            "tidb",
+            "basic",
+            &[(a.addr(), "basic-tikv-0"), (b.addr(), "basic-tikv-1")],
+        ),
+        tidb_monitor_job("other", "basic", &[(other.addr(), "basic-tikv-0")]),
+    ];
+    let prom =
+        RealPrometheus::launch_config(&render_config_jobs(&jobs, SCRAPE, &[]), &[], &history);
+    let pd = FakePd::with_stores(&[
+        StoreSpec {
+            address: "basic-tikv-0.basic-tikv-peer.tidb.svc:20160".into(),
+            status_address: "0.0.0.0:20180".into(),
+            ..StoreSpec::tikv(1)
+        },
+        StoreSpec {
+            address: "basic-tikv-1.basic-tikv-peer.tidb.svc:20160".into(),
+            ..StoreSpec::tikv(2)
+        },
+    ]);
+    // Status server address not reported at all (omitempty).
+    pd.edit_store(2, |s| {
+        s["store"].as_object_mut().unwrap().remove("status_address");
+    });
+    // The relabeled series are what the exporter reads.
+    let up = prom.wait_for(
+        r#"up{tidb_cluster="tidb-basic"}"#,
+        |v| result(v).len() == 2,
+        WAIT,
+    );
+    assert!(
+        result(&up).iter().all(|s| s["metric"]["instance"]
+            .as_str()
+            .unwrap()
+            .starts_with("basic-tikv-")),
+        "{up}"
+    );
+    let settled = |e: &Exporter, what| {
+        e.wait_metrics(what, WAIT, |m| {
+            [
+                (WRITE, "1", 0.0),
+                (WRITE, "2", 1.0),
+                (CPU, "1", 0.0),
+                (CPU, "2", 1.0),
+            ]
+            .iter()
+            .all(|&(n, s, want)| {
+                flag(m, "unknown", n, s, "warning") == Some(0.0)
+                    && flag(m, "violation", n, s, "warning") == Some(want)
+            })
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let e = exporter(&pd, Some(&prom), &dir, NO_GRACE, &[]);
+    let m = settled(&e, "default config: every store maps");
+    // Store 1 has the fast fake's values, not the other cluster's slow pod of the same name.
+    assert!(
+        close(
+            observed(&m, WRITE, "1").unwrap(),
+            expected_quantile(0.99, &[(RPS, A_LATENCY)]),
+            1e-6
+        ),
+        "{m}"
+    );
+    assert!(close(
+        observed(&m, WRITE, "2").unwrap(),
+        expected_quantile(0.99, &[(RPS, B_LATENCY)]),
+        1e-6
+    ));
+    // The other cluster's pod: one unmapped sample per query, said once in the log and on
+    // the landing page.
+    assert_eq!(unmapped(&m, WRITE), Some(1.0));
+    assert_eq!(unmapped(&m, CPU), Some(1.0));
+    let (_, _, page) = e.get("/");
+    assert!(page.contains("Unmapped samples"), "{page}");
+    assert!(
+        page.contains("kubernetes_namespace=&quot;other&quot;"),
+        "{page}"
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    let log = e.stderr();
+    assert_eq!(
+        log.matches("write_latency_p99: 1 Prometheus samples map to no PD store")
+            .count(),
+        1,
+        "{log}"
+    );
+    drop(e);
+
+    // With the selector only this cluster's series are read: nothing unmapped.
+    let dir = tempfile::tempdir().unwrap();
+    let e = exporter(
+        &pd,
+        Some(&prom),
+        &dir,
+        NO_GRACE,
+        &[
+            "--prometheus.selector".to_owned(),
+            r#"tidb_cluster="tidb-basic""#.to_owned(),
+        ],
+    );
+    let m = settled(&e, "with the selector");
+    assert_eq!(unmapped(&m, WRITE), Some(0.0));
+    assert_eq!(unmapped(&m, CPU), Some(0.0));
+    let (_, _, page) = e.get("/");
+    assert!(!page.contains("Unmapped samples"), "{page}");
+}
+
+/// Idle is not unknown: a store that serves no writes (no leaders) reports 0 and is ok; a store
+/// whose series are missing is unknown. Writes delayed by flow control count (gRPC duration),
+/// although TiKV's async-request histogram never sees the delay.
+#[test]
+fn idle_stores_are_ok_missing_series_unknown_and_flow_control_delays_count() {
+    let idle = FakeTikv::start();
+    let throttled = FakeTikv::start();
+    throttled.set_write_latency(RPS, 0.005);
+    throttled.set_flow_control_delay(0.3);
+    let hidden = FakeTikv::start();
+    hidden.set_write_latency(RPS, 0.005);
+    hidden.set_grpc_exposed(false);
+    let prom = prometheus_with_history(&[&idle, &throttled, &hidden]);
+    let pd = FakePd::with_stores(&[
+        tikv_store(1, idle.instance()),
+        tikv_store(2, throttled.instance()),
+        tikv_store(3, hidden.instance()),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let e = exporter(&pd, Some(&prom), &dir, NO_GRACE, &[]);
+    let m = e.wait_metrics("idle ok, throttled firing", WAIT, |m| {
+        flag(m, "unknown", WRITE, "1", "warning") == Some(0.0)
+            && flag(m, "violation", WRITE, "2", "warning") == Some(1.0)
+    });
+    assert_eq!(observed(&m, WRITE, "1"), Some(0.0));
+    assert_eq!(flag(&m, "violation", WRITE, "1", "warning"), Some(0.0));
+    let want = expected_quantile(0.99, &[(RPS, 0.305)]);
+    assert!(close(observed(&m, WRITE, "2").unwrap(), want, 1e-6), "{m}");
+    // TiKV's async-request histogram (what the seed measured) says 5 ms for the same writes.
+    let old = by_instance(
+        &prom,
+        r#"histogram_quantile(0.99, sum by (le, instance) (rate(tikv_storage_engine_async_request_duration_seconds_bucket{type="write"}[1m])))"#,
+    );
+    let old = old[&throttled.instance()];
+    assert!(
+        close(old, expected_async_quantile(0.99, &[(RPS, 0.005)]), 1e-6),
+        "{old}"
+    );
+    assert!(old < 0.1);
+    // No gRPC series at all: unknown (CPU still known).
+    assert_eq!(flag(&m, "unknown", WRITE, "3", "warning"), Some(1.0));
+    assert_eq!(flag(&m, "unknown", CPU, "3", "warning"), Some(0.0));
+    assert_eq!(unmapped(&m, WRITE), Some(0.0));
 }
 
 /// Waits until Prometheus has scraped `n` targets of job `tikv` successfully after `since`

@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// Prometheus base URL for the Prometheus-based invariants (prometheus.url).
     #[arg(long = "prometheus.url", value_name = "URL")]
     pub prometheus_url: Option<String>,
+    /// PromQL label matchers added to every built-in query, e.g.
+    /// 'tidb_cluster="basic",namespace="tidb"' (prometheus.selector).
+    #[arg(long = "prometheus.selector", value_name = "MATCHERS")]
+    pub prometheus_selector: Option<String>,
     /// How often to poll and evaluate (poll_interval, default 10s).
     #[arg(long = "poll-interval", value_name = "DURATION", value_parser = crate::config::parse_duration)]
     pub poll_interval: Option<Duration>,
@@ -278,6 +282,9 @@ pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
     }
     if let Some(u) = run.prometheus_url {
         cfg.prometheus.url = Some(u);
+    }
+    if let Some(sel) = run.prometheus_selector {
+        cfg.prometheus.selector = Some(sel);
     }
     if let Some(p) = run.poll_interval {
         cfg.poll_interval = Dur(p);

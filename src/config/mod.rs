@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::domain::Scope;
 use crate::domain::{DEFAULT_MAX_LINE_BYTES, Op, Severity};
 pub use duration::{Dur, DurationError, format_duration, parse_duration};
-pub use validate::{ListenAddressError, parse_listen_address};
+pub use validate::{ListenAddressError, parse_listen_address, parse_selector};
 
 /// What to do with TiFlash stores (PD label `engine=tiflash`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -71,6 +71,17 @@ impl Default for PdConfig {
     }
 }
 
+/// `prometheus.store_mapping`: the override for samples the built-in rules cannot map.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreMappingConfig {
+    /// The sample label to read.
+    pub label: String,
+    /// Matched against the whole value (like Prometheus relabeling); its first capture group,
+    /// or the whole match, is a store id, address or name.
+    pub regex: String,
+}
+
 /// `prometheus`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -83,6 +94,13 @@ pub struct PrometheusConfig {
     /// After a Prometheus restart its rate windows have a gap and read low: the built-in
     /// Prometheus invariants stay unknown this long after a restart is seen (`0s` disables).
     pub warmup: Dur,
+    /// PromQL label matchers added to every vector selector of the built-in queries, e.g.
+    /// `tidb_cluster="basic",namespace="tidb"`, so two clusters in one Prometheus never mix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Maps samples to stores by a label and a regex, tried before the built-in rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_mapping: Option<StoreMappingConfig>,
 }
 
 impl Default for PrometheusConfig {
@@ -91,6 +109,8 @@ impl Default for PrometheusConfig {
             url: None,
             timeout: Dur(Duration::from_secs(5)),
             warmup: Dur(Duration::from_secs(60)),
+            selector: None,
+            store_mapping: None,
         }
     }
 }
@@ -266,6 +286,10 @@ pub struct Config {
     pub poll_interval: Dur,
     /// File keeping when each violation became active, so restarts keep grace periods.
     pub state_file: Option<PathBuf>,
+    /// How long a pending or firing invariant whose inputs are unknown keeps counting as
+    /// violated; after that it stops (`tikv_invariant_unknown` stays 1). `0s`: until its inputs
+    /// return.
+    pub unknown_hold: Dur,
     /// Overrides of built-in invariants by name.
     pub invariants: BTreeMap<String, InvariantOverride>,
     /// Invariants defined by a PromQL query.
@@ -283,6 +307,7 @@ impl Default for Config {
             prometheus: PrometheusConfig::default(),
             poll_interval: Dur(Duration::from_secs(10)),
             state_file: None,
+            unknown_hold: Dur(Duration::from_secs(300)),
             invariants: BTreeMap::new(),
             custom_invariants: Vec::new(),
             logs: LogsConfig::default(),
@@ -396,7 +421,11 @@ mod tests {
         let text = include_str!("../../examples/config.yml");
         let cfg = Config::from_yaml(text).unwrap();
         assert_eq!(cfg.pd.endpoints.len(), 3);
-        assert_eq!(cfg.invariants["disk_usage"].threshold_percent, Some(70.0));
+        assert_eq!(
+            cfg.invariants["disk_usage"].threshold_percent, None,
+            "PD's ratio"
+        );
+        assert_eq!(cfg.unknown_hold.0, Duration::from_secs(300));
         assert_eq!(cfg.custom_invariants[0].op, Op::Gt);
         assert_eq!(cfg.logs.files[0].source_label(), "file:tikv-1");
         let again = Config::from_yaml(&cfg.to_yaml()).unwrap();
@@ -497,6 +526,29 @@ mod tests {
         }
         let e = Config::from_yaml("logs:\n  docker:\n    container: [x]\n").unwrap_err();
         assert_eq!((e.key.as_str(), e.line), ("logs.docker.container", Some(3)));
+    }
+
+    #[test]
+    fn selectors_are_promql_label_matchers() {
+        assert_eq!(
+            parse_selector(r#"tidb_cluster="basic", namespace=~"tidb|prod""#).unwrap(),
+            [r#"tidb_cluster="basic""#, r#"namespace=~"tidb|prod""#]
+        );
+        assert_eq!(
+            parse_selector(r#"{job!="x",a!~'b\'c',k=`v"w`}"#).unwrap(),
+            [r#"job!="x""#, r#"a!~'b\'c'"#, r#"k=`v"w`"#]
+        );
+        assert!(parse_selector("").unwrap().is_empty());
+        for bad in [
+            "tidb_cluster=basic",
+            r#"1a="x""#,
+            r#"a="x" b="y""#,
+            r#"a="x"#,
+            r#"a=="x""#,
+            "a",
+        ] {
+            assert!(parse_selector(bad).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

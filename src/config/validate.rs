@@ -51,6 +51,19 @@ impl Config {
                 format!("`{u}` must start with http:// or https://"),
             ));
         }
+        if let Some(sel) = &self.prometheus.selector {
+            parse_selector(sel).map_err(|m| bad("prometheus.selector", m))?;
+        }
+        if let Some(m) = &self.prometheus.store_mapping {
+            if !valid_label_name(&m.label) {
+                return Err(bad(
+                    "prometheus.store_mapping.label",
+                    format!("`{}` is not a Prometheus label name", m.label),
+                ));
+            }
+            crate::domain::MappingRule::new(&m.label, &m.regex)
+                .map_err(|e| bad("prometheus.store_mapping.regex", e.to_string()))?;
+        }
         let mut sources = std::collections::BTreeSet::new();
         for (i, f) in self.logs.files.iter().enumerate() {
             if f.path.as_os_str().is_empty() {
@@ -137,6 +150,68 @@ impl DockerLogsConfig {
         }
         Ok(())
     }
+}
+
+/// Whether `s` is a Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
+fn valid_label_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && bytes.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// Splits PromQL label matchers (`a="x",b=~"y.*"`, optionally in braces; empty: none) into one
+/// normalised matcher each (`a="x"`); the error says which part is not a matcher.
+pub fn parse_selector(s: &str) -> Result<Vec<String>, String> {
+    let body = s.trim();
+    let body = body
+        .strip_prefix('{')
+        .and_then(|b| b.strip_suffix('}'))
+        .unwrap_or(body);
+    let mut out = Vec::new();
+    let mut rest = body.trim_start();
+    while !rest.is_empty() {
+        let name_len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let name = &rest[..name_len];
+        if !valid_label_name(name) {
+            return Err(format!("expected a label name at `{rest}`"));
+        }
+        let after = rest[name_len..].trim_start();
+        let op = ["=~", "!~", "!=", "="]
+            .into_iter()
+            .find(|op| after.starts_with(op))
+            .ok_or_else(|| format!("expected =, !=, =~ or !~ after `{name}`"))?;
+        let after = after[op.len()..].trim_start();
+        let quote = after
+            .chars()
+            .next()
+            .filter(|c| matches!(c, '"' | '\'' | '`'))
+            .ok_or_else(|| format!("the value of `{name}` must be quoted"))?;
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in after.char_indices().skip(1) {
+            match c {
+                '\\' if quote != '`' && !escaped => escaped = true,
+                c if c == quote && !escaped => {
+                    end = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let end = end.ok_or_else(|| format!("the value of `{name}` is not closed"))?;
+        out.push(format!("{name}{op}{}", &after[..=end]));
+        rest = after[end + 1..].trim_start();
+        if let Some(r) = rest.strip_prefix(',') {
+            rest = r.trim_start();
+        } else if !rest.is_empty() {
+            return Err(format!("expected `,` before `{rest}`"));
+        }
+    }
+    Ok(out)
 }
 
 /// Parses `host:port` / `:port` / `[v6]:port` into a socket address (empty host = all IPv4).

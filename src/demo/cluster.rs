@@ -55,12 +55,16 @@ pub struct SimCluster {
     counters: Mutex<Vec<Counters>>,
 }
 
-/// Latency buckets of the simulated histogram: 10 µs · 2^k, as TiKV's exponential buckets.
-const BUCKETS: usize = 32;
+/// Latency buckets of the simulated gRPC histogram: 50 µs · 2^k, k < 22 (TiKV's
+/// `exponential_buckets(5e-5, 2.0, 22)` for `tikv_grpc_msg_duration_seconds`).
+const BUCKETS: usize = 22;
 
 fn bucket_bound(k: usize) -> f64 {
-    0.00001 * 2f64.powi(k as i32)
+    0.00005 * 2f64.powi(k as i32)
 }
+
+/// The write request types the simulated stores serve (half of the writes each).
+const WRITE_TYPES: [&str; 2] = ["kv_prewrite", "kv_commit"];
 
 /// What one store's metrics endpoint has counted so far.
 #[derive(Clone, Debug)]
@@ -199,14 +203,19 @@ impl SimCluster {
                     .to_string(),
             ),
             "/pd/api/v1/leader" => (200, member("pd-0", 1).to_string()),
-            "/pd/api/v1/config/schedule" => (200, json!({"max-store-down-time": "30m0s"}).to_string()),
+            "/pd/api/v1/config/schedule" => (
+                200,
+                json!({"max-store-down-time": "30m0s", "high-space-ratio": 0.7, "low-space-ratio": 0.8})
+                    .to_string(),
+            ),
             _ => (404, "\"404 page not found\"".into()),
         }
     }
 
-    /// TiKV metrics of one store: a real cumulative write-latency histogram (100 writes/s, each
-    /// observed in the bucket of the store's current latency), process CPU and the CPU quota,
-    /// advanced with wall-clock time at each scrape.
+    /// TiKV metrics of one store: a real cumulative gRPC duration histogram
+    /// (`tikv_grpc_msg_duration_seconds{type, priority}`, 50 prewrites and 50 commits a second,
+    /// each observed in the bucket of the store's current latency), process CPU and the CPU
+    /// quota, advanced with wall-clock time at each scrape.
     fn metrics_text(&self, id: u64) -> String {
         let Some(s) = self.stores().into_iter().find(|s| s.id == id) else {
             return String::new();
@@ -223,23 +232,29 @@ impl SimCluster {
             e.at = Instant::now();
             (e.buckets, e.cpu_seconds)
         };
-        let mut out =
-            String::from("# TYPE tikv_storage_engine_async_request_duration_seconds histogram\n");
-        let mut cumulative = 0.0;
-        let mut sum = 0.0;
-        for (k, n) in buckets.iter().enumerate() {
-            cumulative += n.floor();
-            sum += n.floor() * bucket_bound(k);
+        const GRPC: &str = "tikv_grpc_msg_duration_seconds";
+        let mut out = format!("# TYPE {GRPC} histogram\n");
+        for ty in WRITE_TYPES {
+            let labels = format!("priority=\"unknown\",type=\"{ty}\"");
+            let mut cumulative = 0.0;
+            let mut sum = 0.0;
+            for (k, n) in buckets.iter().enumerate() {
+                let n = (n / 2.0).floor();
+                cumulative += n;
+                sum += n * bucket_bound(k);
+                out.push_str(&format!(
+                    "{GRPC}_bucket{{{labels},le=\"{}\"}} {cumulative}\n",
+                    bucket_bound(k)
+                ));
+            }
             out.push_str(&format!(
-                "tikv_storage_engine_async_request_duration_seconds_bucket{{type=\"write\",le=\"{}\"}} {cumulative}\n",
-                bucket_bound(k)
+                "{GRPC}_bucket{{{labels},le=\"+Inf\"}} {cumulative}\n\
+                 {GRPC}_sum{{{labels}}} {sum}\n\
+                 {GRPC}_count{{{labels}}} {cumulative}\n"
             ));
         }
         out.push_str(&format!(
-            "tikv_storage_engine_async_request_duration_seconds_bucket{{type=\"write\",le=\"+Inf\"}} {cumulative}\n\
-             tikv_storage_engine_async_request_duration_seconds_sum{{type=\"write\"}} {sum}\n\
-             tikv_storage_engine_async_request_duration_seconds_count{{type=\"write\"}} {cumulative}\n\
-             # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}\n\
+            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}\n\
              # TYPE tikv_server_cpu_cores_quota gauge\ntikv_server_cpu_cores_quota 8\n"
         ));
         out

@@ -46,6 +46,13 @@ pub fn demo_config(opts: &DemoOptions, pd_url: &str, log: &std::path::Path) -> C
         cfg.invariants.insert(name.to_owned(), o);
     };
     set(
+        "store_down",
+        InvariantOverride {
+            grace: grace(5),
+            ..Default::default()
+        },
+    );
+    set(
         "disk_usage",
         InvariantOverride {
             grace: grace(5),
@@ -94,16 +101,24 @@ fn leader_moves(from: u64, to: u64, first_region: u64, n: u64) -> Vec<String> {
 fn step(sim: &SimCluster, t: u64) -> Option<&'static str> {
     match t {
         3 => {
-            sim.update(2, |s| s.state = "Disconnected".into());
+            // PD marks a store Disconnected 20 s after its last heartbeat.
+            sim.update(2, |s| {
+                s.state = "Disconnected".into();
+                s.last_heartbeat = std::time::SystemTime::now() - Duration::from_secs(20);
+            });
             sim.log(&[
                 "[INFO] [raft.rs:1177] [\"starting a new election\"] [term=7] [raft_id=101] [region_id=100]".into(),
             ]);
             sim.log(&leader_moves(2, 1, 100, 5));
-            Some("store 2 stopped heartbeating: PD reports it Disconnected")
+            Some(
+                "store 2 stopped heartbeating 20s ago: PD reports it Disconnected (store_down grace 5s)",
+            )
         }
         5 => {
-            sim.update(3, |s| s.available_gib = 100.0);
-            Some("store 3's disk fills to 80% (disk_usage grace 5s)")
+            sim.update(3, |s| s.available_gib = 110.0);
+            Some(
+                "store 3's disk fills to 78%, past PD's high-space-ratio 0.7 (disk_usage grace 5s)",
+            )
         }
         13 => {
             sim.update(2, |s| s.state = "Up".into());

@@ -1,4 +1,7 @@
-//! PD's own members and their health.
+//! PD's own members, their health, and the parts of PD's schedule configuration the invariants
+//! follow.
+
+use std::time::Duration;
 
 /// PD members as listed by `GET /pd/api/v1/members`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,13 +36,34 @@ pub struct MemberHealth {
     pub health: bool,
 }
 
-/// PD's own health as seen by `/members` and `/health`.
-#[derive(Clone, Debug, PartialEq)]
+/// PD's own health, from every configured member's `/members` (asked with the follower-handle
+/// header, so each answers from its own state) and one member's `/health`.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PdHealth {
-    /// Name of the PD leader, if there is one.
-    pub leader: Option<String>,
-    /// Names of members that `/health` reports unhealthy.
-    pub unhealthy: Vec<String>,
-    /// Number of members.
+    /// The PD leader most answering members report.
+    pub leader: Option<Member>,
+    /// The etcd leader most answering members report.
+    pub etcd_leader: Option<Member>,
+    /// Other PD leaders some members report (members disagree, e.g. during an election).
+    pub other_leaders: Vec<String>,
+    /// Number of PD members in the member list.
     pub members: usize,
+    /// Configured endpoints that answered `/members`.
+    pub answered: usize,
+    /// Configured endpoints asked.
+    pub asked: usize,
+    /// Names of members `/health` reports unhealthy; `None` when `/health` could not be read.
+    pub unhealthy: Option<Vec<String>>,
+}
+
+/// What the invariants read from PD's `GET /pd/api/v1/config/schedule`; each `None` when absent
+/// or not usable.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ScheduleConfig {
+    /// `max-store-down-time`: how long a Disconnected store stays before PD marks it Down.
+    pub max_store_down_time: Option<Duration>,
+    /// `high-space-ratio` (default 0.7): above this used fraction PD avoids the store.
+    pub high_space_ratio: Option<f64>,
+    /// `low-space-ratio` (default 0.8): above this used fraction the store is low on space.
+    pub low_space_ratio: Option<f64>,
 }

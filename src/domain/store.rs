@@ -69,6 +69,9 @@ pub struct Store {
     pub version: String,
     /// PD's derived state (`state_name`).
     pub state: StoreState,
+    /// PD gave no `state_name`: `state` comes from the metapb `state` int, which never says
+    /// Disconnected or Down (only the heartbeat can tell).
+    pub state_inferred: bool,
     /// Store labels in PD's order.
     pub labels: Vec<(String, String)>,
     /// Last heartbeat, unix nanoseconds (from `last_heartbeat`, else from `last_heartbeat_ts`).
@@ -98,6 +101,7 @@ impl Store {
             status_address: String::new(),
             version: String::new(),
             state,
+            state_inferred: false,
             labels: Vec::new(),
             last_heartbeat_ns: None,
             start_timestamp: None,
@@ -107,6 +111,16 @@ impl Store {
             leader_count: None,
             region_count: None,
             slow_score: None,
+        }
+    }
+
+    /// An Up store with these addresses (tests).
+    #[cfg(test)]
+    pub(crate) fn at(id: u64, address: &str, status_address: &str) -> Store {
+        Store {
+            address: address.into(),
+            status_address: status_address.into(),
+            ..Store::new(id, StoreState::Up)
         }
     }
 

@@ -194,7 +194,40 @@ fn landing_page(state: &Endpoints) -> String {
             esc(&i.message)
         );
     }
-    h.push_str("</table><h2>Sources</h2><table><tr><th>source</th><th>up</th><th>last success</th><th>last error</th></tr>");
+    h.push_str("</table>");
+    let unmapped: Vec<_> = snap
+        .unmapped
+        .iter()
+        .filter(|(_, u)| u.samples > 0)
+        .collect();
+    if !unmapped.is_empty() {
+        h.push_str(
+            "<h2>Unmapped samples</h2><p>These Prometheus samples map to no PD store (the \
+             stores they should cover are unknown). Restrict the queries to this cluster with \
+             <code>prometheus.selector</code>, or map them with \
+             <code>prometheus.store_mapping</code> (label + regex).</p><table><tr>\
+             <th>invariant</th><th>samples</th><th>example</th></tr>",
+        );
+        for (name, u) in unmapped {
+            let _ = write!(
+                h,
+                "<tr class=\"unknown\"><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                esc(name),
+                u.samples,
+                esc(u.example.as_deref().unwrap_or(""))
+            );
+        }
+        h.push_str("</table>");
+    }
+    let rejected: u64 = snap.rejected_stores.values().sum();
+    if rejected > 0 {
+        let _ = write!(
+            h,
+            "<p class=\"unknown\">PD's last <code>/stores</code> reply had {rejected} entries \
+             that name no single store (ignored; see the exporter's log).</p>"
+        );
+    }
+    h.push_str("<h2>Sources</h2><table><tr><th>source</th><th>up</th><th>last success</th><th>last error</th></tr>");
     for (name, s) in &snap.sources {
         let _ = write!(
             h,

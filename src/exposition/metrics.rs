@@ -20,6 +20,9 @@ use crate::logs::parse::Level;
 /// Content type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The `reason` values of `tikv_health_exporter_pd_rejected_stores` (always all exported).
+pub const REJECT_REASONS: [&str; 3] = ["invalid_id", "duplicate_id", "malformed"];
+
 /// Store states always exported in the `tikv_store_state` state set.
 pub const STORE_STATES: [&str; 5] = ["Up", "Offline", "Disconnected", "Down", "Tombstone"];
 
@@ -306,6 +309,31 @@ impl Collector for StateCollector {
             }),
         )?;
 
+        counters(
+            &mut enc,
+            "tikv_pd_leader_changes",
+            "PD leader changes seen across polls (each configured PD member asked for /members)",
+            [(Vec::new(), snap.pd_leader_changes)],
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_health_exporter_unmapped_samples",
+            "Samples of the last result of a store-scoped Prometheus invariant that map to no PD store",
+            snap.unmapped
+                .iter()
+                .map(|(n, u)| (vec![("invariant", n.as_str())], u.samples as f64)),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_health_exporter_pd_rejected_stores",
+            "Entries of PD's last /stores reply rejected because they name no single store, by reason",
+            REJECT_REASONS.iter().map(|r| {
+                (
+                    vec![("reason", *r)],
+                    snap.rejected_stores.get(*r).copied().unwrap_or(0) as f64,
+                )
+            }),
+        )?;
         gauges(
             &mut enc,
             "tikv_pd_max_store_down_time_seconds",

@@ -7,12 +7,43 @@
 use std::time::Duration;
 
 use super::evaluate::{self, Evaluator};
-use crate::domain::{Op, Scope, Severity};
+use crate::domain::{Op, ScheduleConfig, Scope, Severity};
 
-/// Write p99 per TiKV instance, in seconds.
-pub const WRITE_LATENCY_P99_QUERY: &str = "histogram_quantile(0.99, sum by (le, instance) (rate(tikv_storage_engine_async_request_duration_seconds_bucket{type=\"write\"}[1m])))";
-/// CPU used per TiKV instance as a ratio of its CPU quota.
-pub const CPU_USAGE_QUERY: &str = "sum by (instance) (rate(process_cpu_seconds_total[1m])) / on (instance) max by (instance) (tikv_server_cpu_cores_quota)";
+/// The gRPC write requests clients wait for: transactional (`kv_prewrite`, `kv_commit`) and
+/// raw (RawKV without TiDB). `kv_pessimistic_lock` is left out: its duration includes waiting
+/// for other transactions' locks (up to TiDB's lock-wait timeout), which is contention, not a
+/// slow store. cluster-signals.md §9.2.
+pub const WRITE_REQUEST_TYPES: &str = "kv_prewrite|kv_commit|raw_put|raw_batch_put|raw_delete|raw_batch_delete|raw_delete_range|raw_compare_and_swap";
+
+/// Write p99 per TiKV instance, in seconds, from `tikv_grpc_msg_duration_seconds` (measured from
+/// a request's arrival until its response is sent, so flow-control delays count), summed over
+/// `type` and `priority` (TiKV ≥ 7.6). `>= 0` drops the NaN of an idle histogram, and the `or`
+/// branch reports 0 for an instance whose series exist but served no write in the window: idle
+/// is ok, only missing series are unknown. Placeholders: `{by}` the mapping labels, `{sel}` the
+/// configured selector (`,a="b"`), `{types}` [`WRITE_REQUEST_TYPES`].
+pub const WRITE_LATENCY_P99_TEMPLATE: &str = "histogram_quantile(0.99, sum by (le, {by}) (rate(tikv_grpc_msg_duration_seconds_bucket{type=~\"{types}\"{sel}}[1m]))) >= 0 or on ({by}) 0 * group by ({by}) (tikv_grpc_msg_duration_seconds_count{type=~\"{types}\"{sel}})";
+/// CPU used per TiKV instance as a ratio of its CPU quota (only TiKV exports the quota, so
+/// other processes drop out of the division). `{bare}`: the selector in braces, or nothing.
+pub const CPU_USAGE_TEMPLATE: &str = "sum by ({by}) (rate(process_cpu_seconds_total{bare}[1m])) / on ({by}) max by ({by}) (tikv_server_cpu_cores_quota{bare})";
+
+/// A default threshold PD itself configures (a configured `threshold` overrides it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PdThreshold {
+    /// `high-space-ratio` from `/config/schedule`.
+    HighSpaceRatio,
+    /// `low-space-ratio` from `/config/schedule`.
+    LowSpaceRatio,
+}
+
+impl PdThreshold {
+    /// PD's value, if PD reported a usable one.
+    pub fn value(self, schedule: &ScheduleConfig) -> Option<f64> {
+        match self {
+            PdThreshold::HighSpaceRatio => schedule.high_space_ratio,
+            PdThreshold::LowSpaceRatio => schedule.low_space_ratio,
+        }
+    }
+}
 
 /// How an invariant's threshold is written in the configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,8 +80,10 @@ pub struct Builtin {
     pub severity: Severity,
     /// Violated when `value op threshold`.
     pub op: Op,
-    /// Default threshold.
+    /// Default threshold (the fallback when it comes from PD and PD does not say).
     pub threshold: f64,
+    /// Where PD configures the default threshold, if it does.
+    pub pd_threshold: Option<PdThreshold>,
     /// Default grace period.
     pub grace: Duration,
     /// How the threshold is written.
@@ -81,19 +114,22 @@ impl Builtin {
 }
 
 /// Every built-in invariant, in the order they are listed and evaluated.
-pub static BUILTINS: [Builtin; 6] = [
+pub static BUILTINS: [Builtin; 7] = [
     Builtin {
         name: "store_down",
         scope: Scope::Store,
         severity: Severity::Critical,
         op: Op::Gt,
         threshold: 60.0,
-        grace: Duration::ZERO,
+        pd_threshold: None,
+        // A rolling restart (TiUP, TiDB Operator) takes a store away for tens of seconds: the
+        // grace counts from when PD marked it Disconnected (20 s after its last heartbeat).
+        grace: Duration::from_secs(60),
         threshold_kind: ThresholdKind::Seconds,
         keys: &["threshold", "clear_threshold"],
         data: Data::Pd,
         evaluate: evaluate::store_down,
-        description: "PD reports the store Disconnected or Down, or its last heartbeat is older than the threshold (seconds)",
+        description: "the store stopped heartbeating: PD reports it Disconnected (past the grace, counted from 20 s after its last heartbeat) or Down (at once), or its last heartbeat is older than the threshold (seconds) while PD says Up or Offline",
     },
     Builtin {
         name: "write_latency_p99",
@@ -101,12 +137,13 @@ pub static BUILTINS: [Builtin; 6] = [
         severity: Severity::Warning,
         op: Op::Gt,
         threshold: 0.1,
+        pd_threshold: None,
         grace: Duration::from_secs(60),
         threshold_kind: ThresholdKind::Seconds,
         keys: &["threshold", "clear_threshold", "query"],
-        data: Data::Prometheus(WRITE_LATENCY_P99_QUERY),
+        data: Data::Prometheus(WRITE_LATENCY_P99_TEMPLATE),
         evaluate: evaluate::tikv_query,
-        description: "p99 of TiKV storage write requests over 1m, in seconds",
+        description: "p99 of the gRPC write requests clients wait for (transactional and raw) over 1m, in seconds; 0 when the store served none",
     },
     Builtin {
         name: "disk_usage",
@@ -114,12 +151,27 @@ pub static BUILTINS: [Builtin; 6] = [
         severity: Severity::Warning,
         op: Op::Gt,
         threshold: 0.7,
+        pd_threshold: Some(PdThreshold::HighSpaceRatio),
         grace: Duration::from_secs(300),
         threshold_kind: ThresholdKind::Ratio,
         keys: &["threshold", "threshold_percent", "clear_threshold"],
         data: Data::Pd,
         evaluate: evaluate::disk_usage,
-        description: "used fraction of the store's capacity (1 - available/capacity, from PD)",
+        description: "used fraction of the store's capacity (1 - available/capacity, from PD) above PD's high-space-ratio, where PD starts to avoid the store",
+    },
+    Builtin {
+        name: "disk_low_space",
+        scope: Scope::Store,
+        severity: Severity::Critical,
+        op: Op::Gt,
+        threshold: 0.8,
+        pd_threshold: Some(PdThreshold::LowSpaceRatio),
+        grace: Duration::from_secs(60),
+        threshold_kind: ThresholdKind::Ratio,
+        keys: &["threshold", "threshold_percent", "clear_threshold"],
+        data: Data::Pd,
+        evaluate: evaluate::disk_usage,
+        description: "used fraction of the store's capacity above PD's low-space-ratio: PD treats the store as low on space and moves regions away",
     },
     Builtin {
         name: "cpu_usage",
@@ -127,10 +179,11 @@ pub static BUILTINS: [Builtin; 6] = [
         severity: Severity::Warning,
         op: Op::Gt,
         threshold: 0.7,
+        pd_threshold: None,
         grace: Duration::from_secs(120),
         threshold_kind: ThresholdKind::Ratio,
         keys: &["threshold", "threshold_percent", "clear_threshold", "query"],
-        data: Data::Prometheus(CPU_USAGE_QUERY),
+        data: Data::Prometheus(CPU_USAGE_TEMPLATE),
         evaluate: evaluate::tikv_query,
         description: "TiKV process CPU over 1m as a fraction of its CPU quota",
     },
@@ -139,13 +192,17 @@ pub static BUILTINS: [Builtin; 6] = [
         scope: Scope::Store,
         severity: Severity::Warning,
         op: Op::Ge,
+        // PD counts a store as slow at 80 (`slowStoreThreshold`, pkg/core/store.go) and
+        // evict-slow-store evicts its leaders at 100 (`slowStoreEvictThreshold`), both without
+        // a grace; TiKV's score climbs from 1 over several inspection ticks, which smooths it.
         threshold: 80.0,
+        pd_threshold: None,
         grace: Duration::ZERO,
         threshold_kind: ThresholdKind::Number,
         keys: &["threshold", "clear_threshold"],
         data: Data::Pd,
         evaluate: evaluate::store_slow,
-        description: "PD slow_score of the store (PD treats >= 80 as slow)",
+        description: "PD slow_score of the store (PD counts >= 80 as slow, evicts leaders at 100); stores that report none have no series",
     },
     Builtin {
         name: "pd_leader",
@@ -153,12 +210,14 @@ pub static BUILTINS: [Builtin; 6] = [
         severity: Severity::Critical,
         op: Op::Gt,
         threshold: 0.0,
-        grace: Duration::ZERO,
+        pd_threshold: None,
+        // Rides out a PD leader election or the restart of one PD member.
+        grace: Duration::from_secs(30),
         threshold_kind: ThresholdKind::Number,
         keys: &[],
         data: Data::Pd,
         evaluate: evaluate::pd_leader,
-        description: "PD has a leader and every PD member is healthy (value: problems found)",
+        description: "PD has a leader, it is the etcd leader, and every PD member is healthy (asked of each configured member; value: problems found)",
     },
 ];
 
@@ -220,7 +279,10 @@ mod tests {
             );
             assert!(b.accepts("grace") && b.accepts("enabled"));
         }
-        assert_eq!(accepting("threshold_percent"), "disk_usage, cpu_usage");
+        assert_eq!(
+            accepting("threshold_percent"),
+            "disk_usage, disk_low_space, cpu_usage"
+        );
         assert_eq!(accepting("query"), "write_latency_p99, cpu_usage");
         assert!(find("store_down").is_some() && find("nope").is_none());
     }

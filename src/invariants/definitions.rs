@@ -2,16 +2,15 @@
 //! `invariants.<name>` applied, plus the `custom_invariants`. [`build`] is the one validation of
 //! both against the catalog (the run and `check-config` use it alike).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
-use super::catalog::{self, BUILTINS, Builtin, Data, ThresholdKind};
+use super::catalog::{self, BUILTINS, Builtin, Data, PdThreshold, ThresholdKind};
 use super::engine::{Input, Rule};
 use super::evaluate::{self, Evaluator};
-use crate::config::{Config, ConfigError, CustomInvariant, InvariantOverride};
-use crate::domain::Scope;
+use crate::config::{Config, ConfigError, CustomInvariant, InvariantOverride, parse_selector};
+use crate::domain::{MAPPING_LABELS, Scope};
 use crate::observations::Observations;
-
-pub use catalog::{CPU_USAGE_QUERY, WRITE_LATENCY_P99_QUERY};
 
 /// One configured invariant.
 #[derive(Clone, Debug)]
@@ -26,6 +25,8 @@ pub struct Definition {
     pub builtin: Option<&'static Builtin>,
     /// One-line description for users.
     pub description: String,
+    /// The threshold comes from PD's schedule configuration (none was configured).
+    pub pd_threshold: Option<PdThreshold>,
     evaluate: Evaluator,
 }
 
@@ -57,6 +58,50 @@ impl Definition {
     pub fn inputs(&self, obs: &Observations) -> Vec<(String, Input)> {
         (self.evaluate)(self, obs)
     }
+
+    /// The rule for this round: the threshold PD configures, when it comes from PD and PD
+    /// reported it (the catalog's fallback otherwise).
+    pub fn rule_for(&self, obs: &Observations) -> Cow<'_, Rule> {
+        match self.pd_threshold.and_then(|t| t.value(&obs.schedule)) {
+            Some(t) if t != self.rule.threshold => Cow::Owned(Rule {
+                threshold: t,
+                ..self.rule.clone()
+            }),
+            _ => Cow::Borrowed(&self.rule),
+        }
+    }
+}
+
+/// Fills a built-in query template: `{by}` the labels samples map to stores by (plus
+/// `extra_label`), `{sel}` the selector's matchers after a comma, `{bare}` the selector in
+/// braces (or nothing), `{types}` the gRPC write types.
+pub fn render_query(template: &str, selector: &[String], extra_label: Option<&str>) -> String {
+    let mut by: Vec<&str> = MAPPING_LABELS.to_vec();
+    if let Some(l) = extra_label
+        && !by.contains(&l)
+    {
+        by.push(l);
+    }
+    let sel: String = selector.iter().map(|m| format!(",{m}")).collect();
+    let bare = if selector.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", selector.join(","))
+    };
+    template
+        .replace("{by}", &by.join(", "))
+        .replace("{sel}", &sel)
+        .replace("{bare}", &bare)
+        .replace("{types}", catalog::WRITE_REQUEST_TYPES)
+}
+
+/// The default query of the built-in `name` without a selector (as Prometheus is asked it).
+pub fn default_query(name: &str) -> Option<String> {
+    Some(render_query(
+        catalog::find(name)?.default_query()?,
+        &[],
+        None,
+    ))
 }
 
 /// Validates the configuration (`text`: the file it came from, for error lines) and builds its
@@ -83,13 +128,14 @@ pub fn build(cfg: &Config) -> Result<Vec<Definition>, ConfigError> {
         if matches!(b.data, Data::Prometheus(_)) && cfg.prometheus.url.is_none() {
             continue;
         }
-        out.push(builtin(b, o));
+        out.push(builtin(b, o, cfg));
     }
-    out.extend(cfg.custom_invariants.iter().map(custom));
+    let hold = secs(cfg.unknown_hold.0);
+    out.extend(cfg.custom_invariants.iter().map(|c| custom(c, hold)));
     Ok(out)
 }
 
-fn builtin(b: &'static Builtin, o: &InvariantOverride) -> Definition {
+fn builtin(b: &'static Builtin, o: &InvariantOverride, cfg: &Config) -> Definition {
     let ratio = b.threshold_kind == ThresholdKind::Ratio;
     let threshold = o
         .threshold
@@ -107,18 +153,37 @@ fn builtin(b: &'static Builtin, o: &InvariantOverride) -> Definition {
             clear_threshold,
             grace: secs(o.grace.map_or(b.grace, |g| g.0)),
             clear_grace: o.clear_grace.map_or(0.0, |g| secs(g.0)),
+            unknown_hold: secs(cfg.unknown_hold.0),
         },
         scope: b.scope,
-        query: b
-            .default_query()
-            .map(|q| o.query.as_deref().unwrap_or(q).to_owned()),
+        query: b.default_query().map(|template| match &o.query {
+            Some(q) => q.clone(),
+            None => {
+                // Validated by `Config::validate`.
+                let selector = cfg
+                    .prometheus
+                    .selector
+                    .as_deref()
+                    .map(|s| parse_selector(s).unwrap_or_default())
+                    .unwrap_or_default();
+                let label = cfg
+                    .prometheus
+                    .store_mapping
+                    .as_ref()
+                    .map(|m| m.label.as_str());
+                render_query(template, &selector, label)
+            }
+        }),
         builtin: Some(b),
         description: b.description.to_owned(),
+        pd_threshold: b
+            .pd_threshold
+            .filter(|_| o.threshold.is_none() && o.threshold_percent.is_none()),
         evaluate: b.evaluate,
     }
 }
 
-fn custom(c: &CustomInvariant) -> Definition {
+fn custom(c: &CustomInvariant, unknown_hold: f64) -> Definition {
     Definition {
         rule: Rule {
             name: c.name.clone(),
@@ -128,10 +193,12 @@ fn custom(c: &CustomInvariant) -> Definition {
             clear_threshold: c.clear_threshold,
             grace: secs(c.grace.0),
             clear_grace: secs(c.clear_grace.0),
+            unknown_hold,
         },
         scope: c.scope,
         query: Some(c.query.clone()),
         builtin: None,
+        pd_threshold: None,
         description: format!("custom: {} {} {}", c.query, c.op.as_str(), c.threshold),
         evaluate: evaluate::custom_query,
     }
@@ -285,6 +352,16 @@ mod tests {
                 "invariants.pd_leader.threshold",
                 Some(3),
             ),
+            (
+                "prometheus:\n  selector: 'tidb_cluster=basic'\n",
+                "prometheus.selector",
+                Some(2),
+            ),
+            (
+                "prometheus:\n  store_mapping:\n    label: node\n    regex: '('\n",
+                "prometheus.store_mapping.regex",
+                Some(4),
+            ),
         ];
         for (yaml, key, line) in cases {
             let e = load(yaml).unwrap_err();
@@ -305,7 +382,13 @@ mod tests {
         // Without prometheus.url the Prometheus-based built-ins are off.
         assert_eq!(
             names,
-            ["store_down", "disk_usage", "store_slow", "pd_leader"]
+            [
+                "store_down",
+                "disk_usage",
+                "disk_low_space",
+                "store_slow",
+                "pd_leader"
+            ]
         );
         for d in &defs {
             let b = catalog::find(&d.rule.name).unwrap();
@@ -319,8 +402,72 @@ mod tests {
         }
         let defs = load("prometheus:\n  url: http://p:9090\n").unwrap();
         let cpu = defs.iter().find(|d| d.rule.name == "cpu_usage").unwrap();
-        assert_eq!(cpu.query(), Some(CPU_USAGE_QUERY));
+        assert_eq!(cpu.query(), default_query("cpu_usage").as_deref());
         assert!(cpu.is_builtin_prometheus());
+        assert_eq!(cpu.rule.unknown_hold, 300.0);
+    }
+
+    #[test]
+    fn the_selector_lands_in_every_vector_selector_of_the_builtin_queries() {
+        let defs = load(
+            "prometheus:\n  url: http://p:9090\n  selector: 'tidb_cluster=\"basic\", namespace=~\"tidb|prod\"'\n  store_mapping:\n    label: node\n    regex: (.*)\n",
+        )
+        .unwrap();
+        let q = |name: &str| {
+            defs.iter()
+                .find(|d| d.rule.name == name)
+                .unwrap()
+                .query()
+                .unwrap()
+                .to_owned()
+        };
+        let w = q("write_latency_p99");
+        assert_eq!(
+            w.matches(r#",tidb_cluster="basic",namespace=~"tidb|prod"}"#)
+                .count(),
+            2,
+            "{w}"
+        );
+        assert!(w.contains("sum by (le, instance, kubernetes_pod_name, pod, kubernetes_namespace, namespace, store, node)"), "{w}");
+        let c = q("cpu_usage");
+        assert_eq!(
+            c.matches(r#"{tidb_cluster="basic",namespace=~"tidb|prod"}"#)
+                .count(),
+            2,
+            "{c}"
+        );
+        // Without a selector: no empty braces.
+        let plain = default_query("cpu_usage").unwrap();
+        assert!(plain.contains("process_cpu_seconds_total[1m]"), "{plain}");
+        assert!(!plain.contains("{}"), "{plain}");
+        // A query override is the user's own text.
+        let defs = load("prometheus:\n  url: http://p:9090\n  selector: 'a=\"b\"'\ninvariants:\n  cpu_usage:\n    query: my_cpu\n").unwrap();
+        assert_eq!(
+            defs.iter()
+                .find(|d| d.rule.name == "cpu_usage")
+                .unwrap()
+                .query(),
+            Some("my_cpu")
+        );
+    }
+
+    #[test]
+    fn space_thresholds_come_from_pd_unless_configured() {
+        let defs = load("invariants:\n  disk_low_space:\n    threshold_percent: 90\n").unwrap();
+        let mut obs = Observations::new(0.0, Vec::new());
+        obs.schedule.high_space_ratio = Some(0.6);
+        obs.schedule.low_space_ratio = Some(0.75);
+        let t = |obs: &Observations, name: &str| {
+            defs.iter()
+                .find(|d| d.rule.name == name)
+                .unwrap()
+                .rule_for(obs)
+                .threshold
+        };
+        assert_eq!(t(&obs, "disk_usage"), 0.6, "PD's high-space-ratio");
+        assert_eq!(t(&obs, "disk_low_space"), 0.9, "configured");
+        obs.schedule = Default::default();
+        assert_eq!(t(&obs, "disk_usage"), 0.7, "fallback");
     }
 
     #[test]

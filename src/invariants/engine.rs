@@ -3,7 +3,13 @@
 //! Per (invariant, store): `ok` → `pending` (violated, inside `grace`) → `firing` → `ok`.
 //! A firing invariant resolves only after it has been clear for `clear_grace`, and with
 //! hysteresis only once `clear_threshold` no longer holds. An evaluation without input is
-//! `unknown`: it neither fires nor resolves, and the previous phase and timestamps are kept.
+//! `unknown`: it neither fires nor resolves, and the previous phase and timestamps are kept —
+//! for at most `unknown_hold`: a pending or firing series that stays unknown that long stops
+//! counting as violated (back to `ok`, still unknown), so a blind spot cannot page forever.
+//!
+//! A verdict may say when its violation began (`since`, e.g. 20 s after a store's last
+//! heartbeat, when PD marked it Disconnected); the grace period counts from there, so a store
+//! that has been down for an hour when the exporter starts fires at once.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +34,9 @@ pub struct Rule {
     pub grace: f64,
     /// Seconds a firing invariant must be clear before resolving.
     pub clear_grace: f64,
+    /// Seconds a pending or firing invariant keeps counting as violated while unknown (0: until
+    /// its inputs return).
+    pub unknown_hold: f64,
 }
 
 /// One evaluation's input.
@@ -45,6 +54,8 @@ pub enum Input {
         violated: bool,
         /// Why (shown in the API and landing page).
         reason: String,
+        /// When the violation began, if the inputs tell (Unix seconds; never later than now).
+        since: Option<f64>,
     },
 }
 
@@ -82,6 +93,8 @@ pub struct SeriesState {
     pub clearing_since: Option<f64>,
     /// True when the last evaluation had no input.
     pub unknown: bool,
+    /// Since when the inputs have been missing (while `unknown`).
+    pub unknown_since: Option<f64>,
     /// Last compared value.
     pub value: Option<f64>,
     /// Human-readable explanation of the last evaluation.
@@ -97,6 +110,7 @@ impl SeriesState {
             active_since: None,
             clearing_since: None,
             unknown: true,
+            unknown_since: None,
             value: None,
             message: "not evaluated yet".into(),
             evaluated_at: 0.0,
@@ -136,8 +150,9 @@ impl Engine {
     }
 
     /// Restores active states saved by a previous process; they continue where they were, so a
-    /// restart neither re-arms nor skips a grace period.
-    pub fn restore(&mut self, saved: &[Persisted]) {
+    /// restart neither re-arms nor skips a grace period. They are unknown from `now` until their
+    /// first evaluation.
+    pub fn restore(&mut self, saved: &[Persisted], now: f64) {
         for p in saved {
             if p.phase == Phase::Ok {
                 continue;
@@ -149,6 +164,7 @@ impl Engine {
             st.phase = p.phase;
             st.active_since = Some(p.active_since);
             st.clearing_since = p.clearing_since;
+            st.unknown_since = Some(now);
             st.message = "restored from state file; waiting for the first evaluation".into();
         }
     }
@@ -177,17 +193,29 @@ impl Engine {
             .entry((rule.name.clone(), store.to_owned()))
             .or_insert_with(SeriesState::new);
         st.evaluated_at = now;
-        let (value, violated, still_violated, reason) = match input {
+        let (value, violated, still_violated, reason, evidence) = match input {
             Input::Unknown(why) => {
                 st.unknown = true;
+                let unknown_since = *st.unknown_since.get_or_insert(now);
                 st.message = format!("unknown: {why}");
+                let held = now - unknown_since;
+                if st.phase != Phase::Ok && rule.unknown_hold > 0.0 && held >= rule.unknown_hold {
+                    st.phase = Phase::Ok;
+                    st.active_since = None;
+                    st.clearing_since = None;
+                    st.message = format!(
+                        "unknown for {held:.0}s: {why}; no longer counted as violated (unknown_hold {:.0}s)",
+                        rule.unknown_hold
+                    );
+                }
                 return st;
             }
             Input::Verdict {
                 value,
                 violated,
                 reason,
-            } => (value, violated, violated, reason),
+                since,
+            } => (value, violated, violated, reason, since),
             Input::Value(v) => {
                 let violated = rule.op.holds(v, rule.threshold);
                 let still = match rule.clear_threshold {
@@ -205,10 +233,11 @@ impl Engine {
                         "(threshold)"
                     }
                 );
-                (v, violated, still, reason)
+                (v, violated, still, reason, None)
             }
         };
         st.unknown = false;
+        st.unknown_since = None;
         st.value = Some(value);
         st.message = reason;
         match st.phase {
@@ -218,7 +247,9 @@ impl Engine {
                 st.clearing_since = None;
             }
             Phase::Ok | Phase::Pending => {
-                let since = *st.active_since.get_or_insert(now);
+                let began = evidence.map_or(now, |e| e.min(now));
+                let since = st.active_since.map_or(began, |s| s.min(began));
+                st.active_since = Some(since);
                 st.phase = if now - since >= rule.grace {
                     Phase::Firing
                 } else {
@@ -280,6 +311,7 @@ mod tests {
             clear_threshold,
             grace,
             clear_grace,
+            unknown_hold: 0.0,
         }
     }
 
@@ -417,6 +449,7 @@ mod tests {
             value: 25.0,
             violated,
             reason: "x".into(),
+            since: None,
         };
         assert_eq!(phase(&mut e, &r, v(true), 0.0).0, Phase::Firing);
         assert_eq!(phase(&mut e, &r, v(false), 1.0).0, Phase::Ok);
@@ -439,7 +472,7 @@ mod tests {
             }]
         );
         let mut e2 = Engine::new();
-        e2.restore(&saved);
+        e2.restore(&saved, 110.0);
         // 30 s later: still pending (not re-armed), 60 s after the start: firing (not skipped).
         assert_eq!(
             phase(&mut e2, &r, Input::Value(0.8), 130.0),
@@ -449,6 +482,122 @@ mod tests {
             phase(&mut e2, &r, Input::Value(0.8), 160.0),
             (Phase::Firing, Some(100.0), false)
         );
+    }
+
+    #[test]
+    fn a_verdicts_since_starts_the_grace_period_in_the_past() {
+        let r = rule(60.0, 0.0, None);
+        let mut e = Engine::new();
+        let down = |since: Option<f64>| Input::Verdict {
+            value: 0.0,
+            violated: true,
+            reason: "disconnected".into(),
+            since,
+        };
+        // Disconnected 30 s ago: pending for the 30 s left of the grace, then firing.
+        assert_eq!(
+            phase(&mut e, &r, down(Some(970.0)), 1000.0),
+            (Phase::Pending, Some(970.0), false)
+        );
+        assert_eq!(
+            phase(&mut e, &r, down(Some(970.0)), 1029.0).0,
+            Phase::Pending
+        );
+        assert_eq!(
+            phase(&mut e, &r, down(Some(970.0)), 1030.0).0,
+            Phase::Firing
+        );
+        // Down for an hour when first seen: firing at once; a since in the future is now.
+        let mut e = Engine::new();
+        assert_eq!(
+            phase(&mut e, &r, down(Some(-2600.0)), 1000.0).0,
+            Phase::Firing
+        );
+        let mut e = Engine::new();
+        assert_eq!(
+            phase(&mut e, &r, down(Some(5000.0)), 1000.0),
+            (Phase::Pending, Some(1000.0), false)
+        );
+        // Without evidence the first violating evaluation starts it.
+        let mut e = Engine::new();
+        assert_eq!(
+            phase(&mut e, &r, down(None), 1000.0),
+            (Phase::Pending, Some(1000.0), false)
+        );
+    }
+
+    #[test]
+    fn a_violation_unknown_longer_than_the_hold_stops_counting() {
+        let r = Rule {
+            unknown_hold: 300.0,
+            ..rule(0.0, 0.0, None)
+        };
+        let mut e = Engine::new();
+        assert_eq!(phase(&mut e, &r, Input::Value(0.9), 0.0).0, Phase::Firing);
+        let pd_down = || Input::Unknown("PD unavailable".into());
+        assert_eq!(
+            phase(&mut e, &r, pd_down(), 10.0),
+            (Phase::Firing, Some(0.0), true)
+        );
+        assert_eq!(phase(&mut e, &r, pd_down(), 309.0).0, Phase::Firing);
+        // 300 s unknown: no longer violated, still unknown.
+        assert_eq!(phase(&mut e, &r, pd_down(), 310.0), (Phase::Ok, None, true));
+        let st = e.get("disk_usage", "1").unwrap();
+        assert!(st.message.contains("no longer counted"), "{}", st.message);
+        assert_eq!(phase(&mut e, &r, pd_down(), 400.0), (Phase::Ok, None, true));
+        // Inputs back and still violated: fires again (grace 0), since from now.
+        assert_eq!(
+            phase(&mut e, &r, Input::Value(0.9), 410.0),
+            (Phase::Firing, Some(410.0), false)
+        );
+        // A known input resets the unknown clock: a short gap later is held again.
+        assert_eq!(phase(&mut e, &r, pd_down(), 420.0).0, Phase::Firing);
+        assert_eq!(phase(&mut e, &r, Input::Value(0.9), 700.0).0, Phase::Firing);
+        assert_eq!(phase(&mut e, &r, pd_down(), 710.0).0, Phase::Firing);
+        // Pending series are released the same way; hold 0 keeps them until data returns.
+        let r60 = Rule {
+            grace: 60.0,
+            ..r.clone()
+        };
+        let mut e = Engine::new();
+        phase(&mut e, &r60, Input::Value(0.9), 0.0);
+        assert_eq!(phase(&mut e, &r60, pd_down(), 1.0).0, Phase::Pending);
+        assert_eq!(
+            phase(&mut e, &r60, pd_down(), 301.0),
+            (Phase::Ok, None, true)
+        );
+        let forever = Rule {
+            unknown_hold: 0.0,
+            ..r
+        };
+        let mut e = Engine::new();
+        phase(&mut e, &forever, Input::Value(0.9), 0.0);
+        assert_eq!(phase(&mut e, &forever, pd_down(), 1e6).0, Phase::Firing);
+    }
+
+    #[test]
+    fn restored_series_are_unknown_from_the_restart_and_held_from_then() {
+        let r = Rule {
+            unknown_hold: 300.0,
+            ..rule(0.0, 0.0, None)
+        };
+        let saved = vec![Persisted {
+            name: "disk_usage".into(),
+            store: "1".into(),
+            phase: Phase::Firing,
+            active_since: 50.0,
+            clearing_since: None,
+        }];
+        let mut e = Engine::new();
+        e.restore(&saved, 1000.0);
+        let st = e.get("disk_usage", "1").unwrap();
+        assert_eq!(
+            (st.phase, st.unknown, st.active_since),
+            (Phase::Firing, true, Some(50.0))
+        );
+        let pd_down = || Input::Unknown("PD unavailable".into());
+        assert_eq!(phase(&mut e, &r, pd_down(), 1299.0).0, Phase::Firing);
+        assert_eq!(phase(&mut e, &r, pd_down(), 1300.0).0, Phase::Ok);
     }
 
     #[test]

@@ -5,60 +5,74 @@
 
 use super::definitions::Definition;
 use super::engine::Input;
-use crate::domain::{Scope, Store, StoreState};
-use crate::observations::{Observations, Unavailable, is_leaving};
-use crate::sources::prometheus::Sample;
+use crate::domain::{Op, PdHealth, Scope, Store, StoreState};
+use crate::observations::{Observations, is_leaving};
 
 /// Turns observations into per-store inputs for one definition.
 pub type Evaluator = fn(&Definition, &Observations) -> Vec<(String, Input)>;
 
-/// Applies `f` to every evaluated store; PD-based inputs are unknown while PD is failing.
-/// Stores being removed (Offline) are only looked at when `leaving_too`.
+/// PD marks a store Disconnected this long after its last heartbeat (`storeDisconnectDuration`,
+/// pd-api.md §2.3).
+pub const PD_DISCONNECT_SECS: f64 = 20.0;
+
+/// PD's default `max-store-down-time` (30 min), when PD did not say.
+const DEFAULT_MAX_STORE_DOWN_SECS: f64 = 1800.0;
+
+/// Applies `f` to every evaluated store; PD-based inputs are unknown while PD is failing (or
+/// the store's entry is in doubt). Stores being removed (Offline) are only looked at when
+/// `leaving_too`; `f` returning `None` means "not applicable": no series for that store.
 pub(crate) fn per_store(
     obs: &Observations,
     leaving_too: bool,
-    f: impl Fn(&Store) -> Input,
+    f: impl Fn(&Store) -> Option<Input>,
 ) -> Vec<(String, Input)> {
     obs.stores
         .iter()
         .filter(|s| leaving_too || !is_leaving(s))
-        .map(|s| {
-            let input = match &obs.pd_error {
-                Some(e) => Input::Unknown(format!("PD unavailable: {e}")),
-                None => f(s),
+        .filter_map(|s| {
+            let input = match obs.pd_unavailable(s.id) {
+                Some(e) => Input::Unknown(e.to_string()),
+                None => f(s)?,
             };
-            (s.id.to_string(), input)
+            Some((s.id.to_string(), input))
         })
         .collect()
 }
 
 /// `store_down`: PD's state, or a heartbeat older than the threshold.
 pub fn store_down(def: &Definition, obs: &Observations) -> Vec<(String, Input)> {
-    per_store(obs, true, |s| store_down_input(s, obs, def.rule.threshold))
+    per_store(obs, true, |s| {
+        Some(store_down_input(s, obs, def.rule.threshold))
+    })
 }
 
-/// `disk_usage`: used fraction of the capacity PD reports.
+/// `disk_usage`, `disk_low_space`: used fraction of the capacity PD reports.
 pub fn disk_usage(_: &Definition, obs: &Observations) -> Vec<(String, Input)> {
-    per_store(obs, false, disk_usage_input)
+    per_store(obs, false, |s| Some(disk_usage_input(s)))
 }
 
-/// `store_slow`: PD's slow score.
+/// `store_slow`: PD's slow score. A store that reports none (absent or 0: TiKV before 5.2,
+/// other engines, PD v5.2–v6.5.2 printing 0 for "not reported") has no series: not applicable,
+/// not unknown.
 pub fn store_slow(_: &Definition, obs: &Observations) -> Vec<(String, Input)> {
-    per_store(obs, false, |s| match s.slow_score {
-        Some(v) => Input::Value(v),
-        None => Input::Unknown("PD does not report slow_score for this store".into()),
+    per_store(obs, false, |s| {
+        s.slow_score.filter(|&v| v > 0.0).map(Input::Value)
     })
 }
 
 /// `pd_leader`: one cluster-wide series.
 pub fn pd_leader(_: &Definition, obs: &Observations) -> Vec<(String, Input)> {
-    vec![(String::new(), pd_leader_input(obs))]
+    let input = match &obs.pd_health {
+        Err(e) => Input::Unknown(e.to_string()),
+        Ok(h) => pd_leader_input(h),
+    };
+    vec![(String::new(), input)]
 }
 
 /// A built-in PromQL invariant over TiKV metrics: per store, TiFlash stores skipped.
 pub fn tikv_query(def: &Definition, obs: &Observations) -> Vec<(String, Input)> {
     match &def.query {
-        Some(q) => query_per_store(obs, q, |s| !s.is_tiflash()),
+        Some(q) => query_per_store(obs, q, def.rule.op, def.rule.threshold, |s| !s.is_tiflash()),
         None => Vec::new(),
     }
 }
@@ -68,51 +82,84 @@ pub fn custom_query(def: &Definition, obs: &Observations) -> Vec<(String, Input)
     let Some(q) = &def.query else {
         return Vec::new();
     };
+    let (op, threshold) = (def.rule.op, def.rule.threshold);
     match def.scope {
-        Scope::Store => query_per_store(obs, q, |_| true),
-        Scope::Cluster => vec![(String::new(), query_cluster(obs, q))],
+        Scope::Store => query_per_store(obs, q, op, threshold, |_| true),
+        Scope::Cluster => vec![(String::new(), query_cluster(obs, q, op, threshold))],
     }
 }
 
 fn store_down_input(s: &Store, obs: &Observations, heartbeat_threshold: f64) -> Input {
-    let age = s
+    let hb = s
         .last_heartbeat_ns
         .filter(|&ns| ns > 0)
-        .map(|ns| (obs.now - ns as f64 / 1e9).max(0.0));
+        .map(|ns| ns as f64 / 1e9);
+    let age = hb.map(|h| (obs.now - h).max(0.0));
     let value = age.unwrap_or(0.0);
-    let verdict = |violated: bool, reason: String| Input::Verdict {
+    let verdict = |violated: bool, reason: String, since: Option<f64>| Input::Verdict {
         value,
         violated,
         reason,
+        since,
     };
-    let hb = match age {
+    let hb_text = match age {
         Some(a) => format!("last heartbeat {a:.1}s ago"),
         None => "no heartbeat time reported".into(),
     };
+    let stale = |a: f64| a > heartbeat_threshold;
     match &s.state {
         StoreState::Disconnected => {
-            let down_after = obs.max_store_down_time.map_or(String::new(), |d| {
+            let down_after = obs.schedule.max_store_down_time.map_or(String::new(), |d| {
                 format!(
                     "; PD marks it Down and re-replicates after {}s",
                     d.as_secs()
                 )
             });
-            verdict(true, format!("PD state Disconnected; {hb}{down_after}"))
-        }
-        StoreState::Down => verdict(true, format!("PD state Down; {hb}")),
-        StoreState::Offline | StoreState::Tombstone => verdict(
-            false,
-            format!(
-                "PD state {} (being removed, not down); {hb}",
-                s.state.as_str()
-            ),
-        ),
-        StoreState::Up => match age {
-            Some(a) if a > heartbeat_threshold => verdict(
+            verdict(
                 true,
-                format!("PD state Up but {hb} (> {heartbeat_threshold}s)"),
+                format!("PD state Disconnected; {hb_text}{down_after}"),
+                hb.map(|h| h + PD_DISCONNECT_SECS),
+            )
+        }
+        StoreState::Down => {
+            let down_secs = obs
+                .schedule
+                .max_store_down_time
+                .map_or(DEFAULT_MAX_STORE_DOWN_SECS, |d| d.as_secs_f64());
+            // PD says Down only after max-store-down-time without a heartbeat: critical at once.
+            let since = hb.map_or(obs.now - down_secs, |h| {
+                (h + PD_DISCONNECT_SECS).min(obs.now - down_secs)
+            });
+            verdict(true, format!("PD state Down; {hb_text}"), Some(since))
+        }
+        StoreState::Tombstone => verdict(false, format!("PD state Tombstone; {hb_text}"), None),
+        // PD derives Disconnected/Down only for Up stores: a removing store is judged by its
+        // heartbeat here.
+        StoreState::Offline => match age {
+            Some(a) if stale(a) => verdict(
+                true,
+                format!(
+                    "PD state Offline (being removed) and {hb_text} (> {heartbeat_threshold}s): PD never marks a removing store Down"
+                ),
+                hb.map(|h| h + heartbeat_threshold),
             ),
-            _ => verdict(false, format!("PD state Up; {hb}")),
+            Some(_) => verdict(
+                false,
+                format!("PD state Offline (being removed, heartbeating); {hb_text}"),
+                None,
+            ),
+            None => Input::Unknown("PD state Offline and no heartbeat time reported".into()),
+        },
+        StoreState::Up => match age {
+            Some(a) if stale(a) => verdict(
+                true,
+                format!("PD state Up but {hb_text} (> {heartbeat_threshold}s)"),
+                hb.map(|h| h + heartbeat_threshold),
+            ),
+            None if s.state_inferred => Input::Unknown(
+                "PD reports neither a state_name nor a heartbeat time for this store".into(),
+            ),
+            _ => verdict(false, format!("PD state Up; {hb_text}"), None),
         },
         StoreState::Other(name) => Input::Unknown(format!("unrecognised PD store state `{name}`")),
     }
@@ -127,43 +174,81 @@ fn disk_usage_input(s: &Store) -> Input {
     }
 }
 
-fn pd_leader_input(obs: &Observations) -> Input {
-    match &obs.pd_health {
-        Err(e) => Input::Unknown(e.to_string()),
-        Ok(h) => {
-            let mut problems = Vec::new();
-            if h.leader.is_none() {
-                problems.push("no PD leader".to_owned());
-            }
-            if !h.unhealthy.is_empty() {
-                problems.push(format!("unhealthy PD members: {}", h.unhealthy.join(", ")));
-            }
-            let value = (h.unhealthy.len() + usize::from(h.leader.is_none())) as f64;
-            let reason = if problems.is_empty() {
-                format!(
-                    "leader {}, {}/{} members healthy",
-                    h.leader.as_deref().unwrap_or("?"),
-                    h.members,
-                    h.members
-                )
-            } else {
-                problems.join("; ")
-            };
-            Input::Verdict {
-                value,
-                violated: !problems.is_empty(),
-                reason,
+fn pd_leader_input(h: &PdHealth) -> Input {
+    let mut problems = Vec::new();
+    match &h.leader {
+        None => problems.push(format!(
+            "no PD leader ({} of {} members asked answer, none has a leader)",
+            h.answered, h.asked
+        )),
+        Some(l) => {
+            if let Some(e) = &h.etcd_leader
+                && e.member_id != l.member_id
+            {
+                problems.push(format!(
+                    "PD leader {} is not the etcd leader {}",
+                    l.name, e.name
+                ));
             }
         }
     }
+    if !h.other_leaders.is_empty() {
+        problems.push(format!(
+            "members disagree on the PD leader (also: {})",
+            h.other_leaders.join(", ")
+        ));
+    }
+    match &h.unhealthy {
+        Some(u) if !u.is_empty() => {
+            problems.push(format!("unhealthy PD members: {}", u.join(", ")))
+        }
+        Some(_) => {}
+        None if problems.is_empty() => {
+            return Input::Unknown(
+                "PD member health (/health) could not be read from any member".into(),
+            );
+        }
+        None => {}
+    }
+    let reason = if problems.is_empty() {
+        format!(
+            "leader {}, {}/{} members healthy",
+            h.leader.as_ref().map_or("?", |l| l.name.as_str()),
+            h.members,
+            h.members
+        )
+    } else {
+        problems.join("; ")
+    };
+    Input::Verdict {
+        value: problems.len() as f64,
+        violated: !problems.is_empty(),
+        reason,
+        since: None,
+    }
 }
 
-fn query_result<'a>(obs: &'a Observations, query: &str) -> Result<&'a [Sample], Unavailable> {
-    match obs.prom.get(query) {
-        Some(Ok(v)) => Ok(v),
-        Some(Err(e)) => Err(Unavailable::new(format!("Prometheus query failed: {e}"))),
-        None => Err(Unavailable::new("query not run")),
-    }
+/// The sample that decides for a store with several: the one worst for `op` — the largest for
+/// `>`/`>=`, the smallest for `<`/`<=`, one equal to the threshold for `==`, the farthest from
+/// it for `!=` (and for `==` when none is equal). NaN samples are ignored unless all are NaN.
+pub fn worst_sample(op: Op, threshold: f64, values: &[f64]) -> Option<f64> {
+    let real = values.iter().copied().filter(|v| !v.is_nan());
+    let farthest = |it: &mut dyn Iterator<Item = f64>| {
+        it.max_by(|a, b| (a - threshold).abs().total_cmp(&(b - threshold).abs()))
+    };
+    let picked = match op {
+        Op::Gt | Op::Ge => real.max_by(f64::total_cmp),
+        Op::Lt | Op::Le => real.min_by(f64::total_cmp),
+        Op::Eq => {
+            let v: Vec<f64> = real.collect();
+            v.iter()
+                .copied()
+                .find(|&x| x == threshold)
+                .or_else(|| farthest(&mut v.iter().copied()))
+        }
+        Op::Ne => farthest(&mut real.into_iter()),
+    };
+    picked.or_else(|| values.first().copied())
 }
 
 fn sample_input(v: f64) -> Input {
@@ -177,47 +262,70 @@ fn sample_input(v: f64) -> Input {
 fn query_per_store(
     obs: &Observations,
     query: &str,
+    op: Op,
+    threshold: f64,
     applies: impl Fn(&Store) -> bool,
 ) -> Vec<(String, Input)> {
     let stores = obs.stores.iter().filter(|s| applies(s) && !is_leaving(s));
-    let samples = match query_result(obs, query) {
+    let mapped = match obs.mapped(query) {
         Err(e) => {
             return stores
                 .map(|s| (s.id.to_string(), Input::Unknown(e.to_string())))
                 .collect();
         }
-        Ok(v) => v,
+        Ok(m) => m,
     };
-    let index = obs.index();
-    let mut values: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
-    for sample in samples {
-        if let Some(id) = obs.store_of(sample, &index) {
-            // Several samples for one store: keep the largest (the worst for `>` rules).
-            let e = values.entry(id).or_insert(f64::NEG_INFINITY);
-            if sample.value.is_nan() || sample.value > *e {
-                *e = sample.value;
-            }
-        }
-    }
     stores
         .map(|s| {
-            let id = s.id.to_string();
-            let input = match values.get(&id) {
-                Some(&v) => sample_input(v),
-                None => Input::Unknown(format!(
-                    "no sample for this store (instance {})",
-                    s.status_address
-                )),
+            let input = if let Some(d) = obs.doubtful.get(&s.id) {
+                Input::Unknown(d.to_string())
+            } else {
+                match mapped.by_store.get(&s.id) {
+                    Some(values) => worst_sample(op, threshold, values)
+                        .map_or_else(|| Input::Unknown("no sample".into()), sample_input),
+                    None => Input::Unknown(format!(
+                        "no sample maps to this store (address {}, status address {})",
+                        s.address, s.status_address
+                    )),
+                }
             };
-            (id, input)
+            (s.id.to_string(), input)
         })
         .collect()
 }
 
-fn query_cluster(obs: &Observations, query: &str) -> Input {
-    match query_result(obs, query) {
-        Err(e) => Input::Unknown(e.to_string()),
-        Ok([]) => Input::Unknown("query returned no sample".into()),
-        Ok([first, ..]) => sample_input(first.value),
+fn query_cluster(obs: &Observations, query: &str, op: Op, threshold: f64) -> Input {
+    match obs.prom.get(query) {
+        Some(Ok(v)) if v.is_empty() => Input::Unknown("query returned no sample".into()),
+        Some(Ok(v)) => {
+            let values: Vec<f64> = v.iter().map(|s| s.value).collect();
+            worst_sample(op, threshold, &values)
+                .map_or_else(|| Input::Unknown("no sample".into()), sample_input)
+        }
+        Some(Err(e)) => Input::Unknown(format!("Prometheus query failed: {e}")),
+        None => Input::Unknown("query not run".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worst_sample_follows_the_comparison() {
+        let v = [0.2, f64::NAN, 0.9, 0.5];
+        assert_eq!(worst_sample(Op::Gt, 0.7, &v), Some(0.9));
+        assert_eq!(worst_sample(Op::Ge, 0.7, &v), Some(0.9));
+        assert_eq!(worst_sample(Op::Lt, 0.7, &v), Some(0.2));
+        assert_eq!(worst_sample(Op::Le, 0.7, &v), Some(0.2));
+        assert_eq!(worst_sample(Op::Eq, 0.5, &v), Some(0.5));
+        assert_eq!(worst_sample(Op::Eq, 0.6, &v), Some(0.2));
+        assert_eq!(worst_sample(Op::Ne, 0.5, &v), Some(0.9));
+        assert_eq!(worst_sample(Op::Ne, 0.5, &[0.5, 0.5]), Some(0.5));
+        // NaN never overrides a real sample, whatever the order; all NaN stays NaN.
+        assert_eq!(worst_sample(Op::Gt, 0.1, &[f64::NAN, 0.3]), Some(0.3));
+        assert_eq!(worst_sample(Op::Lt, 0.1, &[0.3, f64::NAN]), Some(0.3));
+        assert!(worst_sample(Op::Gt, 0.1, &[f64::NAN]).unwrap().is_nan());
+        assert_eq!(worst_sample(Op::Gt, 0.1, &[]), None);
     }
 }

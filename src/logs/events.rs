@@ -6,9 +6,17 @@
 //! | `became_follower` | raft-rs `became follower at term N` |
 //! | `election_started` | raft-rs `starting a new election` |
 //! | `leader_changed` | PD `leader changed` (`region-id`, `from`, `to` store ids) |
-//! | `transfer_leader` | PD `send schedule command` whose `step` is `transfer leader from store X to store Y`; TiKV `transfer leader` (target store from `peer`); raft-rs `starts to transfer leadership` |
+//! | `transfer_leader` | PD `send schedule command` whose `step` is `transfer leader from store X to store Y` (PD's log); raft-rs `[term N] starts to transfer leadership to P` (the old leader's TiKV log) |
 //! | `step_down` | `stepped down to follower ...`, `step down` |
 //! | `pd_leader_changed` | PD's own leader messages: `start to campaign PD leader`, `campaign PD leader ok`, `pd leader has changed, try to re-campaign ...`, `... delete and campaign again`, `current leadership is deleted` (PD's `purpose="leader election"`), `... resign ... leader ...`. Not `skip campaigning of pd leader and check later`, which repeats every 200 ms on followers. |
+//!
+//! Each real transfer is counted once per log: in TiKV's log by raft-rs's `starts to transfer
+//! leadership`, printed once by the old leader when raft starts the transfer (a repeated request
+//! while it is in progress logs `... is in progress, ignores request ...` instead), and in PD's
+//! log by the schedule step. TiKV's own `transfer leader` (raftstore `peer.rs`) and `ack
+//! transfer leader` lines are not counted: both repeat on every retry PD sends for the same
+//! transfer (cluster-signals.md §11). The new leader's `became leader at term N` counts as
+//! `became_leader`, once per term.
 //!
 //! Lines that only mention leaders in passing (`peer is not leader`, PD `add operator` /
 //! `operator finish` describing a transfer that its `send schedule command` step already counts,
@@ -169,10 +177,6 @@ impl Classifier {
                 b"term" if ev.term.is_none() => ev.term = f.value.to_u64(),
                 b"from" if kind == EventKind::LeaderChanged => ev.from_store = f.value.to_u64(),
                 b"to" if kind == EventKind::LeaderChanged => ev.to_store = f.value.to_u64(),
-                // TiKV `transfer leader` names the target peer: `peer="id: 5 store_id: 3"`.
-                b"peer" if kind == EventKind::TransferLeader => {
-                    ev.to_store = number_after(&f.value.bytes(), b"store_id: ")
-                }
                 _ => {}
             }
         }
@@ -223,7 +227,7 @@ fn message_kind(msg: &[u8]) -> Option<EventKind> {
     if msg == b"leader changed" {
         return Some(EventKind::LeaderChanged);
     }
-    if msg.starts_with(b"transfer leader") || has("starts to transfer leadership") {
+    if has("starts to transfer leadership") {
         return Some(EventKind::TransferLeader);
     }
     if has("stepped down to follower") || has("step down") {

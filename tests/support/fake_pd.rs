@@ -6,6 +6,17 @@
 //! bodies, delays, per-path responses, stop/restart on the same port) and records every request,
 //! so tests can count requests and check that `/pd/api/v1/regions` is never asked for.
 //!
+//! Each server is one PD member ([`FakePd::member_name`]; the first is the samples' leader
+//! `basic-53pe89`); [`FakePd::peer`] starts another member sharing the same cluster. Without a
+//! leader ([`FakePd::set_leader`]`(None)`) the members behave like PD's redirector
+//! (cluster-signals.md §1): requests without `PD-Allow-follower-handle` get 503 with the body of
+//! the [`PdVersion`] (`no leader` up to v8.1.0, `[PD:apiutil:ErrRedirectNoLeader]redirect finds no
+//! leader` from v8.1.1; from v8.5.5 `/pd/api/v1/health` is still served locally); with the
+//! header a member answers from its own state: `/members` without `leader`, `/leader` `null`,
+//! `/health` (every member unhealthy before v8.5.5, whose probe is redirected too), and
+//! `/stores` 500 `ErrNotBootstrapped` (only a leader has the cluster). A follower asked with the
+//! header while a leader exists answers the same way, except that `/members` names the leader.
+//!
 //! ```ignore
 //! let pd = FakePd::with_stores(&fake_pd::cluster(1000));
 //! pd.set_store_state(3, "Disconnected");
@@ -28,9 +39,11 @@ use super::http::{Acceptor, ReadWrite, Request, Response, TestServer};
 
 /// Real PD response bodies, copied from /work/shared/reference/pd-api.md (§ numbers refer to it).
 pub mod samples {
-    /// §3.1 `GET /stores`, PD v8.1.0: one TiKV (id 4) and one TiFlash (id 20); `count` says 4 (the fixture listed only two of its four stores: the list is what counts).
+    /// §3.1 `GET /stores`, PD v8.1.0: one TiKV (id 4) and one TiFlash (id 20). The reference
+    /// shows two of the fixture's four stores with its `count: 4`; PD always sets `count` to the
+    /// length of the list (`server/api/store.go` `GetAllStores`), so the abridged body says 2.
     pub const V81_STORES: &str = r##"{
-  "count": 4,
+  "count": 2,
   "stores": [
     {
       "store": {
@@ -304,14 +317,40 @@ pub mod samples {
   "high-space-ratio": 0.7
 }"##;
 
-    /// The message PD (any member) answers with HTTP 503 while there is no PD leader (§1).
+    /// The message PD v8.1.1+ (any member) answers with HTTP 503 while there is no PD leader
+    /// (cluster-signals.md §1.2, `http.Error` with a trailing newline).
     pub const NO_LEADER: &str = "[PD:apiutil:ErrRedirectNoLeader]redirect finds no leader";
+
+    /// The 503 body of PD up to v8.1.0 (all 4.x–7.x) without a leader (cluster-signals.md §1.1).
+    pub const NO_LEADER_OLD: &str = "no leader";
+
+    /// What a follower asked with the follower-handle header answers for cluster data
+    /// (`/stores`, ...): HTTP 500 with this JSON string (cluster-signals.md §1.1).
+    pub const NOT_BOOTSTRAPPED: &str =
+        "[PD:cluster:ErrNotBootstrapped]TiKV cluster not bootstrapped, please start TiKV first";
 
     /// §3.5's Offline store wrapped as a `GET /stores` body.
     pub fn v521_offline_stores() -> String {
         format!("{{\"count\": 1, \"stores\": [{V521_OFFLINE_STORE}]}}")
     }
 }
+
+/// How a PD member behaves without a leader (cluster-signals.md §0, §1.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PdVersion {
+    /// PD ≤ v8.1.0 (and 6.x/7.x ≤ v7.5.5): 503 `no leader` at once; the health probe is
+    /// redirected, so `/health` reports every member unhealthy.
+    V8_1_0,
+    /// PD v8.1.1–v8.5.4: 503 `[PD:apiutil:ErrRedirectNoLeader]redirect finds no leader` (after
+    /// waiting up to 3 s for a leader; the fake answers at once); probe redirected as above.
+    V8_1_1,
+    /// PD v8.5.5+: as v8.1.1, but `/pd/api/v1/health` (and `/ping`, `/status`, `/version`) are
+    /// served locally without the header, and the probe is local (health is real).
+    V8_5_5,
+}
+
+/// The header that makes a PD follower answer from its own state (any non-empty value).
+pub const FOLLOWER_HEADER: &str = "PD-Allow-follower-handle";
 
 // ---------------------------------------------------------------------------------------------
 // Building stores
@@ -541,9 +580,12 @@ fn go_duration(ns: u64) -> String {
 // The fake
 
 struct State {
+    /// Leaderless behaviour.
+    version: PdVersion,
     /// Up stores report a heartbeat of "now" on every `/stores` (like live TiKVs).
     live_heartbeats: bool,
-    /// `count` as given by a loaded body; `None`: the number of listed stores.
+    /// `count` as overridden by [`FakePd::set_count`]; `None`: the number of listed stores,
+    /// as PD renders it.
     count: Option<i64>,
     stores: Vec<Value>,
     members: Vec<Value>,
@@ -561,13 +603,17 @@ struct State {
     requests: Vec<Request>,
 }
 
-/// A running fake PD on an ephemeral loopback port; stops on drop.
+/// A running fake PD member on an ephemeral loopback port; stops on drop.
 pub struct FakePd {
     server: Option<TestServer>,
     addr: SocketAddr,
     tls: bool,
     state: Arc<Mutex<State>>,
+    me: String,
 }
+
+/// The member the first server of a fake cluster plays: the samples' leader.
+const FIRST_MEMBER: &str = "basic-53pe89";
 
 impl FakePd {
     /// Plain HTTP, serving the v8.1 samples (TiKV store 4 + TiFlash store 20, `count` 4).
@@ -593,37 +639,67 @@ impl FakePd {
     /// Plain HTTP, serving this `GET /stores` body (kept as-is but editable by the setters).
     pub fn with_stores_json(body: &str) -> Self {
         let state = Arc::new(Mutex::new(State::new(body)));
-        let server = TestServer::start(handler(state.clone()));
+        let server = TestServer::start(handler(state.clone(), FIRST_MEMBER));
         FakePd {
             addr: server.addr(),
             server: Some(server),
             tls: false,
             state,
+            me: FIRST_MEMBER.to_owned(),
         }
+    }
+
+    /// Another member (`name`, one of the sample members `basic-7axwci`, `basic-53pe89`,
+    /// `basic-0qt9e9`) of the same cluster, on its own port, sharing this fake's state.
+    pub fn peer(&self, name: &str) -> FakePd {
+        assert!(
+            self.lock().members.iter().any(|m| m["name"] == name),
+            "fake PD has no member {name}"
+        );
+        let server = TestServer::start(handler(self.state.clone(), name));
+        FakePd {
+            addr: server.addr(),
+            server: Some(server),
+            tls: false,
+            state: self.state.clone(),
+            me: name.to_owned(),
+        }
+    }
+
+    /// The PD member this server plays.
+    pub fn member_name(&self) -> &str {
+        &self.me
+    }
+
+    /// How members behave without a leader (default [`PdVersion::V8_1_0`], the samples' version).
+    pub fn set_version(&self, v: PdVersion) {
+        self.lock().version = v;
     }
 
     /// Plain HTTP on `addr` (port 0: any free port), serving these stores. For clients that
     /// cannot reach loopback, e.g. containers: bind the Docker network's gateway address.
     pub fn with_stores_on(addr: SocketAddr, specs: &[StoreSpec]) -> Self {
         let state = Arc::new(Mutex::new(State::new(&stores_body(specs))));
-        let server = TestServer::start_on(addr, handler(state.clone()));
+        let server = TestServer::start_on(addr, handler(state.clone(), FIRST_MEMBER));
         FakePd {
             addr: server.addr(),
             server: Some(server),
             tls: false,
             state,
+            me: FIRST_MEMBER.to_owned(),
         }
     }
 
     /// Over TLS: `acceptor` wraps each connection (see [`tls::Pki::server_acceptor`]).
     pub fn start_tls(acceptor: Arc<Acceptor>) -> Self {
         let state = Arc::new(Mutex::new(State::new(samples::V81_STORES)));
-        let server = TestServer::start_with(acceptor, handler(state.clone()));
+        let server = TestServer::start_with(acceptor, handler(state.clone(), FIRST_MEMBER));
         FakePd {
             addr: server.addr(),
             server: Some(server),
             tls: true,
             state,
+            me: FIRST_MEMBER.to_owned(),
         }
     }
 
@@ -647,7 +723,10 @@ impl FakePd {
     pub fn restart(&mut self) {
         assert!(!self.tls, "restart is only supported for plain-HTTP fakes");
         if self.server.is_none() {
-            self.server = Some(TestServer::start_on(self.addr, handler(self.state.clone())));
+            self.server = Some(TestServer::start_on(
+                self.addr,
+                handler(self.state.clone(), &self.me),
+            ));
         }
     }
 
@@ -690,6 +769,27 @@ impl FakePd {
         self.edit_store(id, |s| {
             s["store"]["last_heartbeat"] = json!(ns);
             refresh_timestamps(s);
+        });
+    }
+
+    /// The store's last heartbeat was `ago` ago, and `state_name` follows as PD derives it for
+    /// a store in state Up (pd-api.md §2.3): `Up` within 20 s, `Disconnected` after, `Down`
+    /// after `max-store-down-time` (30 min). A store being removed stays `Offline`.
+    pub fn set_heartbeat_age(&self, id: u64, ago: Duration) {
+        let ns = now_ns() - ago.as_nanos() as u64;
+        let state = if ago > Duration::from_secs(1800) {
+            "Down"
+        } else if ago > Duration::from_secs(20) {
+            "Disconnected"
+        } else {
+            "Up"
+        };
+        self.edit_store(id, |s| {
+            s["store"]["last_heartbeat"] = json!(ns);
+            refresh_timestamps(s);
+            if s["store"]["state_name"] != "Offline" {
+                s["store"]["state_name"] = json!(state);
+            }
         });
     }
 
@@ -759,15 +859,14 @@ impl FakePd {
             .retain(|s| s["store"]["id"].as_u64() != Some(id));
     }
 
-    /// Replaces the whole `/stores` body.
+    /// Replaces the listed stores with those of this `/stores` body (`count` is rendered as
+    /// PD does; to serve a body verbatim use [`FakePd::respond_with`]).
     pub fn set_stores_json(&self, body: &str) {
         let fresh = State::new(body);
-        let mut st = self.lock();
-        st.count = fresh.count;
-        st.stores = fresh.stores;
+        self.lock().stores = fresh.stores;
     }
 
-    /// Overrides `count` (`None`: the number of listed stores).
+    /// Overrides `count` (`None`: the number of listed stores, as PD renders it).
     pub fn set_count(&self, count: Option<i64>) {
         self.lock().count = count;
     }
@@ -792,18 +891,31 @@ impl FakePd {
         m["health"] = json!(healthy);
     }
 
-    /// Sets the PD leader and etcd leader by member name; `None`: no leader (`/members` omits
-    /// them and `/leader` answers 503 like PD during an election).
+    /// Sets the PD leader and etcd leader by member name; `None`: PD has lost its leader (and
+    /// etcd its raft leader): members answer as PD's redirector does (see the module docs).
     pub fn set_leader(&self, name: Option<&str>) {
+        self.set_leaders(name, name);
+    }
+
+    /// Sets the PD leader and the etcd leader separately (they differ during elections and
+    /// leader transfers; §1.3).
+    pub fn set_leaders(&self, pd_leader: Option<&str>, etcd_leader: Option<&str>) {
         let mut st = self.lock();
-        if let Some(n) = name {
+        for n in [pd_leader, etcd_leader].into_iter().flatten() {
             assert!(
                 st.members.iter().any(|m| m["name"] == n),
                 "fake PD has no member {n}"
             );
         }
-        st.leader = name.map(str::to_owned);
-        st.etcd_leader = name.map(str::to_owned);
+        st.leader = pd_leader.map(str::to_owned);
+        st.etcd_leader = etcd_leader.map(str::to_owned);
+    }
+
+    /// Sets `high-space-ratio` and `low-space-ratio` in `/config/schedule` (PD defaults 0.7, 0.8).
+    pub fn set_space_ratios(&self, high: f64, low: f64) {
+        let mut st = self.lock();
+        st.schedule.insert("high-space-ratio".into(), json!(high));
+        st.schedule.insert("low-space-ratio".into(), json!(low));
     }
 
     /// Sets `max-store-down-time` in `/config/schedule` (`None` removes the key).
@@ -942,7 +1054,8 @@ impl State {
             unreachable!("health sample is an array")
         };
         State {
-            count: doc["count"].as_i64(),
+            version: PdVersion::V8_1_0,
+            count: None,
             stores,
             members: members["members"].as_array().cloned().unwrap_or_default(),
             header: members["header"].clone(),
@@ -1032,7 +1145,87 @@ pub fn store_json_mut(stores: &mut [Value], id: u64) -> &mut Value {
         .unwrap_or_else(|| panic!("fake PD has no store {id}"))
 }
 
-fn handler(state: Arc<Mutex<State>>) -> impl Fn(&Request) -> Response + Send + Sync + 'static {
+/// Paths only a PD leader can answer (the "cluster router"; cluster-signals.md §1.1).
+fn needs_cluster(path: &str) -> bool {
+    [
+        "/pd/api/v1/stores",
+        "/pd/api/v1/store/",
+        "/pd/api/v1/regions",
+        "/pd/api/v1/region/",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p))
+}
+
+/// Paths PD v8.5.5+ serves locally whatever the leader (cluster-signals.md §1.1, item 1).
+fn served_locally(path: &str) -> bool {
+    [
+        "/pd/api/v1/health",
+        "/pd/api/v1/ping",
+        "/pd/api/v1/status",
+        "/pd/api/v1/version",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p))
+}
+
+impl State {
+    /// What member `me` answers, as PD's redirector decides (cluster-signals.md §1.1–1.2).
+    fn redirect(&self, req: &Request, me: &str) -> Response {
+        let path = req.path_only();
+        let follower_handle = req.header(FOLLOWER_HEADER).is_some_and(|v| !v.is_empty());
+        let is_leader = self.leader.as_deref() == Some(me);
+        if !path.starts_with("/pd/") || is_leader {
+            return self.route(req);
+        }
+        if follower_handle {
+            return self.local(req);
+        }
+        match &self.leader {
+            // Proxied to the leader: the same cluster state answers.
+            Some(_) => self.route(req),
+            None if self.version >= PdVersion::V8_5_5 && served_locally(path) => self.local(req),
+            None => {
+                let body = match self.version {
+                    PdVersion::V8_1_0 => samples::NO_LEADER_OLD,
+                    _ => samples::NO_LEADER,
+                };
+                Response::text(503, format!("{body}\n"))
+            }
+        }
+    }
+
+    /// A follower answering from its own state.
+    fn local(&self, req: &Request) -> Response {
+        let path = req.path_only();
+        if needs_cluster(path) {
+            return Response::json(json!(samples::NOT_BOOTSTRAPPED).to_string()).status(500);
+        }
+        match path {
+            "/pd/api/v1/leader" if self.leader.is_none() => Response::json("null"),
+            "/pd/api/v1/health" if self.leader.is_none() && self.version < PdVersion::V8_5_5 => {
+                // The probe of each member's /ping is redirected too and fails.
+                let all_down: Vec<Value> = self
+                    .health
+                    .iter()
+                    .map(|m| {
+                        let mut m = m.clone();
+                        m["health"] = json!(false);
+                        m
+                    })
+                    .collect();
+                Response::json(Value::Array(all_down).to_string())
+            }
+            _ => self.route(req),
+        }
+    }
+}
+
+fn handler(
+    state: Arc<Mutex<State>>,
+    me: &str,
+) -> impl Fn(&Request) -> Response + Send + Sync + 'static {
+    let me = me.to_owned();
     move |req: &Request| {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         st.requests.push(req.clone());
@@ -1062,7 +1255,7 @@ fn handler(state: Arc<Mutex<State>>) -> impl Fn(&Request) -> Response + Send + S
                     refresh_timestamps(s);
                 }
             }
-            st.route(req)
+            st.redirect(req, &me)
         };
         match st.delay {
             Some(d) => resp.delayed(d),

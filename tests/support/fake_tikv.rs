@@ -1,12 +1,20 @@
 //! A fake TiKV status endpoint (`GET /metrics`, Prometheus text format 0.0.4) whose values the
-//! test sets while it runs. Counters (`process_cpu_seconds_total` and the write-latency
-//! histogram) are advanced from wall-clock time at every scrape, at the rates last set, so
-//! `rate(...)` over real Prometheus scrapes gives the configured per-second values.
-//! [`FakeTikv::history`] additionally produces a backfillable past at the current settings, so
-//! `[1m]` windows are full from the first scrape.
+//! test sets while it runs. Counters (`process_cpu_seconds_total` and the latency histograms)
+//! are advanced from wall-clock time at every scrape, at the rates last set, so `rate(...)` over
+//! real Prometheus scrapes gives the configured per-second values. [`FakeTikv::history`]
+//! additionally produces a backfillable past at the current settings, so `[1m]` windows are
+//! full from the first scrape.
 //!
-//! The histogram is TiKV's `tikv_storage_engine_async_request_duration_seconds` with TiKV's real
-//! buckets (`exponential_buckets(0.00001, 2.0, 32)`, "10us ~ 42949s", plus `+Inf`).
+//! Two histograms, with TiKV's real names, labels and buckets (tikv-metrics-and-rules.md §2,
+//! cluster-signals.md §9.2):
+//! * `tikv_grpc_msg_duration_seconds{priority, type}`, `exponential_buckets(5e-5, 2.0, 22)`
+//!   ("50us ~ 104s"): what clients wait for. Like TiKV's static metrics every write type exists
+//!   from the start (zero counts, `priority="unknown"`); `kv_get` (50/s at 1 ms) and
+//!   `kv_pessimistic_lock` (5/s at 3 s: waiting for other transactions' locks) run all the time,
+//!   so the write-type filter matters.
+//! * `tikv_storage_engine_async_request_duration_seconds{type}`,
+//!   `exponential_buckets(0.00001, 2.0, 32)` ("10us ~ 42949s"): recorded after the scheduler's
+//!   flow-control sleep, so [`FakeTikv::set_flow_control_delay`] does not show in it.
 
 #![allow(dead_code)]
 
@@ -20,25 +28,51 @@ use super::http::{Response, TestServer};
 /// Number of finite buckets of TiKV's async-request histogram.
 pub const BUCKETS: usize = 32;
 
-/// TiKV's finite bucket bounds, computed like rust-prometheus's `exponential_buckets(0.00001, 2.0, 32)`.
-pub fn bucket_bounds() -> Vec<f64> {
-    let mut v = Vec::with_capacity(BUCKETS);
-    let mut next = 0.00001;
-    for _ in 0..BUCKETS {
+/// Number of finite buckets of TiKV's gRPC duration histogram.
+pub const GRPC_BUCKETS: usize = 22;
+
+/// The gRPC write types TiKV exports (transactional and raw), zero until written.
+pub const WRITE_TYPES: [&str; 9] = [
+    "kv_prewrite",
+    "kv_commit",
+    "kv_pessimistic_lock",
+    "raw_put",
+    "raw_batch_put",
+    "raw_delete",
+    "raw_batch_delete",
+    "raw_delete_range",
+    "raw_compare_and_swap",
+];
+
+/// `exponential_buckets(start, 2.0, n)` as rust-prometheus computes it.
+fn exponential(start: f64, n: usize) -> Vec<f64> {
+    let mut v = Vec::with_capacity(n);
+    let mut next = start;
+    for _ in 0..n {
         v.push(next);
         next *= 2.0;
     }
     v
 }
 
+/// TiKV's async-request bounds, `exponential_buckets(0.00001, 2.0, 32)`.
+pub fn bucket_bounds() -> Vec<f64> {
+    exponential(0.00001, BUCKETS)
+}
+
+/// TiKV's gRPC duration bounds, `exponential_buckets(5e-5, 2.0, 22)`.
+pub fn grpc_bucket_bounds() -> Vec<f64> {
+    exponential(0.00005, GRPC_BUCKETS)
+}
+
 /// The value Prometheus's `histogram_quantile(q, rate(...))` gives for a steady mix of
-/// `(requests_per_sec, latency_secs)` observed into TiKV's buckets (linear interpolation
+/// `(requests_per_sec, latency_secs)` observed into buckets `bounds` (linear interpolation
 /// inside the bucket holding the rank; the first bucket's lower bound is 0).
-pub fn expected_quantile(q: f64, mix: &[(f64, f64)]) -> f64 {
-    let bounds = bucket_bounds();
-    let mut counts = vec![0.0; BUCKETS + 1];
+pub fn quantile_in(bounds: &[f64], q: f64, mix: &[(f64, f64)]) -> f64 {
+    let n = bounds.len();
+    let mut counts = vec![0.0; n + 1];
     for &(rps, latency) in mix {
-        counts[bucket_index(&bounds, latency)] += rps;
+        counts[bucket_index(bounds, latency)] += rps;
     }
     let total: f64 = counts.iter().sum();
     if total == 0.0 {
@@ -48,25 +82,40 @@ pub fn expected_quantile(q: f64, mix: &[(f64, f64)]) -> f64 {
     let mut cum = 0.0;
     for (i, c) in counts.iter().enumerate() {
         if cum + c >= rank && *c > 0.0 {
-            if i == BUCKETS {
+            if i == n {
                 // Prometheus returns the highest finite bound for the +Inf bucket.
-                return bounds[BUCKETS - 1];
+                return bounds[n - 1];
             }
             let lo = if i == 0 { 0.0 } else { bounds[i - 1] };
             return lo + (bounds[i] - lo) * (rank - cum) / c;
         }
         cum += c;
     }
-    bounds[BUCKETS - 1]
+    bounds[n - 1]
+}
+
+/// [`quantile_in`] for the gRPC histogram (what `write_latency_p99` reads).
+pub fn expected_quantile(q: f64, mix: &[(f64, f64)]) -> f64 {
+    quantile_in(&grpc_bucket_bounds(), q, mix)
+}
+
+/// [`quantile_in`] for the async-request histogram.
+pub fn expected_async_quantile(q: f64, mix: &[(f64, f64)]) -> f64 {
+    quantile_in(&bucket_bounds(), q, mix)
 }
 
 fn bucket_index(bounds: &[f64], v: f64) -> usize {
-    bounds.iter().position(|&le| v <= le).unwrap_or(BUCKETS)
+    bounds
+        .iter()
+        .position(|&le| v <= le)
+        .unwrap_or(bounds.len())
 }
 
 /// A steadily growing histogram: per-bucket (non-cumulative) counts, sum and count.
 #[derive(Clone, Debug)]
 struct Histogram {
+    /// Labels besides `le`, in exposition order.
+    labels: Vec<(String, String)>,
     /// `(requests_per_sec, latency_secs)` currently being observed.
     mix: Vec<(f64, f64)>,
     /// Non-cumulative counts per bucket; the last entry is the +Inf-only bucket.
@@ -75,10 +124,14 @@ struct Histogram {
 }
 
 impl Histogram {
-    fn new(mix: Vec<(f64, f64)>) -> Self {
+    fn new(labels: &[(&str, &str)], buckets: usize, mix: Vec<(f64, f64)>) -> Self {
         Histogram {
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             mix,
-            counts: vec![0.0; BUCKETS + 1],
+            counts: vec![0.0; buckets + 1],
             sum: 0.0,
         }
     }
@@ -92,12 +145,48 @@ impl Histogram {
     }
 }
 
+/// One histogram family: its name, help, bounds and series.
+#[derive(Clone, Debug)]
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    bounds: Vec<f64>,
+    series: Vec<Histogram>,
+}
+
+impl Family {
+    fn series_mut(&mut self, labels: &[(&str, &str)]) -> &mut Histogram {
+        let want: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        if let Some(i) = self.series.iter().position(|h| h.labels == want) {
+            return &mut self.series[i];
+        }
+        let n = self.bounds.len();
+        self.series.push(Histogram::new(labels, n, Vec::new()));
+        self.series.last_mut().unwrap()
+    }
+
+    fn advance(&mut self, secs: f64) {
+        for h in &mut self.series {
+            h.advance(&self.bounds, secs);
+        }
+    }
+}
+
 /// Everything the fake reports; changed through [`FakeTikv`]'s setters.
 #[derive(Clone, Debug)]
 struct State {
     last_advance: Instant,
-    /// Per `type` label (`write`, `snapshot`).
-    histograms: Vec<(String, Histogram)>,
+    /// `tikv_storage_engine_async_request_duration_seconds` then `tikv_grpc_msg_duration_seconds`.
+    families: Vec<Family>,
+    /// The write load last set: `(requests_per_sec, latency_secs)`.
+    write: Option<(f64, f64)>,
+    /// Flow-control sleep added to gRPC writes only.
+    flow_control_delay: f64,
+    /// Expose the gRPC histogram at all (TiKV that is not scraped, or hides it).
+    grpc: bool,
     cpu_busy_cores: f64,
     cpu_seconds: f64,
     cpu_quota: f64,
@@ -159,64 +248,87 @@ impl Series {
 }
 
 const ASYNC: &str = "tikv_storage_engine_async_request_duration_seconds";
+const GRPC: &str = "tikv_grpc_msg_duration_seconds";
 
 impl State {
-    fn advance(&mut self, now: Instant, bounds: &[f64]) {
+    fn advance(&mut self, now: Instant) {
         let secs = now
             .saturating_duration_since(self.last_advance)
             .as_secs_f64();
         self.last_advance = now;
-        self.advance_secs(secs, bounds);
+        self.advance_secs(secs);
     }
 
-    fn advance_secs(&mut self, secs: f64, bounds: &[f64]) {
-        for (_, h) in &mut self.histograms {
-            h.advance(bounds, secs);
+    fn advance_secs(&mut self, secs: f64) {
+        for f in &mut self.families {
+            f.advance(secs);
         }
         self.cpu_seconds += self.cpu_busy_cores * secs;
     }
 
-    fn histogram_mut(&mut self, ty: &str) -> &mut Histogram {
-        if let Some(i) = self.histograms.iter().position(|(t, _)| t == ty) {
-            return &mut self.histograms[i].1;
-        }
-        self.histograms
-            .push((ty.to_owned(), Histogram::new(Vec::new())));
-        &mut self.histograms.last_mut().unwrap().1
+    fn family_mut(&mut self, name: &str) -> &mut Family {
+        self.families
+            .iter_mut()
+            .find(|f| f.name == name)
+            .expect("known family")
+    }
+
+    /// Applies the write load and flow-control delay to both histograms: half the writes are
+    /// `kv_prewrite` (priority `unknown`), half `kv_commit` (priority `high`), so queries must
+    /// sum over `type` and `priority`.
+    fn apply_write(&mut self) {
+        let (rps, latency) = self.write.unwrap_or((0.0, 0.0));
+        let mix = |l: f64| {
+            if rps > 0.0 {
+                vec![(rps / 2.0, l)]
+            } else {
+                Vec::new()
+            }
+        };
+        let async_mix = if rps > 0.0 {
+            vec![(rps, latency)]
+        } else {
+            Vec::new()
+        };
+        self.family_mut(ASYNC).series_mut(&[("type", "write")]).mix = async_mix;
+        let grpc_latency = latency + self.flow_control_delay;
+        let g = self.family_mut(GRPC);
+        g.series_mut(&[("priority", "unknown"), ("type", "kv_prewrite")])
+            .mix = mix(grpc_latency);
+        g.series_mut(&[("priority", "high"), ("type", "kv_commit")])
+            .mix = mix(grpc_latency);
     }
 
     /// Every series the fake exposes, in exposition order (families contiguous).
-    fn series(&self, bounds: &[f64]) -> Vec<Series> {
-        let help = "Bucketed histogram of processing successful asynchronous requests.";
-        let mut out = Vec::with_capacity(40 * self.histograms.len() + 10);
-        for (ty, h) in &self.histograms {
-            let mut cum = 0.0;
-            for (le, c) in bounds.iter().zip(&h.counts) {
-                cum += c;
-                out.push(
-                    Series::new(ASYNC, help, "histogram", "_bucket")
-                        .label("type", ty)
-                        .label("le", &le.to_string())
-                        .value(cum),
-                );
+    fn series(&self) -> Vec<Series> {
+        let mut out = Vec::with_capacity(600);
+        for f in &self.families {
+            if f.name == GRPC && !self.grpc {
+                continue;
             }
-            cum += h.counts[BUCKETS];
-            out.push(
-                Series::new(ASYNC, help, "histogram", "_bucket")
-                    .label("type", ty)
-                    .label("le", "+Inf")
-                    .value(cum),
-            );
-            out.push(
-                Series::new(ASYNC, help, "histogram", "_sum")
-                    .label("type", ty)
-                    .value(h.sum),
-            );
-            out.push(
-                Series::new(ASYNC, help, "histogram", "_count")
-                    .label("type", ty)
-                    .value(cum),
-            );
+            for h in &f.series {
+                let mut cum = 0.0;
+                let bucket = |le: &str, v: f64| {
+                    let mut s = Series::new(f.name, f.help, "histogram", "_bucket");
+                    for (k, v) in &h.labels {
+                        s = s.label(k, v);
+                    }
+                    s.label("le", le).value(v)
+                };
+                for (le, c) in f.bounds.iter().zip(&h.counts) {
+                    cum += c;
+                    out.push(bucket(&le.to_string(), cum));
+                }
+                cum += h.counts[f.bounds.len()];
+                out.push(bucket("+Inf", cum));
+                for (suffix, v) in [("_sum", h.sum), ("_count", cum)] {
+                    let mut s = Series::new(f.name, f.help, "histogram", suffix);
+                    for (k, v) in &h.labels {
+                        s = s.label(k, v);
+                    }
+                    out.push(s.value(v));
+                }
+            }
         }
         out.push(
             Series::new(
@@ -272,10 +384,10 @@ impl State {
     }
 
     /// Prometheus text format 0.0.4.
-    fn render(&self, bounds: &[f64]) -> String {
-        let mut out = String::with_capacity(8192);
+    fn render(&self) -> String {
+        let mut out = String::with_capacity(64 * 1024);
         let mut family = "";
-        for s in self.series(bounds) {
+        for s in self.series() {
             if s.family != family {
                 family = s.family;
                 let _ = writeln!(out, "# HELP {} {}", s.family, s.help);
@@ -295,19 +407,51 @@ impl State {
 pub struct FakeTikv {
     server: TestServer,
     state: Arc<Mutex<State>>,
-    bounds: Arc<Vec<f64>>,
 }
 
 impl FakeTikv {
-    /// Starts an idle fake: no requests, no CPU, quota 8 cores, 1 TiB capacity half used,
-    /// 100 regions of which 50 leaders. Also writes 50 snapshot requests/s at 1 ms so the
-    /// `type="write"` filter of queries matters.
+    /// Starts an idle fake: no writes (every write type at zero), no CPU, quota 8 cores,
+    /// 1 TiB capacity half used, 100 regions of which 50 leaders. Also serves 50 snapshot
+    /// requests/s at 1 ms in the async histogram, and the reads and lock waits described in
+    /// the module docs in the gRPC one, so the queries' type filters matter.
     pub fn start() -> Self {
-        let mut histograms = vec![("write".to_owned(), Histogram::new(Vec::new()))];
-        histograms.push(("snapshot".to_owned(), Histogram::new(vec![(50.0, 0.001)])));
+        let async_family = Family {
+            name: ASYNC,
+            help: "Bucketed histogram of processing successful asynchronous requests.",
+            bounds: bucket_bounds(),
+            series: vec![
+                Histogram::new(&[("type", "write")], BUCKETS, Vec::new()),
+                Histogram::new(&[("type", "snapshot")], BUCKETS, vec![(50.0, 0.001)]),
+            ],
+        };
+        let mut grpc_series: Vec<Histogram> = WRITE_TYPES
+            .iter()
+            .map(|t| {
+                Histogram::new(
+                    &[("priority", "unknown"), ("type", t)],
+                    GRPC_BUCKETS,
+                    Vec::new(),
+                )
+            })
+            .collect();
+        grpc_series.push(Histogram::new(
+            &[("priority", "unknown"), ("type", "kv_get")],
+            GRPC_BUCKETS,
+            vec![(50.0, 0.001)],
+        ));
+        grpc_series[2].mix = vec![(5.0, 3.0)]; // kv_pessimistic_lock: lock waits
+        let grpc_family = Family {
+            name: GRPC,
+            help: "Bucketed histogram of grpc server messages",
+            bounds: grpc_bucket_bounds(),
+            series: grpc_series,
+        };
         let state = Arc::new(Mutex::new(State {
             last_advance: Instant::now(),
-            histograms,
+            families: vec![async_family, grpc_family],
+            write: None,
+            flow_control_delay: 0.0,
+            grpc: true,
             cpu_busy_cores: 0.0,
             cpu_seconds: 0.0,
             cpu_quota: 8.0,
@@ -324,8 +468,7 @@ impl FakeTikv {
             fail_with: None,
             extra: String::new(),
         }));
-        let bounds = Arc::new(bucket_bounds());
-        let (st, b) = (state.clone(), bounds.clone());
+        let st = state.clone();
         let server = TestServer::start(move |req| {
             if req.path_only() != "/metrics" {
                 return Response::text(404, "not found\n");
@@ -334,14 +477,10 @@ impl FakeTikv {
             if let Some(code) = s.fail_with {
                 return Response::text(code, "fake TiKV failure\n");
             }
-            s.advance(Instant::now(), &b);
-            Response::text(200, s.render(&b))
+            s.advance(Instant::now());
+            Response::text(200, s.render())
         });
-        FakeTikv {
-            server,
-            state,
-            bounds,
-        }
+        FakeTikv { server, state }
     }
 
     /// The listening address; Prometheus's `instance` label for it is `"127.0.0.1:PORT"`.
@@ -362,18 +501,46 @@ impl FakeTikv {
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         let mut s = self.state.lock().unwrap();
         // Accrue at the old rates up to now, so a change applies from this moment on.
-        s.advance(Instant::now(), &self.bounds);
+        s.advance(Instant::now());
         f(&mut s)
     }
 
-    /// From now on, observe `requests_per_sec` write requests each taking `latency` seconds.
+    /// From now on, serve `requests_per_sec` write requests each taking `latency` seconds
+    /// (plus the flow-control delay in the gRPC histogram); `0` requests: idle.
     pub fn set_write_latency(&self, requests_per_sec: f64, latency: f64) {
-        self.set_latency_mix("write", &[(requests_per_sec, latency)]);
+        self.with(|s| {
+            s.write = Some((requests_per_sec, latency));
+            s.apply_write();
+        });
     }
 
-    /// From now on, observe this `(requests_per_sec, latency_secs)` mix for `type=ty`.
+    /// From now on, the scheduler's flow control delays every write by `secs` before it is
+    /// processed: clients (gRPC) wait for it, the async-request histogram does not see it.
+    pub fn set_flow_control_delay(&self, secs: f64) {
+        self.with(|s| {
+            s.flow_control_delay = secs;
+            s.apply_write();
+        });
+    }
+
+    /// From now on, observe this `(requests_per_sec, latency_secs)` mix in the async-request
+    /// histogram for `type=ty`.
     pub fn set_latency_mix(&self, ty: &str, mix: &[(f64, f64)]) {
-        self.with(|s| s.histogram_mut(ty).mix = mix.to_vec());
+        self.with(|s| s.family_mut(ASYNC).series_mut(&[("type", ty)]).mix = mix.to_vec());
+    }
+
+    /// From now on, observe this mix in the gRPC histogram for `type=ty, priority=priority`.
+    pub fn set_grpc_mix(&self, ty: &str, priority: &str, mix: &[(f64, f64)]) {
+        self.with(|s| {
+            s.family_mut(GRPC)
+                .series_mut(&[("priority", priority), ("type", ty)])
+                .mix = mix.to_vec()
+        });
+    }
+
+    /// Stops (or resumes) exposing the gRPC histogram: its series go missing.
+    pub fn set_grpc_exposed(&self, exposed: bool) {
+        self.with(|s| s.grpc = exposed);
     }
 
     /// From now on, `process_cpu_seconds_total` grows by `cores` per second.
@@ -425,12 +592,27 @@ impl FakeTikv {
     ///
     /// [`RealPrometheus::start_with_history`]: super::prometheus::RealPrometheus::start_with_history
     pub fn history(&self, job: &str, history: Duration, step: Duration) -> String {
-        assert!(!step.is_zero(), "history step must be positive");
         let instance = self.instance();
-        let extra = [("job", job), ("instance", instance.as_str())];
+        self.history_labelled(
+            &[("job", job), ("instance", instance.as_str())],
+            history,
+            step,
+        )
+    }
+
+    /// [`history`](Self::history) with these target labels on every sample (e.g. what a
+    /// TidbMonitor relabeling gives: `instance` = pod name, `tidb_cluster`, ...).
+    pub fn history_labelled(
+        &self,
+        target_labels: &[(&str, &str)],
+        history: Duration,
+        step: Duration,
+    ) -> String {
+        assert!(!step.is_zero(), "history step must be positive");
+        let extra = target_labels;
         let mut s = self.state.lock().unwrap();
         let now = Instant::now();
-        s.advance(now, &self.bounds);
+        s.advance(now);
         let now_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
@@ -442,21 +624,21 @@ impl FakeTikv {
         let mut per_series: Vec<Vec<String>> = Vec::new();
         for k in 0..=steps {
             if k > 0 {
-                past.advance_secs(step.as_secs_f64(), &self.bounds);
+                past.advance_secs(step.as_secs_f64());
             }
             let t = now_unix - history.as_secs_f64() + k as f64 * step.as_secs_f64();
-            for (i, series) in past.series(&self.bounds).into_iter().enumerate() {
+            for (i, series) in past.series().into_iter().enumerate() {
                 if per_series.len() <= i {
                     per_series.push(Vec::new());
                 }
                 per_series[i].push(format!(
                     "{} {} {t:.3}",
-                    series.selector(&extra),
+                    series.selector(extra),
                     series.value
                 ));
             }
         }
-        past.advance_secs(rest, &self.bounds);
+        past.advance_secs(rest);
         past.last_advance = now;
         *s = past;
         let mut out = String::new();
@@ -471,7 +653,7 @@ impl FakeTikv {
 
     /// The exposition the fake would serve now (advances counters like a scrape).
     pub fn render_now(&self) -> String {
-        self.with(|s| s.render(&self.bounds))
+        self.with(|s| s.render())
     }
 
     /// Total CPU seconds reported so far (advanced to now).

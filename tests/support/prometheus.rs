@@ -360,6 +360,68 @@ pub fn render_config(
     scrape_interval: Duration,
     rule_files: &[PathBuf],
 ) -> String {
+    let mut blocks = Vec::new();
+    for (job, targets) in jobs {
+        let mut y = String::new();
+        let _ = writeln!(y, "  - job_name: {}", yaml_str(job));
+        let _ = writeln!(y, "    static_configs:");
+        let _ = writeln!(y, "      - targets:");
+        for t in targets {
+            let _ = writeln!(
+                y,
+                "          - {}",
+                yaml_str(&format!("127.0.0.1:{}", t.port()))
+            );
+        }
+        blocks.push(y);
+    }
+    render_config_jobs(&blocks, scrape_interval, rule_files)
+}
+
+/// A scrape job shaped like the one TiDB Operator's TidbMonitor generates for TiKV
+/// (cluster-signals.md §10.2, `pkg/monitor/monitor/template.go`): `honor_labels`, and
+/// relabeling that sets `instance` to the pod name and adds `cluster`, `tidb_cluster`
+/// (`<namespace>-<cluster>`), `kubernetes_namespace` and `component`. Kubernetes service
+/// discovery is replaced by static targets carrying `__tmp_*` labels in place of the
+/// `__meta_kubernetes_*` ones; each target is `(address, pod name)`.
+pub fn tidb_monitor_job(namespace: &str, cluster: &str, targets: &[(SocketAddr, &str)]) -> String {
+    let mut y = String::new();
+    let _ = writeln!(
+        y,
+        "  - job_name: {}",
+        yaml_str(&format!("{namespace}-{cluster}-tikv"))
+    );
+    let _ = writeln!(y, "    honor_labels: true");
+    let _ = writeln!(y, "    static_configs:");
+    for (addr, pod) in targets {
+        let _ = writeln!(
+            y,
+            "      - targets: [{}]",
+            yaml_str(&format!("127.0.0.1:{}", addr.port()))
+        );
+        let _ = writeln!(y, "        labels:");
+        let _ = writeln!(y, "          __tmp_pod_name: {}", yaml_str(pod));
+        let _ = writeln!(y, "          __tmp_namespace: {}", yaml_str(namespace));
+        let _ = writeln!(y, "          __tmp_instance: {}", yaml_str(cluster));
+        let _ = writeln!(y, "          __tmp_component: tikv");
+    }
+    y.push_str(
+        "    relabel_configs:\n\
+         \x20     - {source_labels: [__tmp_namespace], action: replace, target_label: kubernetes_namespace}\n\
+         \x20     - {source_labels: [__tmp_instance], action: replace, target_label: cluster}\n\
+         \x20     - {source_labels: [__tmp_pod_name], action: replace, target_label: instance}\n\
+         \x20     - {source_labels: [__tmp_component], action: replace, target_label: component}\n\
+         \x20     - {source_labels: [__tmp_namespace, __tmp_instance], separator: '-', target_label: tidb_cluster}\n",
+    );
+    y
+}
+
+/// The `prometheus.yml` with these scrape job blocks (YAML list items under `scrape_configs`).
+pub fn render_config_jobs(
+    job_blocks: &[String],
+    scrape_interval: Duration,
+    rule_files: &[PathBuf],
+) -> String {
     let interval = go_duration(scrape_interval);
     let timeout = go_duration(scrape_interval.min(Duration::from_secs(10)));
     let mut y = String::new();
@@ -375,17 +437,8 @@ pub fn render_config(
         }
     }
     let _ = writeln!(y, "scrape_configs:");
-    for (job, targets) in jobs {
-        let _ = writeln!(y, "  - job_name: {}", yaml_str(job));
-        let _ = writeln!(y, "    static_configs:");
-        let _ = writeln!(y, "      - targets:");
-        for t in targets {
-            let _ = writeln!(
-                y,
-                "          - {}",
-                yaml_str(&format!("127.0.0.1:{}", t.port()))
-            );
-        }
+    for b in job_blocks {
+        y.push_str(b);
     }
     y
 }

@@ -1,11 +1,12 @@
 //! Which PD store a container belongs to: the explicit `logs.docker.stores` entry, else the
-//! one store whose address is one of the container's names or addresses.
+//! one store whose address is one of the container's names or addresses (the shared rules of
+//! [`StoreMatcher`], as for Prometheus samples).
 
 use std::collections::BTreeMap;
 
 use bollard::models::ContainerInspectResponse;
 
-use crate::domain::{Store, host_of};
+use crate::domain::{Store, StoreMatcher};
 
 /// Every name and address a container answers to: its name, hostname, network aliases and
 /// DNS names, and IP addresses.
@@ -31,8 +32,8 @@ pub(crate) fn container_addresses(name: &str, info: &ContainerInspectResponse) -
 }
 
 /// The PD store a container belongs to: the explicit mapping, else the one store whose
-/// `address` or `status_address` host is one of the container's names or addresses (a
-/// fully qualified host also matches by its first label); `""` when none or several match.
+/// address or status address (or its host, or a fully qualified host's first label) is one of
+/// the container's names or addresses; `""` when none or several match.
 pub(crate) fn map_store(
     name: &str,
     addresses: &[String],
@@ -42,40 +43,18 @@ pub(crate) fn map_store(
     if let Some(s) = explicit.get(name) {
         return s.clone();
     }
-    let known = |host: &str| {
-        if host.is_empty() {
-            return false;
-        }
-        let first = (host.parse::<std::net::IpAddr>().is_err())
-            .then(|| host.split('.').next())
-            .flatten();
-        addresses.iter().any(|a| {
-            a.eq_ignore_ascii_case(host) || first.is_some_and(|f| a.eq_ignore_ascii_case(f))
-        })
-    };
-    let mut ids: Vec<u64> = stores
-        .iter()
-        .filter(|s| known(host_of(&s.address)) || known(host_of(&s.status_address)))
-        .map(|s| s.id)
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    match ids.as_slice() {
-        [one] => one.to_string(),
-        _ => String::new(),
-    }
+    StoreMatcher::new(stores, None)
+        .store_of_names(addresses)
+        .map_or_else(String::new, |id| id.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::host_of;
 
     fn store(id: u64, address: &str, status: &str) -> Store {
-        Store {
-            address: address.into(),
-            status_address: status.into(),
-            ..Store::new(id, crate::domain::StoreState::Up)
-        }
+        Store::at(id, address, status)
     }
 
     #[test]

@@ -6,8 +6,16 @@
 //!
 //! Parsing is deliberately lenient across PD versions (2.x/3.0 to 8.x): unknown fields are
 //! ignored, every status field is optional, a field of an unexpected type or an unparsable size
-//! becomes `None` rather than an error. Only a body that is not JSON, or whose overall shape is
-//! wrong (e.g. `stores` is not a list), fails the request for that endpoint.
+//! becomes `None` rather than an error. A body that is not JSON or whose overall shape is wrong
+//! (`{}`, no `stores` list, `count` disagreeing with the list, a member list without members, an
+//! empty health list) fails the request for that endpoint: it is never read as "no data". A
+//! `/stores` entry that names no store (no usable id, an id listed twice) is rejected alone and
+//! reported in [`StoreList::rejected`].
+//!
+//! `members_at` and `health_at` ask one member directly with the `PD-Allow-follower-handle`
+//! header, so a follower answers from its own state even while PD has no leader (PD ≥ v3.1;
+//! cluster-signals.md §1). Data requests (`/stores`, `/config/schedule`) are sent without it:
+//! followers proxy them to the leader, and only the leader can answer them.
 //!
 //! Several PD endpoints may be configured: the one that answered last is tried first, then the
 //! others in configuration order. Connection errors, timeouts, HTTP errors (4xx and 5xx, e.g. the
@@ -21,19 +29,65 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::header::ACCEPT;
-use serde::de::DeserializeOwned;
 
 use super::http::{self, BuildError, ClientConfig, HttpClient, TlsFiles};
-use crate::domain::{Member, MemberHealth, Members, Store};
+use crate::domain::{Member, MemberHealth, Members, ScheduleConfig, Store};
 
+mod members;
 mod units;
 mod wire;
 
+pub use members::Survey;
 pub use units::{parse_byte_size, parse_go_duration};
-use wire::{RawHealth, RawMember, RawMembers, RawStores};
 
 /// API prefix of every PD endpoint used here.
 const API: &str = "/pd/api/v1";
+
+/// The header that makes a PD follower answer from its own state (any non-empty value; PD's Go
+/// client sends `true`).
+pub const FOLLOWER_HANDLE_HEADER: &str = "PD-Allow-follower-handle";
+
+/// Why a `/stores` entry was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RejectReason {
+    /// No id, not an integer, 0, or at least 2^64.
+    InvalidId,
+    /// The same id on several entries (which one is right cannot be told).
+    DuplicateId,
+    /// Not a `{"store": {...}, "status": {...}}` object.
+    Malformed,
+}
+
+impl RejectReason {
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::InvalidId => "invalid_id",
+            RejectReason::DuplicateId => "duplicate_id",
+            RejectReason::Malformed => "malformed",
+        }
+    }
+}
+
+/// One rejected `/stores` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RejectedStore {
+    /// Why.
+    pub reason: RejectReason,
+    /// The id, when it is a valid one (duplicates).
+    pub id: Option<u64>,
+    /// What was wrong, for the log.
+    pub detail: String,
+}
+
+/// A `/stores` reply: the stores it identifies and the entries it had to reject.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoreList {
+    /// Stores with a valid id listed once.
+    pub stores: Vec<Store>,
+    /// Entries rejected one by one.
+    pub rejected: Vec<RejectedStore>,
+}
 
 /// TLS files for talking to PD over HTTPS (all PEM).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -133,6 +187,14 @@ pub enum PdError {
         /// One entry per endpoint tried.
         failures: Vec<EndpointFailure>,
     },
+    /// The one member asked directly failed.
+    #[error("PD member {failure}")]
+    Member {
+        /// The API path requested.
+        path: String,
+        /// The member's failure.
+        failure: EndpointFailure,
+    },
 }
 
 impl From<BuildError> for PdError {
@@ -229,42 +291,52 @@ impl PdClient {
         &self.inner.endpoints[i.min(self.inner.endpoints.len() - 1)]
     }
 
-    /// All stores PD lists (`GET /pd/api/v1/stores`; Tombstone stores are not included by PD).
+    /// All stores PD lists (`GET /pd/api/v1/stores`; Tombstone stores are not included by PD),
+    /// without the rejected entries.
     pub async fn stores(&self) -> Result<Vec<Store>, PdError> {
-        let raw: RawStores = self.get_json("/stores").await?;
-        Ok(raw.into_stores())
+        Ok(self.store_list().await?.stores)
     }
 
-    /// PD members, leader and etcd leader (`GET /pd/api/v1/members`).
+    /// `GET /pd/api/v1/stores`: the stores and the entries rejected one by one.
+    pub async fn store_list(&self) -> Result<StoreList, PdError> {
+        self.get("/stores", wire::parse_stores).await
+    }
+
+    /// PD members, leader and etcd leader (`GET /pd/api/v1/members`, via the leader).
     pub async fn members(&self) -> Result<Members, PdError> {
-        let raw: RawMembers = self.get_json("/members").await?;
-        Ok(raw.into_members())
+        self.get("/members", wire::parse_members).await
+    }
+
+    /// `GET /pd/api/v1/members` from the member at `endpoint` itself (follower-handle header):
+    /// its own view, without `leader` while PD has none.
+    pub async fn members_at(&self, endpoint: &str) -> Result<Members, PdError> {
+        self.get_from(endpoint, "/members", wire::parse_members)
+            .await
     }
 
     /// The PD leader (`GET /pd/api/v1/leader`); `None` if PD answers with an empty member.
     pub async fn leader(&self) -> Result<Option<Member>, PdError> {
-        let raw: Option<RawMember> = self.get_json("/leader").await?;
-        Ok(raw.and_then(RawMember::into_member))
+        self.get("/leader", wire::parse_leader).await
     }
 
-    /// Health of every PD member (`GET /pd/api/v1/health`).
+    /// Health of every PD member (`GET /pd/api/v1/health`, via the leader).
     pub async fn health(&self) -> Result<Vec<MemberHealth>, PdError> {
-        let raw: Option<Vec<RawHealth>> = self.get_json("/health").await?;
-        Ok(raw
-            .unwrap_or_default()
-            .into_iter()
-            .map(RawHealth::into_health)
-            .collect())
+        self.get("/health", wire::parse_health).await
+    }
+
+    /// `GET /pd/api/v1/health` answered by the member at `endpoint` (follower-handle header).
+    pub async fn health_at(&self, endpoint: &str) -> Result<Vec<MemberHealth>, PdError> {
+        self.get_from(endpoint, "/health", wire::parse_health).await
+    }
+
+    /// `max-store-down-time` and the space ratios from `GET /pd/api/v1/config/schedule`.
+    pub async fn schedule(&self) -> Result<ScheduleConfig, PdError> {
+        self.get("/config/schedule", wire::parse_schedule).await
     }
 
     /// `max-store-down-time` from `GET /pd/api/v1/config/schedule`; `None` if absent or unparsable.
     pub async fn max_store_down_time(&self) -> Result<Option<Duration>, PdError> {
-        let raw: serde_json::Map<String, serde_json::Value> =
-            self.get_json("/config/schedule").await?;
-        Ok(raw
-            .get("max-store-down-time")
-            .and_then(|v| v.as_str())
-            .and_then(parse_go_duration))
+        Ok(self.schedule().await?.max_store_down_time)
     }
 
     /// HTTP requests sent so far (every attempt on every endpoint, failed ones included).
@@ -277,8 +349,8 @@ impl PdClient {
         self.inner.http.response_bytes_total()
     }
 
-    /// GETs `API + path` from the endpoints in preference order and decodes the JSON body.
-    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, PdError> {
+    /// GETs `API + path` from the endpoints in preference order and parses the body.
+    async fn get<T>(&self, path: &str, parse: Parse<T>) -> Result<T, PdError> {
         let full_path = format!("{API}{path}");
         let n = self.inner.endpoints.len();
         let first = self.inner.preferred.load(Ordering::Relaxed).min(n - 1);
@@ -286,16 +358,12 @@ impl PdClient {
         let mut failures = Vec::new();
         for idx in order {
             let endpoint = &self.inner.endpoints[idx];
-            match self.attempt::<T>(endpoint, &full_path).await {
+            match self.attempt(endpoint, &full_path, false, parse).await {
                 Ok(v) => {
                     self.inner.preferred.store(idx, Ordering::Relaxed);
                     return Ok(v);
                 }
-                Err((status, message)) => failures.push(EndpointFailure {
-                    endpoint: endpoint.clone(),
-                    status,
-                    message,
-                }),
+                Err(f) => failures.push(f),
             }
         }
         Err(PdError::AllFailed {
@@ -304,24 +372,47 @@ impl PdClient {
         })
     }
 
-    /// One GET on one endpoint; the error is (HTTP status if any, message).
-    async fn attempt<T: DeserializeOwned>(
+    /// GETs `API + path` from the member at `endpoint` only, with the follower-handle header.
+    async fn get_from<T>(&self, endpoint: &str, path: &str, parse: Parse<T>) -> Result<T, PdError> {
+        let full_path = format!("{API}{path}");
+        self.attempt(endpoint, &full_path, true, parse)
+            .await
+            .map_err(|failure| PdError::Member {
+                path: full_path,
+                failure,
+            })
+    }
+
+    /// One GET on one endpoint.
+    async fn attempt<T>(
         &self,
         endpoint: &str,
         full_path: &str,
-    ) -> Result<T, (Option<u16>, String)> {
+        follower: bool,
+        parse: Parse<T>,
+    ) -> Result<T, EndpointFailure> {
         let http = &self.inner.http;
-        let req = http
+        let mut req = http
             .get(format!("{endpoint}{full_path}"))
             .header(ACCEPT, "application/json");
+        if follower {
+            req = req.header(FOLLOWER_HANDLE_HEADER, "true");
+        }
+        let fail = |status, message| EndpointFailure {
+            endpoint: endpoint.to_owned(),
+            status,
+            message,
+        };
         let body = http
             .fetch_ok(req, self.inner.max_response_bytes)
             .await
-            .map_err(|e| (e.status(), e.to_string()))?;
-        serde_json::from_slice::<T>(&body)
-            .map_err(|e| (None, format!("invalid JSON body from {full_path}: {e}")))
+            .map_err(|e| fail(e.status(), e.to_string()))?;
+        parse(&body).map_err(|why| fail(None, format!("unusable reply to {full_path}: {why}")))
     }
 }
+
+/// Parses one endpoint's body, or says why it has the wrong shape.
+type Parse<T> = fn(&[u8]) -> Result<T, String>;
 
 #[cfg(test)]
 mod tests {
