@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::{LeadershipArgs, ParseArgs};
 use crate::logs::batch::ingest_all;
+use crate::logs::cri::{CriJoiner, split_record};
 use crate::logs::events::{Classifier, EventKind, LeadershipEvent};
 use crate::logs::file::{FileFollower, FollowOptions};
 use crate::logs::ingest::{Ingestor, SourceStats, StatsSnapshot};
@@ -48,6 +49,8 @@ fn for_each_line(
     for (name, reader) in open_inputs(files)? {
         let mut result = Ok(());
         let mut lines = LineReader::new(reader, max_line);
+        // Kubernetes CRI files: pieces of one line are joined (other lines pass unchanged).
+        let mut joiner = CriJoiner::new(max_line);
         let mut emit = |l: RawLine<'_>| {
             if result.is_ok() {
                 n += 1;
@@ -55,9 +58,10 @@ fn for_each_line(
             }
         };
         lines
-            .read_available(&mut emit)
+            .read_available(|l| joiner.push(l, &mut emit))
             .with_context(|| format!("cannot read {name}"))?;
-        lines.finish(&mut emit);
+        lines.finish(|l| joiner.push(l, &mut emit));
+        joiner.finish(&mut emit);
         result?;
     }
     Ok(())
@@ -73,12 +77,24 @@ struct ParsedJson<'a> {
     fields: Vec<[Cow<'a, str>; 2]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     docker_time: Option<&'a str>,
+    /// The receive time of a Kubernetes CRI record (instead of `docker_time`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cri_time: Option<&'a str>,
+    /// The stream of a Kubernetes CRI record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<&'static str>,
 }
 
 #[derive(Serialize)]
-struct ErrorJson {
+struct ErrorJson<'a> {
     line: u64,
     error: String,
+    /// The receive time of a Kubernetes CRI record whose content is malformed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cri_time: Option<Cow<'a, str>>,
+    /// Its stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<&'static str>,
 }
 
 fn error_reason(raw: &RawLine<'_>, err: Option<ParseError>, max_line: usize) -> String {
@@ -116,10 +132,16 @@ pub fn parse(args: &ParseArgs) -> Result<()> {
     Ok(())
 }
 
-fn error_json(n: u64, raw: &RawLine<'_>, e: Option<ParseError>, max: usize) -> ErrorJson {
+fn error_json<'a>(n: u64, raw: &RawLine<'a>, e: Option<ParseError>, max: usize) -> ErrorJson<'a> {
+    let record = match raw {
+        RawLine::Line(b) => split_record(b),
+        RawLine::TooLong(_) => None,
+    };
     ErrorJson {
         line: n,
         error: error_reason(raw, e, max),
+        cri_time: record.map(|r| String::from_utf8_lossy(r.time)),
+        stream: record.map(|r| r.stream.as_str()),
     }
 }
 
@@ -134,7 +156,9 @@ fn parsed_json<'a>(n: u64, l: &LogLine<'a>) -> ParsedJson<'a> {
             .fields()
             .map(|f| [f.key.decode(), f.value.decode()])
             .collect(),
-        docker_time: l.docker_time,
+        docker_time: l.docker_time.filter(|_| l.stream.is_none()),
+        cri_time: l.docker_time.filter(|_| l.stream.is_some()),
+        stream: l.stream.map(|s| s.as_str()),
     }
 }
 
@@ -231,11 +255,14 @@ fn follow(args: &LeadershipArgs) -> Result<()> {
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    let mut followers: Vec<(FileFollower, u64)> = args
+    let mut followers: Vec<(FileFollower, CriJoiner, u64)> = args
         .input
         .files
         .iter()
-        .map(|p| (FileFollower::new(p, opts.clone()), 0))
+        .map(|p| {
+            let joiner = CriJoiner::new(args.input.max_line_bytes);
+            (FileFollower::new(p, opts.clone()), joiner, 0)
+        })
         .collect();
     let stats = Arc::new(SourceStats::new("cli", ""));
     let mut ing = Ingestor::new(stats.clone(), None);
@@ -243,10 +270,10 @@ fn follow(args: &LeadershipArgs) -> Result<()> {
     let mut out = io::stdout().lock();
     let mut last_summary = None;
     loop {
-        for ((follower, count), name) in followers.iter_mut().zip(&names) {
+        for ((follower, joiner, count), name) in followers.iter_mut().zip(&names) {
             let mut result = Ok(());
             let file = many.then_some(name.as_str());
-            let polled = follower.poll(|raw| {
+            let mut handle = |raw: RawLine<'_>| {
                 *count += 1;
                 if args.summary {
                     ing.ingest(raw);
@@ -259,7 +286,8 @@ fn follow(args: &LeadershipArgs) -> Result<()> {
                 {
                     result = write_json(&mut out, &event_json(*count, &l, &ev, file));
                 }
-            });
+            };
+            let polled = follower.poll(|raw| joiner.push(raw, &mut handle));
             result?;
             if let Err(e) = polled {
                 eprintln!("tikv-health-exporter: {name}: {e}");

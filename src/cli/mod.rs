@@ -148,9 +148,10 @@ pub enum LogsCommand {
     /// Parse log lines; print one JSON object per input line, in order.
     ///
     /// Output: {"line":N,"time":RFC3339|null,"level":..,"source":..|null,"message":..|null,
-    /// "fields":[[key,value],...]} plus "docker_time" when a container-runtime prefix was
-    /// present; {"line":N,"error":"reason"} for a malformed line. Line numbers run across
-    /// all inputs as if they were concatenated.
+    /// "fields":[[key,value],...]} plus "docker_time" when a Docker timestamp prefix was
+    /// present, or "cri_time" and "stream" for a Kubernetes CRI record (its P pieces joined
+    /// into one line); {"line":N,"error":"reason"} for a malformed line. Line numbers count
+    /// the lines after joining, across all inputs as if they were concatenated.
     #[allow(rustdoc::broken_intra_doc_links)] // `[[key,value],...]` is help text, not a link
     Parse(ParseArgs),
     /// Print leadership events (one JSON object each) or, with --summary, their counts.

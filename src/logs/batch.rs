@@ -6,8 +6,9 @@ use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
+use super::cri::{CriJoiner, split_record};
 use super::ingest::{Ingestor, SourceStats};
-use super::reader::{Chunk, LineReader, split_chunk};
+use super::reader::{Chunk, LineReader, RawLine, split_chunk};
 
 /// Buffers in flight per worker (one being parsed, one queued, one being filled).
 const BUFFERS_PER_WORKER: usize = 3;
@@ -22,15 +23,18 @@ pub fn ingest_all(
 ) -> io::Result<()> {
     let mut reader = LineReader::new(input, max_line);
     let mut local = Ingestor::new(stats.clone(), None).without_line_times();
+    // Kubernetes CRI records split into pieces are joined on one thread: a piece and the rest
+    // of its line may fall into different chunks.
+    let mut joiner = CriJoiner::new(max_line);
     if threads <= 1 {
-        reader.read_available(|l| {
-            local.ingest(l);
-        })?;
-        reader.finish(|l| {
-            local.ingest(l);
-        });
+        reader.read_available(|l| joiner.push(l, &mut |l| local.ingest_line(l)))?;
+        reader.finish(|l| joiner.push(l, &mut |l| local.ingest_line(l)));
+        joiner.finish(&mut |l| local.ingest_line(l));
         return Ok(());
     }
+    // Whether the input is a CRI file, decided on its first line: then it is read on this
+    // thread alone.
+    let mut cri: Option<bool> = None;
     std::thread::scope(|s| {
         let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
         let mut workers: Vec<SyncSender<Vec<u8>>> = Vec::with_capacity(threads);
@@ -55,9 +59,15 @@ pub fn ingest_all(
         let mut send_err = None;
         let result = reader.read_chunks(|c| match c {
             Chunk::TooLong(n) => {
-                local.ingest(super::reader::RawLine::TooLong(n));
+                joiner.push(RawLine::TooLong(n), &mut |l| local.ingest_line(l));
             }
             Chunk::Lines(lines) => {
+                let first = lines.split(|&c| c == b'\n').next().unwrap_or_default();
+                if *cri.get_or_insert_with(|| split_record(first).is_some()) {
+                    return split_chunk(lines, max_line, |l| {
+                        joiner.push(l, &mut |l| local.ingest_line(l))
+                    });
+                }
                 let mut buf = match free_rx.try_recv() {
                     Ok(b) => b,
                     Err(_) if allocated < threads * BUFFERS_PER_WORKER => {
@@ -74,9 +84,8 @@ pub fn ingest_all(
                 next = (next + 1) % workers.len();
             }
         });
-        reader.finish(|l| {
-            local.ingest(l);
-        });
+        reader.finish(|l| joiner.push(l, &mut |l| local.ingest_line(l)));
+        joiner.finish(&mut |l| local.ingest_line(l));
         drop(workers);
         result?;
         send_err.map_or(Ok(()), Err)

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::cri::CriJoiner;
 use super::file::{FileFollower, FileStatus, FollowOptions};
 use super::ingest::Ingestor;
 use super::source::{SourceContext, SourceHandle};
@@ -41,11 +42,11 @@ impl FileSource {
             .name(format!("log-{}", self.label))
             .spawn(move || {
                 let mut ing = Ingestor::new(stats.clone(), Some(ctx.history.clone()));
+                // Kubernetes CRI files: pieces of one line are joined; other lines pass.
+                let mut joiner = CriJoiner::new(ctx.max_line_bytes);
                 let mut last_error = String::new();
                 while !ctx.cancel.is_cancelled() {
-                    match follower.poll(|l| {
-                        ing.ingest(l);
-                    }) {
+                    match follower.poll(|l| joiner.push(l, &mut |l| ing.ingest_line(l))) {
                         Ok(status) => {
                             stats.set_up(status == FileStatus::Open);
                             if !last_error.is_empty() {
@@ -69,9 +70,8 @@ impl FileSource {
                     ing.flush();
                     std::thread::sleep(self.poll_interval);
                 }
-                follower.finish(|l| {
-                    ing.ingest(l);
-                });
+                follower.finish(|l| joiner.push(l, &mut |l| ing.ingest_line(l)));
+                joiner.finish(&mut |l| ing.ingest_line(l));
                 ing.flush();
             })?;
         Ok(SourceHandle::Thread(thread))

@@ -220,6 +220,11 @@ impl Ingestor {
         event
     }
 
+    /// [`Self::ingest`] without the event, for use as a line sink.
+    pub fn ingest_line(&mut self, raw: RawLine<'_>) {
+        self.ingest(raw);
+    }
+
     /// Publishes the local tally into the shared counters.
     pub fn flush(&mut self) {
         self.stats.add(&self.tally);

@@ -2,9 +2,10 @@
 //!
 //! Lines come from log sources, each started with a [`source::SourceContext`]:
 //! `file_source` follows files, `docker` follows containers. Container-runtime timestamp
-//! prefixes are read by `timestamp` alone.
+//! prefixes are read by `timestamp` alone; `cri` joins Kubernetes CRI records split into pieces.
 
 pub mod batch;
+pub mod cri;
 pub(crate) mod docker;
 pub mod events;
 pub mod file;

@@ -4,6 +4,7 @@
 use super::time::LogTime;
 use super::token::{Token, quoted};
 use super::{ErrorKind, Format, Level, LogLine, ParseError, err};
+use crate::logs::cri::Stream;
 
 pub(super) fn is_reserved_json_key(key: &Token<'_>) -> bool {
     !key.escaped
@@ -106,6 +107,7 @@ pub(super) fn parse_json_line<'a>(
     b: &'a [u8],
     open: usize,
     docker_time: Option<&'a str>,
+    stream: Option<Stream>,
 ) -> Result<LogLine<'a>, ParseError> {
     let mut i = open + 1;
     let body = i;
@@ -145,6 +147,7 @@ pub(super) fn parse_json_line<'a>(
     })?;
     Ok(LogLine {
         docker_time,
+        stream,
         time,
         level,
         source,

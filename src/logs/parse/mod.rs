@@ -13,6 +13,7 @@ use std::fmt;
 
 use memchr::{memchr, memchr2};
 
+use super::cri::{self, Stream};
 use super::timestamp::{self, DATE_TIME_LEN, PrefixError};
 use json::{is_reserved_json_key, json_member, parse_json_line};
 pub use time::LogTime;
@@ -129,8 +130,11 @@ pub enum Format {
 /// A structurally valid log line, borrowing from the input.
 #[derive(Clone, Copy, Debug)]
 pub struct LogLine<'a> {
-    /// Container-runtime receive time prefix (`docker logs --timestamps`), as written.
+    /// Container-runtime receive time prefix (`docker logs --timestamps`, or the time of a
+    /// Kubernetes CRI record), as written.
     pub docker_time: Option<&'a str>,
+    /// The stream of a Kubernetes CRI record (`<time> <stream> F <line>`); `None` otherwise.
+    pub stream: Option<Stream>,
     /// The line's own time, absent when timestamps are disabled.
     pub time: Option<LogTime>,
     /// The level.
@@ -227,6 +231,9 @@ pub enum ErrorKind {
     JsonWithoutLevel,
     /// The physical line exceeds the configured maximum length.
     TooLong,
+    /// A Kubernetes CRI `P` record: a piece of a line, joined with the rest by the log sources
+    /// ([`crate::logs::cri::CriJoiner`]), never parsed alone.
+    CriPartial,
 }
 
 impl ErrorKind {
@@ -247,6 +254,7 @@ impl ErrorKind {
             ErrorKind::BadJson => "invalid JSON log line",
             ErrorKind::JsonWithoutLevel => "JSON log line without \"level\"",
             ErrorKind::TooLong => "line exceeds the maximum length",
+            ErrorKind::CriPartial => "partial CRI record (a piece of a longer line)",
         }
     }
 }
@@ -290,13 +298,24 @@ pub fn parse_line(line: &[u8]) -> Result<LogLine<'_>, ParseError> {
     }
     let mut pos = 0;
     let mut docker_time = None;
+    let mut stream = None;
     if b[0].is_ascii_digit() {
         let (ts, next) = docker_prefix(b)?;
         docker_time = Some(ts);
         pos = next;
+        if let Some(rec) = cri::split_record(b) {
+            if rec.partial {
+                return err(ErrorKind::CriPartial, next);
+            }
+            stream = Some(rec.stream);
+            pos = rec.content_at;
+            if pos >= b.len() {
+                return err(ErrorKind::Empty, pos);
+            }
+        }
     }
     match b.get(pos) {
-        Some(b'{') => return parse_json_line(b, pos, docker_time),
+        Some(b'{') => return parse_json_line(b, pos, docker_time, stream),
         // TiKV with `log.enable-timestamp = false` keeps the separating space.
         Some(b' ') if b.get(pos + 1) == Some(&b'[') => pos += 1,
         Some(b'[') => {}
@@ -366,6 +385,7 @@ pub fn parse_line(line: &[u8]) -> Result<LogLine<'_>, ParseError> {
     }
     Ok(LogLine {
         docker_time,
+        stream,
         time,
         level,
         source,
