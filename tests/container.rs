@@ -576,7 +576,7 @@ fn scratch_image_runs_as_nobody_reaches_pd_by_container_name_and_stops_cleanly()
     assert!(pd.requests_to("/pd/api/v1/stores") >= 1);
     for store in ["1", "2", "3"] {
         assert_eq!(
-            sample(&metrics, "tikv_store_leader_count", &[("store", store)]),
+            sample(&metrics, "tikv_store_leaders", &[("store", store)]),
             Some(17.0),
             "store {store} from the fake PD:\n{metrics}"
         );

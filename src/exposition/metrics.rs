@@ -221,13 +221,13 @@ impl Collector for StateCollector {
         };
         gauges(
             &mut enc,
-            "tikv_store_leader_count",
+            "tikv_store_leaders",
             "Region leaders on the store (PD)",
             per_store(|s| s.leader_count.map(|v| v as f64)),
         )?;
         gauges(
             &mut enc,
-            "tikv_store_region_count",
+            "tikv_store_regions",
             "Region peers on the store (PD)",
             per_store(|s| s.region_count.map(|v| v as f64)),
         )?;
