@@ -915,7 +915,7 @@ fn http_endpoints_and_log_sources() {
     std::fs::write(&log, "[2024/07/12 09:26:10.005 +00:00] [INFO] [raft.rs:874] [\"became leader at term 5\"] [region_id=1]\n").unwrap();
     let e = Exporter::start(&args(
         &[&pd],
-        &["--log.file", &format!("{}=2", log.display())],
+        &["--logs.file", &format!("{}=2", log.display())],
     ));
     e.wait_ready();
     let (code, ctype, body) = e.get("/");
