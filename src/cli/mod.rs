@@ -473,8 +473,10 @@ pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
 }
 
 fn run_exporter(run: RunArgs) -> anyhow::Result<()> {
-    let cfg = effective_config(run)?;
-    run_until_signal(|cancel| crate::app::run(cfg, cancel))
+    let cfg = effective_config(run.clone())?;
+    // A reload reads the file again and applies the same flags (and variables) on top.
+    let loader: crate::app::Loader = Box::new(move || effective_config(run.clone()));
+    run_until_signal(|cancel| crate::app::run(cfg, loader, cancel))
 }
 
 /// Runs `f` on the one runtime (two worker threads: the exporter is small), with a token that
