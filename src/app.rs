@@ -263,10 +263,15 @@ async fn run_inner(
                 let Some(loader) = &loader else { continue };
                 let interval = cfg.poll_interval;
                 let outcome = reload(loader, &mut poller, &mut cfg);
-                if cfg.poll_interval != interval {
-                    let every = cfg.poll_interval.0;
-                    tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                // A new configuration is evaluated (and published) at once, then every
+                // (new) poll_interval.
+                if outcome.is_ok() {
+                    if cfg.poll_interval != interval {
+                        tick = tokio::time::interval(cfg.poll_interval.0);
+                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    } else {
+                        tick.reset_immediately();
+                    }
                 }
                 let _ = reply.send(outcome);
             }

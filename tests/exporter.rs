@@ -210,6 +210,7 @@ fn contract_series_for_a_healthy_cluster() {
                     "event",
                     "level",
                     "revision",
+                    "rustc_version",
                     "reason"
                 ]
                 .contains(&k.as_str()),
