@@ -24,6 +24,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+# tests/kubernetes.rs validates deploy/kubernetes with PyPI's kubernetes-validate (core kinds) and
+# tests/data/k8s-crds/validate.py (jsonschema, PyYAML): a venv under the target dir, made once.
+venv="${CARGO_TARGET_DIR:-target}/test-venv"
+if ! "$venv/bin/python" -c 'import kubernetes_validate, jsonschema, yaml' >/dev/null 2>&1; then
+    echo "==> installing kubernetes-validate, jsonschema, PyYAML into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate jsonschema pyyaml
+fi
+K8S_TEST_PYTHON="$(cd "$venv/bin" && pwd)/python"
+export K8S_TEST_PYTHON
+
 echo "==> cargo fmt --check"
 cargo fmt --check
 echo "==> cargo clippy --all-targets -- -D warnings"
