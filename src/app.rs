@@ -168,6 +168,17 @@ async fn run_inner(
     cancel: CancellationToken,
     observe: impl Fn(&View, &Snapshot),
 ) -> anyhow::Result<()> {
+    // SIGHUP is handled from the start (one during startup is a reload once the loop runs,
+    // never the default action, which ends the process).
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(4);
+    let reload_http = match &loader {
+        Some(_) => {
+            let trigger = reload_trigger(reload_tx);
+            reload_on_sighup(trigger.clone(), cancel.clone())?;
+            Some(trigger)
+        }
+        None => None,
+    };
     let addr = parse_listen_address(&cfg.web.listen_address)
         .map_err(|e| anyhow::anyhow!("web.listen_address: {e}"))?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -211,15 +222,6 @@ async fn run_inner(
     if cfg.logs.docker.enabled {
         sources.push(DockerSource::new(&cfg.logs.docker).spawn(ctx.clone()));
     }
-    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(4);
-    let reload_http = match &loader {
-        Some(_) => {
-            let trigger = reload_trigger(reload_tx);
-            reload_on_sighup(trigger.clone(), cancel.clone())?;
-            Some(trigger)
-        }
-        None => None,
-    };
     let http = Arc::new(Endpoints {
         view: view.clone(),
         registry: registry(view.clone(), BuildInfo::current()),
@@ -254,7 +256,16 @@ async fn run_inner(
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {
                 // Cancellation during a poll is seen after it: the round and its state write finish.
+                let started = std::time::Instant::now();
                 let snap = poller.poll().await;
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    crate::log::debug(&format!(
+                        "poll done in {:.3}s: {} stores, {} invariant series",
+                        started.elapsed().as_secs_f64(),
+                        snap.stores.len(),
+                        snap.invariants.len()
+                    ));
+                }
                 store_publisher.publish(poller.stores());
                 view.published.publish(snap);
                 observe(&view, &view.published.snapshot());

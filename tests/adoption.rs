@@ -207,6 +207,7 @@ fn every_flag_can_come_from_the_environment_and_the_command_line_wins() {
             ("TIKV_HEALTH_EXPORTER_LOGS_FILE", &log_spec),
             ("TIKV_HEALTH_EXPORTER_WEB_TELEMETRY_PATH", "/m"),
             ("TIKV_HEALTH_EXPORTER_LOG_FORMAT", "json"),
+            ("TIKV_HEALTH_EXPORTER_LOG_LEVEL", "debug"),
         ],
     );
     let m = wait::until_or(
@@ -241,13 +242,26 @@ fn every_flag_can_come_from_the_environment_and_the_command_line_wins() {
         .collect();
     let span = arrivals[4] - arrivals[0];
     assert!(span < std::time::Duration::from_secs(20), "{span:?}");
-    // The exporter's own lines are JSON objects with ts, level and msg.
+    // The exporter's own lines are JSON objects with ts, level and msg; debug shows each poll.
     let log_text = e.stderr();
-    let first: serde_json::Value =
-        serde_json::from_str(log_text.lines().next().unwrap()).expect(&log_text);
-    assert_eq!(first["level"], "info");
-    assert!(first["msg"].as_str().unwrap().starts_with("listening on"));
-    assert!(first["ts"].as_str().unwrap().ends_with('Z'));
+    let lines: Vec<serde_json::Value> = log_text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let with = |level: &str, prefix: &str| {
+        lines
+            .iter()
+            .find(|l| l["level"] == level && l["msg"].as_str().unwrap().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {level} line {prefix:?} in\n{log_text}"))
+    };
+    let listening = with("info", "listening on");
+    assert!(listening["ts"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        with("debug", "poll done in ")["msg"]
+            .as_str()
+            .unwrap()
+            .contains(": 2 stores, ")
+    );
 
     let help = Command::new(binary()).arg("--help").output().unwrap();
     let help = String::from_utf8(help.stdout).unwrap();
