@@ -1,6 +1,6 @@
 # tikv-health-exporter container image: a statically linked binary in an empty (`scratch`) image.
 #
-#   docker build -t tikv-health-exporter .            # add --build-arg GIT_REVISION=$(git rev-parse HEAD)
+#   docker build --build-arg GIT_REVISION="$(git rev-parse HEAD)" -t tikv-health-exporter .
 #   docker run --rm -p 19180:19180 tikv-health-exporter --pd.endpoints http://pd:2379
 #
 # The process runs as nobody (uid/gid 65534) and listens on :19180. To read container logs through
@@ -23,9 +23,11 @@
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 # Only what `cargo build` needs (also see .dockerignore).
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
+# The context has no .git: the revision comes from this argument (build.rs reads GIT_REVISION;
+# without it --version and tikv_health_exporter_build_info say revision "unknown").
 ARG GIT_REVISION=unknown
 # `--target` is required with +crt-static: without it, build scripts and proc macros would be
 # linked statically too, which fails. The host triple keeps this working on arm64.
@@ -42,6 +44,16 @@ RUN set -eux; \
 
 # The runtime stage: from here to the end of the file (tests/container.rs builds exactly this).
 FROM scratch AS runtime
+# OCI image annotations (github.com/opencontainers/image-spec annotations.md); version is the
+# crate's (tests/container.rs checks it against Cargo.toml), revision the build argument.
+ARG GIT_REVISION=unknown
+LABEL org.opencontainers.image.title="tikv-health-exporter" \
+      org.opencontainers.image.description="Prometheus exporter and alert sidecar for TiKV clusters" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.revision="${GIT_REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/tikv-health-exporter/tikv-health-exporter" \
+      org.opencontainers.image.documentation="https://github.com/tikv-health-exporter/tikv-health-exporter#readme"
 # System trust roots, used for TLS to PD/Prometheus when no `ca_file` is configured.
 COPY --from=builder /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=builder /out/tikv-health-exporter /tikv-health-exporter

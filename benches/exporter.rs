@@ -10,6 +10,7 @@ use criterion::{Criterion, criterion_group};
 use tikv_health_exporter::domain::{Op, Severity};
 use tikv_health_exporter::exposition::View;
 use tikv_health_exporter::exposition::metrics::{BuildInfo, registry, render};
+use tikv_health_exporter::exposition::process::ProcessCollector;
 use tikv_health_exporter::invariants::engine::Phase;
 use tikv_health_exporter::logs::ingest::EventHistory;
 use tikv_health_exporter::logs::source::LogRegistry;
@@ -107,6 +108,12 @@ fn scrape(c: &mut Criterion) {
     let mut g = c.benchmark_group("scrape");
     g.throughput(criterion::Throughput::Bytes(bytes as u64));
     g.bench_function("render_1000_stores", |b| b.iter(|| black_box(render(&reg))));
+    // The process_* part of every scrape alone (reads /proc/self/{stat,status,limits,fd}).
+    let mut process = prometheus_client::registry::Registry::default();
+    process.register_collector(Box::new(ProcessCollector));
+    g.bench_function("process_metrics", |b| {
+        b.iter(|| black_box(render(&process)))
+    });
     g.finish();
     eprintln!("exposition size at {STORES} stores: {bytes} bytes");
 }

@@ -9,6 +9,8 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)   # tests/cli.rs runs 
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)   # tests/prometheus_client.rs runs a real Prometheus
 command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v busybox >/dev/null 2>&1 || need_apt+=(busybox-static)   # tests/docker_source.rs builds its test image from it   # tests/alerts.rs: amtool, a real Alertmanager
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)   # tests/packaging.rs rates the systemd unit
+command -v groff >/dev/null 2>&1 || need_apt+=(groff-base)   # tests/packaging.rs renders the man page
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "==> installing ${need_apt[*]}"
     apt-get update -qq

@@ -1,6 +1,7 @@
 //! The long-running exporter: log sources, the poll loop and the HTTP server, under one
 //! cancellation token. SIGTERM/SIGINT cancel it: the poll in progress and the state-file write
 //! finish first, the HTTP server drains open requests, log sources drain what they read.
+//! SIGHUP and `POST /-/reload` reload the configuration between two polls (see [`reload`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, parse_listen_address};
 use crate::exposition::View;
-use crate::exposition::http::{Endpoints, handler};
+use crate::exposition::http::{Endpoints, ReloadTrigger, handler};
 use crate::exposition::metrics::{BuildInfo, registry};
 use crate::logs::docker::DockerSource;
 use crate::logs::file_source::FileSource;
@@ -57,17 +58,127 @@ pub fn cancel_on_signal(cancel: &CancellationToken) {
     });
 }
 
-/// Runs the exporter until `cancel` (see [`cancel_on_signal`]).
-pub async fn run(cfg: Config, cancel: CancellationToken) -> anyhow::Result<()> {
-    run_observed(cfg, cancel, |_, _| {}).await
+/// Reads the configuration again for a reload: the file with the flags applied, validated.
+pub type Loader = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
+
+/// A reload request: where to answer with its outcome.
+type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// Runs the exporter until `cancel` (see [`cancel_on_signal`]); SIGHUP and `POST /-/reload`
+/// apply what `loader` reads.
+pub async fn run(cfg: Config, loader: Loader, cancel: CancellationToken) -> anyhow::Result<()> {
+    run_inner(cfg, Some(loader), cancel, |_, _| {}).await
 }
 
-/// Like [`run`], calling `observe` with the view and the new snapshot after every poll.
+/// Like [`run`] without reloads, calling `observe` with the view and the new snapshot after
+/// every poll.
 pub async fn run_observed(
     cfg: Config,
     cancel: CancellationToken,
     observe: impl Fn(&View, &Snapshot),
 ) -> anyhow::Result<()> {
+    run_inner(cfg, None, cancel, observe).await
+}
+
+/// Sends a reload request to the poll loop and waits for its outcome.
+fn reload_trigger(tx: tokio::sync::mpsc::Sender<ReloadRequest>) -> ReloadTrigger {
+    Arc::new(move || {
+        let tx = tx.clone();
+        Box::pin(async move {
+            const GONE: &str = "the exporter is shutting down";
+            let (reply, outcome) = tokio::sync::oneshot::channel();
+            tx.send(reply).await.map_err(|_| GONE.to_owned())?;
+            outcome.await.map_err(|_| GONE.to_owned())?
+        })
+    })
+}
+
+/// Triggers a reload at every SIGHUP until `cancel` (its outcome is logged by [`reload`]).
+fn reload_on_sighup(trigger: ReloadTrigger, cancel: CancellationToken) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    Some(()) = hup.recv() => {
+                        crate::log::info("SIGHUP: reloading the configuration");
+                        let _ = trigger().await;
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (trigger, cancel);
+    Ok(())
+}
+
+/// Settings a reload cannot change in a running process, by config key.
+fn restart_only(cfg: &Config) -> [(&'static str, String); 3] {
+    [
+        ("web", format!("{:?}", cfg.web)),
+        ("logs", format!("{:?}", cfg.logs)),
+        ("state_file", format!("{:?}", cfg.state_file)),
+    ]
+}
+
+/// Applies a reloaded configuration to the poller: on success `running` becomes the new
+/// configuration (with its restart-only settings kept, each change of one logged); on error
+/// the old configuration keeps running and the error is logged and returned.
+fn reload(loader: &Loader, poller: &mut Poller, running: &mut Config) -> Result<(), String> {
+    let outcome = loader().map_err(|e| format!("{e:#}")).and_then(|new| {
+        poller.reconfigure(&new).map_err(|e| e.to_string())?;
+        Ok(new)
+    });
+    let mut new = match outcome {
+        Ok(new) => new,
+        Err(e) => {
+            crate::log::error(&format!(
+                "reload failed, the previous configuration keeps running: {e}"
+            ));
+            return Err(e);
+        }
+    };
+    for ((key, old), (_, wanted)) in restart_only(running).iter().zip(restart_only(&new)) {
+        if *old != wanted {
+            crate::log::warn(&format!(
+                "reload: {key} changed; that takes a restart, the running value is kept"
+            ));
+        }
+    }
+    new.web = running.web.clone();
+    new.logs = running.logs.clone();
+    new.state_file = running.state_file.clone();
+    crate::log::info(&format!(
+        "configuration reloaded; polling PD {} every {}; {} invariants",
+        new.pd.endpoints.join(","),
+        new.poll_interval,
+        poller.definitions().len()
+    ));
+    *running = new;
+    Ok(())
+}
+
+async fn run_inner(
+    mut cfg: Config,
+    loader: Option<Loader>,
+    cancel: CancellationToken,
+    observe: impl Fn(&View, &Snapshot),
+) -> anyhow::Result<()> {
+    // SIGHUP is handled from the start (one during startup is a reload once the loop runs,
+    // never the default action, which ends the process).
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(4);
+    let reload_http = match &loader {
+        Some(_) => {
+            let trigger = reload_trigger(reload_tx);
+            reload_on_sighup(trigger.clone(), cancel.clone())?;
+            Some(trigger)
+        }
+        None => None,
+    };
     let addr = parse_listen_address(&cfg.web.listen_address)
         .map_err(|e| anyhow::anyhow!("web.listen_address: {e}"))?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -115,6 +226,7 @@ pub async fn run_observed(
         view: view.clone(),
         registry: registry(view.clone(), BuildInfo::current()),
         telemetry_path: cfg.web.telemetry_path.clone(),
+        reload: reload_http,
     });
     let http_cancel = CancellationToken::new();
     let server = tokio::spawn(crate::http_server::serve(
@@ -144,10 +256,35 @@ pub async fn run_observed(
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {
                 // Cancellation during a poll is seen after it: the round and its state write finish.
+                let started = std::time::Instant::now();
                 let snap = poller.poll().await;
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    crate::log::debug(&format!(
+                        "poll done in {:.3}s: {} stores, {} invariant series",
+                        started.elapsed().as_secs_f64(),
+                        snap.stores.len(),
+                        snap.invariants.len()
+                    ));
+                }
                 store_publisher.publish(poller.stores());
                 view.published.publish(snap);
                 observe(&view, &view.published.snapshot());
+            }
+            Some(reply) = reload_rx.recv() => {
+                let Some(loader) = &loader else { continue };
+                let interval = cfg.poll_interval;
+                let outcome = reload(loader, &mut poller, &mut cfg);
+                // A new configuration is evaluated (and published) at once, then every
+                // (new) poll_interval.
+                if outcome.is_ok() {
+                    if cfg.poll_interval != interval {
+                        tick = tokio::time::interval(cfg.poll_interval.0);
+                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    } else {
+                        tick.reset_immediately();
+                    }
+                }
+                let _ = reply.send(outcome);
             }
         }
     }

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub(crate) mod app;
+pub mod build_info;
 pub mod cli;
 pub(crate) mod clock;
 pub mod config;
@@ -25,7 +26,7 @@ pub mod domain;
 pub mod exposition;
 pub(crate) mod http_server;
 pub mod invariants;
-pub(crate) mod log;
+pub mod log;
 pub mod logs;
 pub mod observations;
 pub(crate) mod poller;

@@ -84,14 +84,17 @@ pub struct Poller {
     saved: Vec<Persisted>,
 }
 
-impl Poller {
-    /// Builds the clients and definitions and restores the state file, if configured.
-    pub fn new(cfg: &Config) -> Result<Poller, PollerError> {
-        Self::with_clock(cfg, Arc::new(SystemClock))
-    }
+/// What a configuration decides of a poller: built whole, before anything is replaced, so a
+/// reload either applies all of it or nothing.
+struct Setup {
+    pd: PdClient,
+    prom: Option<Arc<PromClient>>,
+    defs: Vec<Definition>,
+    mapping_rule: Option<MappingRule>,
+}
 
-    /// Like [`Poller::new`], reading time from `clock`.
-    pub fn with_clock(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Poller, PollerError> {
+impl Setup {
+    fn new(cfg: &Config) -> Result<Setup, PollerError> {
         let pd = PdClient::new(PdClientConfig {
             endpoints: cfg.pd.endpoints.clone(),
             timeout: cfg.pd.timeout.0,
@@ -114,6 +117,29 @@ impl Poller {
                 })?),
                 None => None,
             };
+        Ok(Setup {
+            pd,
+            prom,
+            defs,
+            mapping_rule,
+        })
+    }
+}
+
+impl Poller {
+    /// Builds the clients and definitions and restores the state file, if configured.
+    pub fn new(cfg: &Config) -> Result<Poller, PollerError> {
+        Self::with_clock(cfg, Arc::new(SystemClock))
+    }
+
+    /// Like [`Poller::new`], reading time from `clock`.
+    pub fn with_clock(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Poller, PollerError> {
+        let Setup {
+            pd,
+            prom,
+            defs,
+            mapping_rule,
+        } = Setup::new(cfg)?;
         let mut engine = Engine::new();
         let mut saved = Vec::new();
         if let Some(p) = &cfg.state_file {
@@ -157,6 +183,27 @@ impl Poller {
             state_file: cfg.state_file.clone(),
             saved,
         })
+    }
+
+    /// Applies a reloaded configuration: PD and Prometheus clients, invariants, store mapping
+    /// and PD settings are replaced; the invariant series (active violations, running grace
+    /// periods), the PD leader-change counter, the last good data and the sources' health are
+    /// kept. On an error nothing changes. The state file is not reloaded.
+    pub fn reconfigure(&mut self, cfg: &Config) -> Result<(), PollerError> {
+        let setup = Setup::new(cfg)?;
+        self.pd = setup.pd;
+        self.prom = setup.prom;
+        self.defs = setup.defs;
+        self.mapping_rule = setup.mapping_rule;
+        self.tiflash = cfg.pd.tiflash;
+        self.health_interval = cfg.pd.health_interval.0.as_secs_f64();
+        self.prometheus_warmup = cfg.prometheus.warmup.0.as_secs_f64();
+        if self.prom.is_some() {
+            self.sources.entry("prometheus".to_owned()).or_default();
+        } else {
+            self.sources.remove("prometheus");
+        }
+        Ok(())
     }
 
     /// The configured invariants.

@@ -532,6 +532,27 @@ fn scratch_image_runs_as_nobody_reaches_pd_by_container_name_and_stops_cleanly()
     ]))
     .unwrap();
     assert_eq!(config["User"], "65534:65534", "{config}");
+    // OCI annotations: the crate's version and license, the revision from the build argument
+    // (none here: "unknown").
+    let labels = &config["Labels"];
+    for (key, want) in [
+        (
+            "org.opencontainers.image.version",
+            env!("CARGO_PKG_VERSION"),
+        ),
+        (
+            "org.opencontainers.image.licenses",
+            env!("CARGO_PKG_LICENSE"),
+        ),
+        (
+            "org.opencontainers.image.source",
+            env!("CARGO_PKG_REPOSITORY"),
+        ),
+        ("org.opencontainers.image.title", "tikv-health-exporter"),
+        ("org.opencontainers.image.revision", "unknown"),
+    ] {
+        assert_eq!(labels[key], want, "{key} in {labels}");
+    }
     assert_eq!(config["Entrypoint"], json!(["/tikv-health-exporter"]));
     assert!(
         config["ExposedPorts"].get("19180/tcp").is_some(),
@@ -576,7 +597,7 @@ fn scratch_image_runs_as_nobody_reaches_pd_by_container_name_and_stops_cleanly()
     assert!(pd.requests_to("/pd/api/v1/stores") >= 1);
     for store in ["1", "2", "3"] {
         assert_eq!(
-            sample(&metrics, "tikv_store_leader_count", &[("store", store)]),
+            sample(&metrics, "tikv_store_leaders", &[("store", store)]),
             Some(17.0),
             "store {store} from the fake PD:\n{metrics}"
         );

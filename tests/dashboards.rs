@@ -442,7 +442,7 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
         "200ms".into(),
         "--prometheus.url".into(),
         prom.url(),
-        "--log.file".into(),
+        "--logs.file".into(),
         format!("{}=1", log.display()),
     ]);
     exporter.wait_ready();

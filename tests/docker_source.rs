@@ -117,7 +117,7 @@ fn metrics_match_what_the_container_wrote() {
         },
         StoreSpec::tikv(8),
     ]);
-    let e = start_exporter(&pd, &["--log.docker.container", &name]);
+    let e = start_exporter(&pd, &["--logs.docker.container", &name]);
     // Known by its exact name before the container exists: down.
     wait_up(&e, &source, 0.0, T);
 
@@ -199,18 +199,18 @@ fn selection_is_exact_by_name_glob_and_label() {
     let by_name = start_exporter(
         &pd,
         &[
-            "--log.docker.container",
+            "--logs.docker.container",
             &format!("{p}-tikv"),
-            "--log.docker.container",
+            "--logs.docker.container",
             &format!("{p}-tikv-?"),
         ],
     );
     let by_label = start_exporter(
         &pd,
         &[
-            "--log.docker.label",
+            "--logs.docker.label",
             "thx.role=tikv",
-            "--log.docker.container",
+            "--logs.docker.container",
             &format!("{p}-*"),
         ],
     );
@@ -279,7 +279,7 @@ fn restart_stop_start_and_late_start_count_every_line_once() {
     let name = dk::unique("restart");
     let source = format!("docker:{name}");
     let pd = FakePd::start();
-    let e = start_exporter(&pd, &["--log.docker.container", &name]);
+    let e = start_exporter(&pd, &["--logs.docker.container", &name]);
     // Started after the exporter; about 2 s of lines per start, spread over seconds.
     let c = Container::run(
         &name,
@@ -327,7 +327,7 @@ fn recreated_container_is_read_from_its_beginning() {
     let name = dk::unique("recreate");
     let source = format!("docker:{name}");
     let pd = FakePd::start();
-    let e = start_exporter(&pd, &["--log.docker.container", &name]);
+    let e = start_exporter(&pd, &["--logs.docker.container", &name]);
     let c = Container::run(
         &name,
         &[
@@ -365,10 +365,10 @@ fn running_before_the_exporter_counts_new_lines_unless_from_start() {
     c.wait_logged(200, T);
     let before = c.logs();
     let pd = FakePd::start();
-    let new_only = start_exporter(&pd, &["--log.docker.container", &name]);
+    let new_only = start_exporter(&pd, &["--logs.docker.container", &name]);
     let everything = start_exporter(
         &pd,
-        &["--log.docker.container", &name, "--log.docker.from-start"],
+        &["--logs.docker.container", &name, "--logs.docker.from-start"],
     );
     wait_up(&new_only, &source, 1.0, T);
     wait_up(&everything, &source, 1.0, T);
@@ -409,7 +409,7 @@ fn tty_container_and_lines_over_16_kib() {
         &[
             "--config.file",
             cfg.to_str().unwrap(),
-            "--log.docker.container",
+            "--logs.docker.container",
             &format!("{p}-?"),
         ],
     );
@@ -471,11 +471,11 @@ fn engine_unreachable_then_back_resumes_exactly() {
     let e = start_exporter(
         &pd,
         &[
-            "--log.docker.host",
+            "--logs.docker.host",
             &proxy.url(),
-            "--log.docker.container",
+            "--logs.docker.container",
             &name,
-            "--log.docker.container",
+            "--logs.docker.container",
             &late_name,
         ],
     );
@@ -537,7 +537,7 @@ fn flood_is_counted_exactly_with_bounded_memory() {
     let name = dk::unique("flood");
     let source = format!("docker:{name}");
     let pd = FakePd::start();
-    let e = start_exporter(&pd, &["--log.docker.container", &name]);
+    let e = start_exporter(&pd, &["--logs.docker.container", &name]);
     let line = "[2024/07/12 09:26:10.005 +00:00] [WARN] [raft.rs:1000] [\"became follower at term 7\"] [term=7] [raft_id=45] [region_id=9]";
     let t0 = Instant::now();
     // A larger json-file limit than the daemon's default (10m x 3 files here): Docker drops

@@ -171,8 +171,8 @@ fn contract_series_for_a_healthy_cluster() {
             0.0
         );
     }
-    assert_eq!(v(&m, "tikv_store_leader_count", &[("store", "1")]), 17.0);
-    assert_eq!(v(&m, "tikv_store_region_count", &[("store", "1")]), 60.0);
+    assert_eq!(v(&m, "tikv_store_leaders", &[("store", "1")]), 17.0);
+    assert_eq!(v(&m, "tikv_store_regions", &[("store", "1")]), 60.0);
     let cap = v(&m, "tikv_store_capacity_bytes", &[("store", "1")]);
     let avail = v(&m, "tikv_store_available_bytes", &[("store", "1")]);
     assert!((cap - 311.7 * 1024f64.powi(3)).abs() < 1.0, "{cap}");
@@ -210,6 +210,7 @@ fn contract_series_for_a_healthy_cluster() {
                     "event",
                     "level",
                     "revision",
+                    "rustc_version",
                     "reason"
                 ]
                 .contains(&k.as_str()),
@@ -459,7 +460,7 @@ fn pd_outage_makes_pd_invariants_unknown_without_resolving() {
         ),
         Some(1.0)
     );
-    assert_eq!(v(&m, "tikv_store_leader_count", &[("store", "1")]), 17.0);
+    assert_eq!(v(&m, "tikv_store_leaders", &[("store", "1")]), 17.0);
     assert!(message(&e, "store_down", "2").starts_with("unknown: PD unavailable"));
     // A bad answer is an outage too (garbage from the first answer after the restart on).
     pd.respond_garbage();
@@ -500,7 +501,7 @@ fn pd_outage_makes_pd_invariants_unknown_without_resolving() {
             Some(1.0),
             "{body}"
         );
-        assert_eq!(v(&m, "tikv_store_leader_count", &[("store", "3")]), 17.0);
+        assert_eq!(v(&m, "tikv_store_leaders", &[("store", "3")]), 17.0);
         let msg = message(&e, "store_down", "2");
         assert!(msg.contains("unusable reply to /pd/api/v1/stores"), "{msg}");
     }
@@ -915,7 +916,7 @@ fn http_endpoints_and_log_sources() {
     std::fs::write(&log, "[2024/07/12 09:26:10.005 +00:00] [INFO] [raft.rs:874] [\"became leader at term 5\"] [region_id=1]\n").unwrap();
     let e = Exporter::start(&args(
         &[&pd],
-        &["--log.file", &format!("{}=2", log.display())],
+        &["--logs.file", &format!("{}=2", log.display())],
     ));
     e.wait_ready();
     let (code, ctype, body) = e.get("/");

@@ -815,7 +815,7 @@ fn prometheus_scrapes_the_exporter() {
         None,
         &dir,
         "{}\n",
-        &["--log.file".to_owned(), format!("{}=2", log.display())],
+        &["--logs.file".to_owned(), format!("{}=2", log.display())],
     );
     // The file source opens the file at its end: append once it has.
     e.wait_source_up("file:tikv.log", 1.0);

@@ -6,26 +6,34 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{Config, Dur, LogFileConfig};
+use crate::log::{LogFormat, LogLevel};
 use crate::logs::parse::DEFAULT_MAX_LINE_BYTES;
 
 /// Prometheus exporter and alert sidecar for TiKV clusters.
 ///
 /// Without a subcommand, runs the exporter: polls PD (and Prometheus, if given), evaluates the
 /// health invariants with their grace periods, follows the configured log files, and serves
-/// /metrics (OpenMetrics), /, /-/healthy, /-/ready, /api/v1/invariants and /api/v1/leadership.
-/// Flags override the YAML config file.
+/// /metrics (OpenMetrics), /, /-/healthy, /-/ready, /-/reload, /api/v1/invariants and
+/// /api/v1/leadership.
+/// Flags override the YAML config file; every flag can also be given in the environment as
+/// TIKV_HEALTH_EXPORTER_<FLAG> (upper case, `.` and `-` become `_`), a flag on the command line
+/// winning over its variable. SIGHUP or POST /-/reload re-read the config file.
 #[derive(Parser, Debug)]
 #[command(
     name = "tikv-health-exporter",
-    version,
+    version = crate::build_info::VERSION,
+    long_version = crate::build_info::LONG_VERSION,
     about,
     long_about,
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    /// The exporter's own log (every subcommand).
+    #[command(flatten)]
+    pub log: LogArgs,
     /// Exporter options (when no subcommand is given).
     #[command(flatten)]
     pub run: RunArgs,
@@ -34,8 +42,31 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// Options of the exporter's own log lines (on stderr).
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct LogArgs {
+    /// Least severe level logged.
+    #[arg(
+        long = "log.level",
+        value_name = "LEVEL",
+        value_enum,
+        default_value_t = LogLevel::Info,
+        global = true
+    )]
+    pub level: LogLevel,
+    /// Format of each line.
+    #[arg(
+        long = "log.format",
+        value_name = "FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Logfmt,
+        global = true
+    )]
+    pub format: LogFormat,
+}
+
 /// Options of the exporter; each overrides the same key of the config file.
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug, Default, Clone)]
 pub struct RunArgs {
     /// YAML configuration file (see `check-config`).
     #[arg(long = "config.file", value_name = "FILE")]
@@ -69,29 +100,45 @@ pub struct RunArgs {
     #[arg(long = "state-file", value_name = "FILE")]
     pub state_file: Option<PathBuf>,
     /// Log file to follow, as PATH or PATH=STORE_ID; repeatable (logs.files).
-    #[arg(long = "log.file", value_name = "PATH[=STORE]")]
+    #[arg(long = "logs.file", alias = "log.file", value_name = "PATH[=STORE]")]
     pub log_files: Vec<String>,
     /// Follow Docker containers' logs (logs.docker.enabled); select them with
-    /// --log.docker.container and/or --log.docker.label (either implies this flag).
-    #[arg(long = "log.docker")]
+    /// --logs.docker.container and/or --logs.docker.label (either implies this flag).
+    #[arg(long = "logs.docker", alias = "log.docker")]
     pub log_docker: bool,
     /// Docker engine: unix:///path, /path/to.sock or tcp://host:port (logs.docker.host;
     /// default DOCKER_HOST, else the local socket).
-    #[arg(long = "log.docker.host", value_name = "URL")]
+    #[arg(
+        long = "logs.docker.host",
+        alias = "log.docker.host",
+        value_name = "URL"
+    )]
     pub log_docker_host: Option<String>,
     /// Container name to follow, exact or glob (`tikv-*`); repeatable (logs.docker.containers).
-    #[arg(long = "log.docker.container", value_name = "PATTERN")]
+    #[arg(
+        long = "logs.docker.container",
+        alias = "log.docker.container",
+        value_name = "PATTERN"
+    )]
     pub log_docker_containers: Vec<String>,
     /// Label a followed container must carry, KEY=VALUE or KEY; repeatable, all must match
     /// (logs.docker.labels).
-    #[arg(long = "log.docker.label", value_name = "KEY[=VALUE]")]
+    #[arg(
+        long = "logs.docker.label",
+        alias = "log.docker.label",
+        value_name = "KEY[=VALUE]"
+    )]
     pub log_docker_labels: Vec<String>,
     /// Map a container to a PD store id, NAME=STORE; repeatable (logs.docker.stores).
-    #[arg(long = "log.docker.store", value_name = "NAME=STORE")]
+    #[arg(
+        long = "logs.docker.store",
+        alias = "log.docker.store",
+        value_name = "NAME=STORE"
+    )]
     pub log_docker_stores: Vec<String>,
     /// Also read what running containers logged before the exporter started
     /// (logs.docker.from_start).
-    #[arg(long = "log.docker.from-start")]
+    #[arg(long = "logs.docker.from-start", alias = "log.docker.from-start")]
     pub log_docker_from_start: bool,
     /// Address to listen on (web.listen_address, default :19180).
     #[arg(long = "web.listen-address", value_name = "ADDR")]
@@ -116,6 +163,22 @@ pub enum Command {
     /// through the real parser), one slows down. Watch pending → firing → resolved on the
     /// printed status, /metrics and /api/v1/invariants.
     Demo(DemoArgs),
+    /// Print a shell completion script for this command line to standard output.
+    ///
+    /// bash: `tikv-health-exporter completions bash > /etc/bash_completion.d/tikv-health-exporter`;
+    /// zsh: into a directory of $fpath as `_tikv-health-exporter`; fish: into
+    /// ~/.config/fish/completions/tikv-health-exporter.fish.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to standard output: `tikv-health-exporter man | man -l -`.
+    Man,
+}
+
+/// Arguments of `completions`.
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_name = "SHELL", value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Arguments of `demo`.
@@ -204,9 +267,71 @@ pub struct LeadershipArgs {
     pub poll_interval: Duration,
 }
 
+/// Prefix of the environment variables that set flags.
+pub const ENV_PREFIX: &str = "TIKV_HEALTH_EXPORTER_";
+
+/// The environment variable of the flag `--long`: `pd.endpoints` -> `TIKV_HEALTH_EXPORTER_PD_ENDPOINTS`.
+pub fn env_name(long: &str) -> String {
+    let flag: String = long
+        .chars()
+        .map(|c| match c {
+            '.' | '-' => '_',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect();
+    format!("{ENV_PREFIX}{flag}")
+}
+
+/// The full command-line definition: [`Cli`] with every top-level flag (not `--help` and
+/// `--version`) also read from its environment variable ([`env_name`]).
+pub fn command() -> clap::Command {
+    Cli::command().mut_args(|a| match a.get_long() {
+        Some(long) if !matches!(long, "help" | "version") => {
+            let name = env_name(long);
+            a.env(name)
+        }
+        _ => a,
+    })
+}
+
+/// One warning for each flag of `args` spelled the deprecated way (a hidden alias of `cmd`).
+fn deprecated_spellings(cmd: &clap::Command, args: &[std::ffi::OsString]) -> Vec<String> {
+    let used = |alias: &str| {
+        args.iter()
+            .take_while(|a| *a != "--")
+            .filter_map(|a| a.to_str()?.strip_prefix("--"))
+            .any(|a| a.split_once('=').map_or(a, |(name, _)| name) == alias)
+    };
+    let mut out = Vec::new();
+    for arg in cmd.get_arguments() {
+        let (Some(long), Some(aliases)) = (arg.get_long(), arg.get_all_aliases()) else {
+            continue;
+        };
+        for alias in aliases.into_iter().filter(|a| used(a)) {
+            out.push(format!(
+                "--{alias} is deprecated and will be removed; use --{long} (or {})",
+                env_name(long)
+            ));
+        }
+    }
+    out
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let mut cmd = command();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match cmd
+        .try_get_matches_from_mut(&args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => e.format(&mut cmd).exit(),
+    };
+    crate::log::init(cli.log.level, cli.log.format);
+    for w in deprecated_spellings(&cmd, &args) {
+        crate::log::warn(&w);
+    }
     let result = match cli.command {
         Some(Command::Logs(LogsCommand::Parse(a))) => logs::parse(&a),
         Some(Command::Logs(LogsCommand::Leadership(a))) => logs::leadership(&a),
@@ -220,6 +345,18 @@ pub fn main() -> i32 {
                 cancel,
             )
         }),
+        Some(Command::Completions(a)) => {
+            clap_complete::generate(
+                a.shell,
+                &mut command(),
+                "tikv-health-exporter",
+                &mut io::stdout(),
+            );
+            Ok(())
+        }
+        Some(Command::Man) => clap_mangen::Man::new(command())
+            .render(&mut io::stdout())
+            .map_err(Into::into),
         None => run_exporter(cli.run),
     };
     match result {
@@ -317,7 +454,7 @@ pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
     docker.labels.extend(run.log_docker_labels);
     for spec in run.log_docker_stores {
         let (name, store) = spec.split_once('=').ok_or_else(|| {
-            anyhow::anyhow!("--log.docker.store `{spec}`: expected CONTAINER=STORE_ID")
+            anyhow::anyhow!("--logs.docker.store `{spec}`: expected CONTAINER=STORE_ID")
         })?;
         docker.stores.insert(name.to_owned(), store.to_owned());
     }
@@ -338,8 +475,10 @@ pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
 }
 
 fn run_exporter(run: RunArgs) -> anyhow::Result<()> {
-    let cfg = effective_config(run)?;
-    run_until_signal(|cancel| crate::app::run(cfg, cancel))
+    let cfg = effective_config(run.clone())?;
+    // A reload reads the file again and applies the same flags (and variables) on top.
+    let loader: crate::app::Loader = Box::new(move || effective_config(run.clone()));
+    run_until_signal(|cancel| crate::app::run(cfg, loader, cancel))
 }
 
 /// Runs `f` on the one runtime (two worker threads: the exporter is small), with a token that
@@ -371,7 +510,41 @@ mod tests {
 
     #[test]
     fn cli_definition_is_consistent() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    #[test]
+    fn env_names_follow_the_flags() {
+        assert_eq!(
+            env_name("pd.endpoints"),
+            "TIKV_HEALTH_EXPORTER_PD_ENDPOINTS"
+        );
+        assert_eq!(
+            env_name("logs.docker.from-start"),
+            "TIKV_HEALTH_EXPORTER_LOGS_DOCKER_FROM_START"
+        );
+    }
+
+    #[test]
+    fn old_log_input_spellings_are_named() {
+        let cmd = command();
+        let args: Vec<std::ffi::OsString> = [
+            "x",
+            "--log.file=/a=1",
+            "--log.docker.container",
+            "tikv",
+            "--log.level",
+            "debug",
+            "--logs.file",
+            "/b",
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+        let warnings = deprecated_spellings(&cmd, &args);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("--log.file is deprecated"));
+        assert!(warnings[0].contains("use --logs.file"));
+        assert!(warnings[1].starts_with("--log.docker.container is deprecated"));
     }
 }

@@ -3,6 +3,8 @@
 //! the accept loop is [`crate::http_server`].
 
 use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,7 +16,7 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use super::{View, metrics};
-use crate::http_server::{Handler, sync_handler};
+use crate::http_server::Handler;
 use crate::invariants::engine::Phase;
 
 /// What the handlers need.
@@ -25,7 +27,13 @@ pub struct Endpoints {
     pub registry: Registry,
     /// Path of the metrics endpoint.
     pub telemetry_path: String,
+    /// What `POST /-/reload` calls (`None`: no reload, 404).
+    pub reload: Option<ReloadTrigger>,
 }
+
+/// Reloads the configuration; `Err` carries why the new one was refused.
+pub type ReloadTrigger =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 type Resp = Response<Full<Bytes>>;
 
@@ -50,7 +58,7 @@ fn json(v: &impl Serialize) -> Resp {
 
 /// Routes one request.
 pub fn handle(state: &Endpoints, method: &Method, path: &str, query: Option<&str>) -> Resp {
-    if method != Method::GET && method != Method::HEAD {
+    if method != Method::GET && method != Method::HEAD && path != "/-/reload" {
         return respond(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain; charset=utf-8",
@@ -71,6 +79,11 @@ pub fn handle(state: &Endpoints, method: &Method, path: &str, query: Option<&str
             landing_page(state),
         ),
         "/-/healthy" => respond(StatusCode::OK, "text/plain; charset=utf-8", "Healthy\n"),
+        "/-/reload" => respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "only POST or PUT\n",
+        ),
         "/-/ready" if state.view.published.is_ready() => {
             respond(StatusCode::OK, "text/plain; charset=utf-8", "Ready\n")
         }
@@ -250,13 +263,33 @@ fn landing_page(state: &Endpoints) -> String {
     h
 }
 
+/// `POST /-/reload` (and `PUT`, as Prometheus): 200 once the new configuration runs, 500 with
+/// the reason when it was refused (the old one keeps running).
+async fn reload(trigger: Option<ReloadTrigger>) -> Resp {
+    let text = "text/plain; charset=utf-8";
+    match trigger {
+        None => respond(StatusCode::NOT_FOUND, text, "reload is not available\n"),
+        Some(t) => match t().await {
+            Ok(()) => respond(StatusCode::OK, text, "configuration reloaded\n"),
+            Err(e) => respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                text,
+                format!("failed to reload config: {e}\n"),
+            ),
+        },
+    }
+}
+
 /// The request handler for [`crate::http_server::serve`].
 pub fn handler(state: Arc<Endpoints>) -> Handler {
-    sync_handler(move |req: Request<Incoming>| {
+    Arc::new(move |req: Request<Incoming>| {
+        if req.uri().path() == "/-/reload" && matches!(*req.method(), Method::POST | Method::PUT) {
+            return Box::pin(reload(state.reload.clone()));
+        }
         let mut resp = handle(&state, req.method(), req.uri().path(), req.uri().query());
         if req.method() == Method::HEAD {
             *resp.body_mut() = Full::new(Bytes::new());
         }
-        resp
+        Box::pin(async move { resp })
     })
 }

@@ -33,14 +33,17 @@ pub struct BuildInfo {
     pub version: String,
     /// VCS revision, or `unknown`.
     pub revision: String,
+    /// `rustc --version` of the compiler.
+    pub rustc_version: String,
 }
 
 impl BuildInfo {
-    /// This binary's version and the revision given at build time (`GIT_REVISION`).
+    /// This binary's build identity ([`crate::build_info`]).
     pub fn current() -> Self {
         BuildInfo {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            revision: option_env!("GIT_REVISION").unwrap_or("unknown").to_owned(),
+            version: crate::build_info::PKG_VERSION.to_owned(),
+            revision: crate::build_info::REVISION.to_owned(),
+            rustc_version: crate::build_info::RUSTC_VERSION.to_owned(),
         }
     }
 }
@@ -221,13 +224,13 @@ impl Collector for StateCollector {
         };
         gauges(
             &mut enc,
-            "tikv_store_leader_count",
+            "tikv_store_leaders",
             "Region leaders on the store (PD)",
             per_store(|s| s.leader_count.map(|v| v as f64)),
         )?;
         gauges(
             &mut enc,
-            "tikv_store_region_count",
+            "tikv_store_regions",
             "Region peers on the store (PD)",
             per_store(|s| s.region_count.map(|v| v as f64)),
         )?;
@@ -374,6 +377,7 @@ impl Collector for StateCollector {
                 vec![
                     ("version", self.build.version.as_str()),
                     ("revision", self.build.revision.as_str()),
+                    ("rustc_version", self.build.rustc_version.as_str()),
                 ],
                 1.0,
             )],
@@ -386,6 +390,7 @@ impl Collector for StateCollector {
 pub fn registry(view: Arc<View>, build: BuildInfo) -> Registry {
     let mut r = Registry::default();
     r.register_collector(Box::new(StateCollector { view, build }));
+    r.register_collector(Box::new(super::process::ProcessCollector));
     r
 }
 

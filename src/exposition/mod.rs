@@ -8,6 +8,7 @@ use crate::snapshot::Published;
 
 pub(crate) mod http;
 pub mod metrics;
+pub mod process;
 
 /// What the exposition reads: the published snapshot, the log counters and the event history.
 #[derive(Debug)]

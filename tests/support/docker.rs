@@ -506,7 +506,7 @@ impl EngineProxy {
         p
     }
 
-    /// `unix://<path>`, for `--log.docker.host`.
+    /// `unix://<path>`, for `--logs.docker.host`.
     pub fn url(&self) -> String {
         format!("unix://{}", self.path.display())
     }

@@ -28,15 +28,29 @@ pub fn http_get_with(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Option<(u16, String, String)> {
+    http_request(addr, "GET", path, headers)
+}
+
+/// A minimal blocking HTTP request without a body: (status, content type, body).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(ANSWER_TIMEOUT)).ok()?;
+    let length = match method {
+        "GET" | "HEAD" => "",
+        _ => "Content-Length: 0\r\n",
+    };
     let extra: String = headers
         .iter()
         .map(|(k, v)| format!("{k}: {v}\r\n"))
         .collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}{length}Connection: close\r\n\r\n"
     )
     .ok()?;
     let mut raw = Vec::new();
@@ -67,9 +81,15 @@ impl Exporter {
     /// Starts the exporter with `args` plus `--web.listen-address 127.0.0.1:0`, reads the port
     /// it got from `/proc`, and waits until it serves `/-/healthy` (bounded).
     pub fn start(args: &[String]) -> Exporter {
+        Self::start_with_env(args, &[])
+    }
+
+    /// [`Exporter::start`] with these environment variables set.
+    pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Exporter {
         let dir = tempfile::tempdir().unwrap();
         let stderr_path = dir.path().join("stderr.log");
         let mut child = Command::new(binary())
+            .envs(env.iter().copied())
             .args(args)
             .arg("--web.listen-address")
             .arg("127.0.0.1:0")
@@ -216,6 +236,28 @@ impl Exporter {
                 code => Err(format!("/-/ready: {code}\n{}", self.stderr())),
             }
         })
+    }
+
+    /// A request without a body to a path: (status, content type, body).
+    pub fn request(&self, method: &str, path: &str) -> (u16, String, String) {
+        http_request(self.addr, method, path, &[])
+            .unwrap_or_else(|| panic!("{method} {path} failed: {}", self.stderr()))
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, ...) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
     /// Sends SIGTERM and waits (bounded) for a clean exit; returns the exit code. (On a

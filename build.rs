@@ -1,0 +1,46 @@
+//! Build identity for `--version` and `tikv_health_exporter_build_info`: the git revision (the
+//! `GIT_REVISION` environment variable if set, as in the Dockerfile's build argument, else
+//! `git rev-parse HEAD` of the checkout, else `unknown`), the rustc version and the target.
+
+use std::process::Command;
+
+fn output(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    let s = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (out.status.success() && !s.is_empty()).then_some(s)
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=GIT_REVISION");
+    let from_env = std::env::var("GIT_REVISION")
+        .ok()
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty() && r != "unknown");
+    let revision = from_env.or_else(|| {
+        // Rebuild when HEAD moves: HEAD itself (a branch switch), the branch's ref and
+        // packed-refs (a commit). `--git-path` resolves them in worktrees too.
+        for path in ["HEAD", "packed-refs"] {
+            if let Some(p) = output("git", &["rev-parse", "--git-path", path]) {
+                println!("cargo:rerun-if-changed={p}");
+            }
+        }
+        if let Some(r) = output("git", &["symbolic-ref", "-q", "HEAD"])
+            && let Some(p) = output("git", &["rev-parse", "--git-path", &r])
+        {
+            println!("cargo:rerun-if-changed={p}");
+        }
+        output("git", &["rev-parse", "HEAD"])
+    });
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let rustc_version = output(&rustc, &["--version"]).unwrap_or_else(|| "unknown".to_owned());
+    println!(
+        "cargo:rustc-env=BUILD_GIT_REVISION={}",
+        revision.as_deref().unwrap_or("unknown")
+    );
+    println!("cargo:rustc-env=BUILD_RUSTC_VERSION={rustc_version}");
+    println!(
+        "cargo:rustc-env=BUILD_TARGET={}",
+        std::env::var("TARGET").unwrap_or_default()
+    );
+    println!("cargo:rerun-if-changed=build.rs");
+}
