@@ -18,3 +18,8 @@ pub fn info(msg: &str) {
 pub fn warn(msg: &str) {
     line("warn", msg);
 }
+
+/// Logs at error level.
+pub fn error(msg: &str) {
+    line("error", msg);
+}

@@ -198,9 +198,23 @@ pub struct LeadershipArgs {
     /// With --follow: read existing content from the start instead of the end.
     #[arg(long, requires = "follow")]
     pub from_start: bool,
-    /// With --follow: how often to check the files.
-    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = crate::config::parse_duration, requires = "follow")]
+    /// With --follow: how often to check the files (at least 50ms).
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = log_poll_interval, requires = "follow")]
     pub poll_interval: Duration,
+}
+
+/// A `--poll-interval` of the log follower: a duration of at least
+/// [`crate::config::MIN_LOG_POLL_INTERVAL`].
+fn log_poll_interval(s: &str) -> Result<Duration, String> {
+    let d = crate::config::parse_duration(s).map_err(|e| e.to_string())?;
+    let min = crate::config::MIN_LOG_POLL_INTERVAL;
+    if d < min {
+        return Err(format!(
+            "`{s}` is below the floor of {}",
+            crate::config::format_duration(min)
+        ));
+    }
+    Ok(d)
 }
 
 /// Runs the command line; returns the process exit code.
@@ -233,7 +247,7 @@ pub fn main() -> i32 {
 
 fn check_config(a: &CheckConfigArgs) -> anyhow::Result<()> {
     let (cfg, text) = Config::read_file(&a.file)?;
-    let defs = crate::invariants::definitions::checked(&cfg, &text)
+    let defs = crate::poller::check(&cfg, &text)
         .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", a.file.display()))?;
     print!("{}", cfg.to_yaml());
     println!("# Effective invariants (defaults applied):");
@@ -329,7 +343,7 @@ pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
     if let Some(p) = run.telemetry_path {
         cfg.web.telemetry_path = p;
     }
-    crate::invariants::definitions::checked(&cfg, &text).map_err(|e| match &file {
+    crate::poller::check(&cfg, &text).map_err(|e| match &file {
         Some(f) => anyhow::anyhow!("invalid configuration ({} and flags): {e}", f.display()),
         None => anyhow::anyhow!("invalid configuration: {e}"),
     })?;
