@@ -1,6 +1,7 @@
 //! The long-running exporter: log sources, the poll loop and the HTTP server, under one
-//! cancellation token. SIGTERM/SIGINT cancel it: the poll in progress and the state-file write
-//! finish first, the HTTP server drains open requests, log sources drain what they read.
+//! cancellation token. SIGTERM/SIGINT cancel it: the poll in progress is abandoned (its requests
+//! dropped), the HTTP server drains open requests, the state of the last finished round is
+//! written to the state file, log sources drain what they read.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,8 +144,13 @@ pub async fn run_observed(
             biased;
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {
-                // Cancellation during a poll is seen after it: the round and its state write finish.
-                let snap = poller.poll().await;
+                // Cancellation abandons the round in progress (it may wait on a slow PD for
+                // its whole timeout); the state of the last finished round is written below.
+                let snap = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => break,
+                    snap = poller.poll() => snap,
+                };
                 store_publisher.publish(poller.stores());
                 view.published.publish(snap);
                 observe(&view, &view.published.snapshot());

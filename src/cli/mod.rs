@@ -246,14 +246,16 @@ pub fn main() -> i32 {
 }
 
 fn check_config(a: &CheckConfigArgs) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
     let (cfg, text) = Config::read_file(&a.file)?;
     let defs = crate::poller::check(&cfg, &text)
         .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", a.file.display()))?;
-    print!("{}", cfg.to_yaml());
-    println!("# Effective invariants (defaults applied):");
+    let mut out = cfg.to_yaml();
+    out.push_str("# Effective invariants (defaults applied):\n");
     for d in defs {
         let r = &d.rule;
-        println!(
+        let _ = writeln!(
+            out,
             "#   {}: severity={} violated when value {} {}{} grace={}s clear_grace={}s{}",
             r.name,
             r.severity.as_str(),
@@ -268,8 +270,12 @@ fn check_config(a: &CheckConfigArgs) -> anyhow::Result<()> {
         );
     }
     if cfg.prometheus.url.is_none() {
-        println!("#   (write_latency_p99 and cpu_usage need prometheus.url and are off)");
+        out.push_str("#   (write_latency_p99 and cpu_usage need prometheus.url and are off)\n");
     }
+    // A closed pipe (`check-config | head`) is an error here, and a quiet exit in `main`.
+    let mut stdout = io::stdout().lock();
+    io::Write::write_all(&mut stdout, out.as_bytes())?;
+    io::Write::flush(&mut stdout)?;
     Ok(())
 }
 
@@ -364,12 +370,18 @@ fn run_until_signal<F: std::future::Future<Output = anyhow::Result<()>>>(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let cancel = tokio_util::sync::CancellationToken::new();
         crate::app::cancel_on_signal(&cancel);
         f(cancel).await
-    })
+    });
+    // A thread still blocked (in a read, say) must not keep the process from exiting.
+    rt.shutdown_timeout(SHUTDOWN_TIMEOUT);
+    result
 }
+
+/// How long the runtime waits at exit for blocking work still running after the drain.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
