@@ -29,19 +29,8 @@ use crate::sources::pd::{PdClient, PdClientConfig, PdError, PdTls, RejectReason,
 use crate::sources::prometheus::{PromClient, PromError};
 use crate::transitions::Failing;
 
-/// Why the poller cannot start.
-#[derive(Debug, thiserror::Error)]
-pub enum PollerError {
-    /// The PD client configuration is unusable.
-    #[error("pd: {0}")]
-    Pd(#[from] PdError),
-    /// The Prometheus URL or client is unusable.
-    #[error("prometheus.url: {0}")]
-    Prometheus(#[from] PromError),
-    /// The invariants do not validate.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-}
+/// Why the poller cannot start: a configuration it cannot build, named by its key.
+pub type PollerError = ConfigError;
 
 /// What the poller has to say once per transition (see [`crate::transitions`]).
 #[derive(Debug, Default)]
@@ -66,7 +55,7 @@ struct Parts {
 }
 
 impl Parts {
-    fn build(cfg: &Config) -> Result<Parts, PollerError> {
+    fn build(cfg: &Config) -> Result<Parts, ConfigError> {
         let pd = PdClient::new(PdClientConfig {
             endpoints: cfg.pd.endpoints.clone(),
             timeout: cfg.pd.timeout.0,
@@ -76,9 +65,12 @@ impl Parts {
                 key_file: t.key_file.clone(),
             }),
             max_response_bytes: cfg.pd.max_response_bytes,
-        })?;
+        })
+        .map_err(|e| pd_config_error(cfg, e))?;
         let prom = match &cfg.prometheus.url {
-            Some(u) => Some(Arc::new(PromClient::new(u, cfg.prometheus.timeout.0)?)),
+            Some(u) => Some(Arc::new(
+                PromClient::new(u, cfg.prometheus.timeout.0).map_err(prom_config_error)?,
+            )),
             None => None,
         };
         let defs = definitions::build(cfg)?;
@@ -98,13 +90,44 @@ impl Parts {
     }
 }
 
+/// The key of the PD settings a client error is about.
+fn pd_config_error(cfg: &Config, e: PdError) -> ConfigError {
+    let key = match &e {
+        PdError::InvalidEndpoint { endpoint, .. } => cfg
+            .pd
+            .endpoints
+            .iter()
+            .position(|x| x == endpoint)
+            .map_or("pd.endpoints".to_owned(), |i| format!("pd.endpoints[{i}]")),
+        PdError::TlsFile { kind, .. } => match *kind {
+            "CA" => "pd.tls.ca_file",
+            "certificate" => "pd.tls.cert_file",
+            _ => "pd.tls.key_file",
+        }
+        .to_owned(),
+        _ => "pd".to_owned(),
+    };
+    ConfigError::new(key, e.to_string())
+}
+
+/// The key of the Prometheus settings a client error is about.
+fn prom_config_error(e: PromError) -> ConfigError {
+    let key = match &e {
+        PromError::InvalidUrl { .. } => "prometheus.url",
+        _ => "prometheus",
+    };
+    ConfigError::new(key, e.to_string())
+}
+
 /// The one validation of a configuration, shared by the run and `check-config`: the values
 /// (errors located in `text`, the file they came from), the invariants, and everything the
 /// poller builds from them (endpoint URLs, TLS files), without sending a request or touching
 /// the state file. Returns the definitions.
-pub fn check(cfg: &Config, text: &str) -> Result<Vec<Definition>, PollerError> {
+pub fn check(cfg: &Config, text: &str) -> Result<Vec<Definition>, ConfigError> {
     definitions::checked(cfg, text)?;
-    Ok(Parts::build(cfg)?.defs)
+    Parts::build(cfg)
+        .map(|p| p.defs)
+        .map_err(|e| e.located_in(text))
 }
 
 /// Polls the sources and evaluates the invariants.

@@ -1669,3 +1669,166 @@ fn a_full_disk_leaves_no_state_tmp_and_counts_write_failures() {
     );
     assert!(!fs.path().join("state.tmp").exists());
 }
+
+/// Runs the binary with `args`, killing it after [`PATIENCE`] (a run that does not reject its
+/// configuration would serve forever); returns (exit code, stdout, stderr).
+fn run_bounded(args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = std::process::Command::new(support::exporter::binary())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "{args:?} still runs after {PATIENCE:?}: {}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |p| std::fs::read_to_string(p).unwrap_or_default();
+    (status.code(), read(&out), read(&err))
+}
+
+/// One validation: every configuration the run rejects fails `check-config` too, with the
+/// same key and line.
+#[test]
+fn check_config_rejects_what_the_run_rejects() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-ca.pem");
+    let cases = [
+        (
+            "pd:\n  endpoints: [\"ftp://pd:2379\"]\n".to_owned(),
+            "line 2: `pd.endpoints[0]`",
+        ),
+        (
+            "pd:\n  max_response_bytes: 0\n".to_owned(),
+            "line 2: `pd.max_response_bytes`",
+        ),
+        (
+            "prometheus:\n  url: http://127.0.0.1:9\n  timeout: 0s\n".to_owned(),
+            "line 3: `prometheus.timeout`",
+        ),
+        (
+            format!("pd:\n  tls:\n    ca_file: {}\n", missing.display()),
+            "line 3: `pd.tls.ca_file`",
+        ),
+        (
+            "logs:\n  poll_interval: 0s\n".to_owned(),
+            "line 2: `logs.poll_interval`: must be at least 50ms",
+        ),
+        (
+            "poll_interval: 0s\n".to_owned(),
+            "line 1: `poll_interval`: must be at least 100ms",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let cfg = config_file(&dir, &yaml);
+        let (code, out, err) = run_bounded(&["check-config", &cfg]);
+        assert_eq!(code, Some(1), "check-config accepted {yaml:?}: {out}");
+        assert!(err.contains(want), "check-config on {yaml:?}: {err}");
+        let (code, _, err) =
+            run_bounded(&["--config.file", &cfg, "--web.listen-address", "127.0.0.1:0"]);
+        assert_eq!(code, Some(1), "the run accepted {yaml:?}: {err}");
+        assert!(err.contains(want), "run on {yaml:?}: {err}");
+    }
+    // The flags are checked by the same rules.
+    let (code, _, err) = run_bounded(&[
+        "--poll-interval",
+        "0s",
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("`poll_interval`: must be at least 100ms"),
+        "{err}"
+    );
+    let (code, _, err) = run_bounded(&[
+        "logs",
+        "leadership",
+        "--follow",
+        "--poll-interval",
+        "0s",
+        "/dev/null",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("below the floor of 50ms"), "{err}");
+}
+
+/// `/dev/zero`, `/dev/urandom`, a FIFO or a directory as the config file are refused at once
+/// (nothing is read), and a file larger than 1 MiB is refused without being parsed.
+#[test]
+fn config_files_must_be_small_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.yml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let big = dir.path().join("big.yml");
+    std::fs::write(&big, format!("# {}\n", "x".repeat(1 << 20))).unwrap();
+    let dir_path = dir.path().display().to_string();
+    for (path, want) in [
+        ("/dev/zero", "is not a regular file"),
+        ("/dev/urandom", "is not a regular file"),
+        (fifo.to_str().unwrap(), "is not a regular file"),
+        (dir_path.as_str(), "is not a regular file"),
+        (big.to_str().unwrap(), "is larger than 1048576 bytes"),
+    ] {
+        for args in [
+            vec!["check-config", path],
+            vec!["--config.file", path, "--web.listen-address", "127.0.0.1:0"],
+        ] {
+            let (code, _, err) = run_bounded(&args);
+            assert_eq!(code, Some(1), "{args:?}: {err}");
+            assert!(err.contains(want) && err.contains(path), "{args:?}: {err}");
+        }
+    }
+}
+
+/// `check-config | head -1` (and the other subcommands whose output is cut short): a closed
+/// pipe is a quiet exit 0, never a panic. The reading end is closed before the process starts
+/// writing, so every write meets `EPIPE`.
+#[test]
+fn a_closed_stdout_is_a_quiet_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(&dir, "poll_interval: 10s\n");
+    let log = dir.path().join("tikv.log");
+    let line = "[2024/01/01 00:00:00.000 +00:00] [INFO] [x.rs:1] [\"hello\"]\n";
+    std::fs::write(&log, line.repeat(20000)).unwrap();
+    let log = log.to_str().unwrap();
+    for args in [
+        vec!["check-config", cfg.as_str()],
+        vec!["logs", "parse", log],
+        vec!["logs", "leadership", "--summary", log],
+        vec!["--help"],
+        vec!["--version"],
+    ] {
+        let mut child = std::process::Command::new(support::exporter::binary())
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
