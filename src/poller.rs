@@ -69,7 +69,12 @@ impl Parts {
         .map_err(|e| pd_config_error(cfg, e))?;
         let prom = match &cfg.prometheus.url {
             Some(u) => Some(Arc::new(
-                PromClient::new(u, cfg.prometheus.timeout.0).map_err(prom_config_error)?,
+                PromClient::with_http_config(
+                    u,
+                    cfg.prometheus.timeout.0,
+                    &cfg.prometheus.http_config,
+                )
+                .map_err(prom_config_error)?,
             )),
             None => None,
         };
@@ -114,7 +119,7 @@ fn pd_config_error(cfg: &Config, e: PdError) -> ConfigError {
 fn prom_config_error(e: PromError) -> ConfigError {
     let key = match &e {
         PromError::InvalidUrl { .. } => "prometheus.url",
-        _ => "prometheus",
+        _ => "prometheus.http_config",
     };
     ConfigError::new(key, e.to_string())
 }

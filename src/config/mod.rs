@@ -3,6 +3,7 @@
 //! configuration printed by `check-config`.
 
 mod duration;
+mod http_client;
 mod validate;
 mod yaml;
 
@@ -15,6 +16,9 @@ use serde::{Deserialize, Serialize};
 pub use crate::domain::Scope;
 use crate::domain::{DEFAULT_MAX_LINE_BYTES, Op, Severity};
 pub use duration::{Dur, DurationError, format_duration, parse_duration};
+pub use http_client::{
+    Authorization, BasicAuth, ClientTlsConfig, HeaderValues, HttpClientConfig, Secret,
+};
 pub use validate::{ListenAddressError, parse_listen_address, parse_selector};
 
 /// What to do with TiFlash stores (PD label `engine=tiflash`).
@@ -101,6 +105,13 @@ pub struct PrometheusConfig {
     /// Maps samples to stores by a label and a regex, tried before the built-in rules.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store_mapping: Option<StoreMappingConfig>,
+    /// Authentication, TLS and extra headers, in Prometheus' own `http_config` shape.
+    #[serde(skip_serializing_if = "is_default")]
+    pub http_config: HttpClientConfig,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl Default for PrometheusConfig {
@@ -111,6 +122,7 @@ impl Default for PrometheusConfig {
             warmup: Dur(Duration::from_secs(60)),
             selector: None,
             store_mapping: None,
+            http_config: HttpClientConfig::default(),
         }
     }
 }

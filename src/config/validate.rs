@@ -60,6 +60,9 @@ impl Config {
                 format!("`{u}` must start with http:// or https://"),
             ));
         }
+        self.prometheus
+            .http_config
+            .validate("prometheus.http_config")?;
         if let Some(sel) = &self.prometheus.selector {
             parse_selector(sel).map_err(|m| bad("prometheus.selector", m))?;
         }
