@@ -62,7 +62,7 @@ pub struct RunArgs {
     /// 'tidb_cluster="basic",namespace="tidb"' (prometheus.selector).
     #[arg(long = "prometheus.selector", value_name = "MATCHERS")]
     pub prometheus_selector: Option<String>,
-    /// How often to poll and evaluate (poll_interval, default 10s).
+    /// How often to poll and evaluate (poll_interval, default 10s, at least 100ms).
     #[arg(long = "poll-interval", value_name = "DURATION", value_parser = crate::config::parse_duration)]
     pub poll_interval: Option<Duration>,
     /// File that keeps active violations across restarts (state_file).

@@ -261,3 +261,24 @@ impl HttpClientConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    #[test]
+    fn secrets_never_show_in_the_effective_configuration_or_debug() {
+        let text = "prometheus:\n  url: http://p:9090\n  http_config:\n    basic_auth:\n      username: u\n      password: pa55word\n    http_headers:\n      X-Scope-OrgID:\n        values: [tenant]\n        secrets: [hidden-value]\n";
+        let cfg = Config::from_yaml(text).unwrap();
+        let shown = cfg.to_yaml();
+        for s in [shown.as_str(), &format!("{cfg:?}")] {
+            assert!(
+                !s.contains("pa55word") && !s.contains("hidden-value"),
+                "{s}"
+            );
+            assert!(s.contains("<secret>") && s.contains("tenant"), "{s}");
+        }
+        let b = cfg.prometheus.http_config.basic_auth.as_ref().unwrap();
+        assert_eq!(b.password.as_ref().unwrap().expose(), "pa55word");
+    }
+}
