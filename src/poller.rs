@@ -183,6 +183,12 @@ impl Poller {
         let mut saved = Vec::new();
         let mut state_health = StateFileHealth::default();
         if let Some(p) = &cfg.state_file {
+            if state_file::remove_leftover(p) {
+                info(&format!(
+                    "removed {}, left by a write that did not finish",
+                    p.with_extension("tmp").display()
+                ));
+            }
             saved = match state_file::load(p, clock.now()) {
                 Ok(s) => s,
                 Err(e) => {
@@ -1113,11 +1119,13 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("state.json");
             std::fs::write(&path, bad).unwrap();
+            std::fs::write(dir.path().join("state.tmp"), b"").unwrap();
             let yaml = format!("state_file: {}\n", path.display());
             let mut p = poller(&yaml, Arc::new(ManualClock::at(T0)));
             let aside = dir.path().join(format!("state.json.corrupt-{}", T0 as i64));
             assert_eq!(std::fs::read(&aside).unwrap(), bad, "kept as it was");
             assert!(!path.exists());
+            assert!(!dir.path().join("state.tmp").exists(), "leftover removed");
             let s = p.evaluate(&obs(T0, vec![store(1, StoreState::Up, 50)]));
             assert_eq!(
                 s.state_file,

@@ -1817,6 +1817,7 @@ fn a_closed_stdout_is_a_quiet_exit() {
         vec!["logs", "leadership", "--summary", log],
         vec!["--help"],
         vec!["--version"],
+        vec!["demo", "--web.listen-address", "127.0.0.1:0"],
     ] {
         let mut child = std::process::Command::new(support::exporter::binary())
             .args(&args)

@@ -108,6 +108,9 @@ pub enum Command {
     #[command(subcommand)]
     Logs(LogsCommand),
     /// Validate a config file and print the effective configuration (with defaults) as YAML.
+    ///
+    /// The validation is the exporter's own at start: values, invariants, endpoint URLs and
+    /// every TLS and credential file it names are read. Secrets are printed as <secret>.
     CheckConfig(CheckConfigArgs),
     /// Run the real exporter against a built-in simulated cluster, with a live status.
     ///

@@ -129,6 +129,12 @@ fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Removes the temporary file a write interrupted by a crash may have left next to `path`
+/// (never a complete state: the rename did not happen); returns whether there was one.
+pub fn remove_leftover(path: &Path) -> bool {
+    std::fs::remove_file(path.with_extension("tmp")).is_ok()
+}
+
 /// Moves an unusable state file out of the way, to `<name>.corrupt-<unix seconds>` next to
 /// it, so that it can be inspected and is never overwritten; returns the new path.
 pub fn set_aside(path: &Path, now: f64) -> std::io::Result<PathBuf> {
