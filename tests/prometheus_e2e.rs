@@ -1275,19 +1275,25 @@ fn prometheus_behind_tls_client_certificates_and_basic_auth() {
     );
     let password = dir.path().join("password");
     std::fs::write(&password, "not-the-password-x9\n").unwrap();
-    let config = |server_name: &str| {
+    // `verify`: the tls_config lines that decide how the server's certificate is checked.
+    let config = |verify: &str| {
         format!(
-            "prometheus:\n  url: https://127.0.0.1:{}\n  http_config:\n    basic_auth:\n      username: {PROM_USER}\n      password_file: {}\n    tls_config:\n      ca_file: {}\n      cert_file: {}\n      key_file: {}\n      server_name: {server_name}\n    http_headers:\n      X-Scope-OrgID:\n        values: [tenant-1]\ncustom_invariants:\n  - name: probe\n    query: vector(0.5)\n    op: \">\"\n    threshold: 1\n    scope: cluster\n",
+            "prometheus:\n  url: https://127.0.0.1:{}\n  http_config:\n    basic_auth:\n      username: {PROM_USER}\n      password_file: {}\n    tls_config:\n{verify}      cert_file: {}\n      key_file: {}\n    http_headers:\n      X-Scope-OrgID:\n        values: [tenant-1]\ncustom_invariants:\n  - name: probe\n    query: vector(0.5)\n    op: \">\"\n    threshold: 1\n    scope: cluster\n",
             prom.addr().port(),
             password.display(),
-            files.ca.display(),
             files.client_cert.display(),
             files.client_key.display(),
         )
     };
+    let named = |name: &str| {
+        format!(
+            "      ca_file: {}\n      server_name: {name}\n",
+            files.ca.display()
+        )
+    };
     let pd = FakePd::with_stores(&[StoreSpec::tikv(1)]);
     pd.live_heartbeats();
-    let e = exporter(&pd, None, &dir, &config("localhost"), &[]);
+    let e = exporter(&pd, None, &dir, &config(&named("localhost")), &[]);
     let m = e.wait_metrics("prometheus down with a wrong password", WAIT, |m| {
         source_up(m, "prometheus") == Some(0.0)
     });
@@ -1316,9 +1322,31 @@ fn prometheus_behind_tls_client_certificates_and_basic_auth() {
     );
     drop(e);
 
-    // A server name the certificate is not valid for: the handshake fails.
-    let e = exporter(&pd, None, &dir, &config("prometheus.example"), &[]);
-    e.wait_source_up("prometheus", 0.0);
-    let msg = e.invariant("probe", "").unwrap()["message"].to_string();
-    assert!(msg.to_lowercase().contains("certificate"), "{msg}");
+    // A server name the certificate is not valid for, or no CA (the platform's roots do not
+    // know this one): the handshake fails. insecure_skip_verify: it evaluates.
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let wrong_name = exporter(
+        &pd,
+        None,
+        &dirs[0],
+        &config(&named("prometheus.example")),
+        &[],
+    );
+    let no_ca = exporter(&pd, None, &dirs[1], &config(""), &[]);
+    let insecure = exporter(
+        &pd,
+        None,
+        &dirs[2],
+        &config("      insecure_skip_verify: true\n"),
+        &[],
+    );
+    for e in [&wrong_name, &no_ca] {
+        e.wait_source_up("prometheus", 0.0);
+        let msg = e.invariant("probe", "").unwrap()["message"].to_string();
+        assert!(msg.to_lowercase().contains("certificate"), "{msg}");
+    }
+    let m = insecure.wait_metrics("the probe evaluated", WAIT, |m| {
+        flag(m, "unknown", "probe", "", "warning") == Some(0.0)
+    });
+    assert_eq!(observed(&m, "probe", ""), Some(0.5));
 }
