@@ -759,6 +759,14 @@ fn http_config_is_validated_like_prometheus_does() {
             "    oauth2: {client_id: x}\n",
             "prometheus.http_config.oauth2",
         ),
+        (
+            "    authorization: {credentials: \"top\\u0001secret\"}\n",
+            "prometheus.http_config.authorization.credentials",
+        ),
+        (
+            "    http_headers:\n      X-A:\n        secrets: [\"topsecret\\r\\nX-B: 1\"]\n",
+            "prometheus.http_config.http_headers.X-A",
+        ),
     ] {
         let text = format!("prometheus:\n  url: http://127.0.0.1:9\n  http_config:\n{yaml}");
         let e = tikv_health_exporter::config::Config::from_yaml(&text).unwrap_err();

@@ -176,6 +176,11 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Whether `s` can be sent as (part of) a header value: no control character but tab.
+fn header_safe(s: &str) -> bool {
+    !s.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+}
+
 impl HttpClientConfig {
     /// Checks the combinations Prometheus refuses too; errors name the key below `at`
     /// (e.g. `prometheus.http_config`).
@@ -202,6 +207,15 @@ impl HttpClientConfig {
             }
         }
         if let Some(a) = &self.authorization {
+            if a.credentials
+                .as_ref()
+                .is_some_and(|c| !header_safe(c.expose()))
+            {
+                return bad(
+                    "authorization.credentials",
+                    "contains a control character (a line break, ...)",
+                );
+            }
             if a.credentials.is_some() && a.credentials_file.is_some() {
                 return bad(
                     "authorization.credentials_file",
@@ -253,9 +267,12 @@ impl HttpClientConfig {
                 .iter()
                 .map(String::as_str)
                 .chain(v.secrets.iter().map(Secret::expose))
-                .any(|x| x.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0));
+                .any(|x| !header_safe(x));
             if bad_value {
-                return bad(&key, "a value contains a line break or NUL");
+                return bad(
+                    &key,
+                    "a value contains a control character (a line break, ...)",
+                );
             }
         }
         Ok(())

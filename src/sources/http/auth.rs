@@ -177,17 +177,17 @@ impl RequestAuth {
 
 /// `v` as a header value marked sensitive; `from` names where it came from in the error.
 fn sensitive(v: &str, from: &Value) -> Result<HeaderValue, AuthError> {
-    let mut h = HeaderValue::from_str(v).map_err(|_| match from {
-        Value::File { key, path } => AuthError {
-            key,
-            path: path.clone(),
-            reason: "holds a character not allowed in an HTTP header".into(),
+    let mut h = HeaderValue::from_str(v).map_err(|_| AuthError {
+        key: match from {
+            Value::File { key, .. } => key,
+            // The configuration's values are checked for control characters when it is read.
+            Value::Fixed(_) => "a value of http_config",
         },
-        Value::Fixed(_) => AuthError {
-            key: "a configured value",
-            path: PathBuf::new(),
-            reason: "holds a character not allowed in an HTTP header".into(),
+        path: match from {
+            Value::File { path, .. } => path.clone(),
+            Value::Fixed(_) => PathBuf::from("(in the configuration)"),
         },
+        reason: "holds a character not allowed in an HTTP header".into(),
     })?;
     h.set_sensitive(true);
     Ok(h)
