@@ -1,6 +1,7 @@
 //! The long-running exporter: log sources, the poll loop and the HTTP server, under one
-//! cancellation token. SIGTERM/SIGINT cancel it: the poll in progress and the state-file write
-//! finish first, the HTTP server drains open requests, log sources drain what they read.
+//! cancellation token. SIGTERM/SIGINT cancel it: the poll in progress is abandoned (its requests
+//! dropped), the HTTP server drains open requests, the state of the last finished round is
+//! written to the state file, log sources drain what they read.
 //! SIGHUP and `POST /-/reload` reload the configuration between two polls (see [`reload`]).
 
 use std::sync::Arc;
@@ -255,9 +256,14 @@ async fn run_inner(
             biased;
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {
-                // Cancellation during a poll is seen after it: the round and its state write finish.
+                // Cancellation abandons the round in progress (it may wait on a slow PD for
+                // its whole timeout); the state of the last finished round is written below.
                 let started = std::time::Instant::now();
-                let snap = poller.poll().await;
+                let snap = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => break,
+                    snap = poller.poll() => snap,
+                };
                 if tracing::enabled!(tracing::Level::DEBUG) {
                     crate::log::debug(&format!(
                         "poll done in {:.3}s: {} stores, {} invariant series",

@@ -220,3 +220,4 @@ mod tests {
         assert_eq!(v["path"], "/var/log/a b.log");
     }
 }
+

@@ -20,29 +20,17 @@ use crate::domain::{
 use crate::invariants::definitions::{self, Definition};
 use crate::invariants::engine::{Engine, Persisted, Phase, SeriesState};
 use crate::invariants::state_file::{self, StateFileError};
-use crate::log::{info, warn};
+use crate::log::{error, info, warn};
 use crate::observations::{MappedSamples, Observations, QueryResults, Unavailable};
-use crate::snapshot::{InvariantView, Snapshot, SourceHealth, StoreView, UnmappedView};
+use crate::snapshot::{
+    InvariantView, Snapshot, SourceHealth, StateFileHealth, StoreView, UnmappedView,
+};
 use crate::sources::pd::{PdClient, PdClientConfig, PdError, PdTls, RejectReason, StoreList};
 use crate::sources::prometheus::{PromClient, PromError};
 use crate::transitions::Failing;
 
-/// Why the poller cannot start.
-#[derive(Debug, thiserror::Error)]
-pub enum PollerError {
-    /// The PD client configuration is unusable.
-    #[error("pd: {0}")]
-    Pd(#[from] PdError),
-    /// The Prometheus URL or client is unusable.
-    #[error("prometheus.url: {0}")]
-    Prometheus(#[from] PromError),
-    /// The invariants do not validate.
-    #[error("invalid configuration: {0}")]
-    Config(#[from] ConfigError),
-    /// The state file cannot be read.
-    #[error(transparent)]
-    StateFile(#[from] StateFileError),
-}
+/// Why the poller cannot start: a configuration it cannot build, named by its key.
+pub type PollerError = ConfigError;
 
 /// What the poller has to say once per transition (see [`crate::transitions`]).
 #[derive(Debug, Default)]
@@ -55,6 +43,96 @@ struct Reported {
     unmapped: BTreeMap<String, u64>,
     /// Whether PD had a leader at the last members poll.
     had_leader: Option<bool>,
+}
+
+/// What a configuration builds before anything is polled: the clients (URLs checked, TLS and
+/// secret files read), the invariant definitions and the mapping rule.
+struct Parts {
+    pd: PdClient,
+    prom: Option<Arc<PromClient>>,
+    defs: Vec<Definition>,
+    mapping_rule: Option<MappingRule>,
+}
+
+impl Parts {
+    fn build(cfg: &Config) -> Result<Parts, ConfigError> {
+        let pd = PdClient::new(PdClientConfig {
+            endpoints: cfg.pd.endpoints.clone(),
+            timeout: cfg.pd.timeout.0,
+            tls: cfg.pd.tls.as_ref().map(|t| PdTls {
+                ca_file: t.ca_file.clone(),
+                cert_file: t.cert_file.clone(),
+                key_file: t.key_file.clone(),
+            }),
+            max_response_bytes: cfg.pd.max_response_bytes,
+        })
+        .map_err(|e| pd_config_error(cfg, e))?;
+        let prom = match &cfg.prometheus.url {
+            Some(u) => Some(Arc::new(
+                PromClient::with_http_config(
+                    u,
+                    cfg.prometheus.timeout.0,
+                    &cfg.prometheus.http_config,
+                )
+                .map_err(prom_config_error)?,
+            )),
+            None => None,
+        };
+        let defs = definitions::build(cfg)?;
+        let mapping_rule =
+            match &cfg.prometheus.store_mapping {
+                Some(m) => Some(MappingRule::new(&m.label, &m.regex).map_err(|e| {
+                    ConfigError::new("prometheus.store_mapping.regex", e.to_string())
+                })?),
+                None => None,
+            };
+        Ok(Parts {
+            pd,
+            prom,
+            defs,
+            mapping_rule,
+        })
+    }
+}
+
+/// The key of the PD settings a client error is about.
+fn pd_config_error(cfg: &Config, e: PdError) -> ConfigError {
+    let key = match &e {
+        PdError::InvalidEndpoint { endpoint, .. } => cfg
+            .pd
+            .endpoints
+            .iter()
+            .position(|x| x == endpoint)
+            .map_or("pd.endpoints".to_owned(), |i| format!("pd.endpoints[{i}]")),
+        PdError::TlsFile { kind, .. } => match *kind {
+            "CA" => "pd.tls.ca_file",
+            "certificate" => "pd.tls.cert_file",
+            _ => "pd.tls.key_file",
+        }
+        .to_owned(),
+        _ => "pd".to_owned(),
+    };
+    ConfigError::new(key, e.to_string())
+}
+
+/// The key of the Prometheus settings a client error is about.
+fn prom_config_error(e: PromError) -> ConfigError {
+    let key = match &e {
+        PromError::InvalidUrl { .. } => "prometheus.url",
+        _ => "prometheus.http_config",
+    };
+    ConfigError::new(key, e.to_string())
+}
+
+/// The one validation of a configuration, shared by the run and `check-config`: the values
+/// (errors located in `text`, the file they came from), the invariants, and everything the
+/// poller builds from them (endpoint URLs, TLS files), without sending a request or touching
+/// the state file. Returns the definitions.
+pub fn check(cfg: &Config, text: &str) -> Result<Vec<Definition>, ConfigError> {
+    definitions::checked(cfg, text)?;
+    Parts::build(cfg)
+        .map(|p| p.defs)
+        .map_err(|e| e.located_in(text))
 }
 
 /// Polls the sources and evaluates the invariants.
@@ -82,48 +160,9 @@ pub struct Poller {
     reported: Reported,
     state_file: Option<PathBuf>,
     saved: Vec<Persisted>,
-}
-
-/// What a configuration decides of a poller: built whole, before anything is replaced, so a
-/// reload either applies all of it or nothing.
-struct Setup {
-    pd: PdClient,
-    prom: Option<Arc<PromClient>>,
-    defs: Vec<Definition>,
-    mapping_rule: Option<MappingRule>,
-}
-
-impl Setup {
-    fn new(cfg: &Config) -> Result<Setup, PollerError> {
-        let pd = PdClient::new(PdClientConfig {
-            endpoints: cfg.pd.endpoints.clone(),
-            timeout: cfg.pd.timeout.0,
-            tls: cfg.pd.tls.as_ref().map(|t| PdTls {
-                ca_file: t.ca_file.clone(),
-                cert_file: t.cert_file.clone(),
-                key_file: t.key_file.clone(),
-            }),
-            max_response_bytes: cfg.pd.max_response_bytes,
-        })?;
-        let prom = match &cfg.prometheus.url {
-            Some(u) => Some(Arc::new(PromClient::new(u, cfg.prometheus.timeout.0)?)),
-            None => None,
-        };
-        let defs = definitions::build(cfg)?;
-        let mapping_rule =
-            match &cfg.prometheus.store_mapping {
-                Some(m) => Some(MappingRule::new(&m.label, &m.regex).map_err(|e| {
-                    ConfigError::new("prometheus.store_mapping.regex", e.to_string())
-                })?),
-                None => None,
-            };
-        Ok(Setup {
-            pd,
-            prom,
-            defs,
-            mapping_rule,
-        })
-    }
+    /// When the state file was last written by this process.
+    saved_at: f64,
+    state_health: StateFileHealth,
 }
 
 impl Poller {
@@ -134,16 +173,30 @@ impl Poller {
 
     /// Like [`Poller::new`], reading time from `clock`.
     pub fn with_clock(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Poller, PollerError> {
-        let Setup {
+        let Parts {
             pd,
             prom,
             defs,
             mapping_rule,
-        } = Setup::new(cfg)?;
+        } = Parts::build(cfg)?;
         let mut engine = Engine::new();
         let mut saved = Vec::new();
+        let mut state_health = StateFileHealth::default();
         if let Some(p) = &cfg.state_file {
-            saved = state_file::load(p, clock.now())?;
+            if state_file::remove_leftover(p) {
+                info(&format!(
+                    "removed {}, left by a write that did not finish",
+                    p.with_extension("tmp").display()
+                ));
+            }
+            saved = match state_file::load(p, clock.now()) {
+                Ok(s) => s,
+                Err(e) => {
+                    state_health.corrupt += 1;
+                    report_unusable_state_file(p, &e, clock.now());
+                    Vec::new()
+                }
+            };
             engine.restore(&saved, clock.now());
             if !saved.is_empty() {
                 info(&format!(
@@ -182,6 +235,9 @@ impl Poller {
             reported: Reported::default(),
             state_file: cfg.state_file.clone(),
             saved,
+            // The file's own `saved_at` may be old: the first round with violations rewrites it.
+            saved_at: f64::NEG_INFINITY,
+            state_health,
         })
     }
 
@@ -190,7 +246,7 @@ impl Poller {
     /// periods), the PD leader-change counter, the last good data and the sources' health are
     /// kept. On an error nothing changes. The state file is not reloaded.
     pub fn reconfigure(&mut self, cfg: &Config) -> Result<(), PollerError> {
-        let setup = Setup::new(cfg)?;
+        let setup = Parts::build(cfg)?;
         self.pd = setup.pd;
         self.prom = setup.prom;
         self.defs = setup.defs;
@@ -583,6 +639,7 @@ impl Poller {
             pd_leader_changes: self.leader_changes,
             unmapped,
             rejected_stores: self.rejected.clone(),
+            state_file: self.state_file.as_ref().map(|_| self.state_health),
         }
     }
 
@@ -601,27 +658,56 @@ impl Poller {
         }
     }
 
+    /// Writes the state file when the active violations changed, and every
+    /// [`state_file::REFRESH_SECS`] while some are active (so `saved_at` stays fresh).
     fn save_state(&mut self, now: f64) {
-        let Some(path) = &self.state_file else { return };
         let active = self.engine.persisted();
-        if active == self.saved {
-            return;
+        let refresh = !active.is_empty() && now - self.saved_at >= state_file::REFRESH_SECS;
+        if active != self.saved || refresh {
+            self.write_state(active, now);
         }
-        match state_file::save(path, &active, now) {
-            Ok(()) => self.saved = active,
-            Err(e) => warn(&format!("cannot write state file {}: {e}", path.display())),
+    }
+
+    /// Writes `active`; a failure is counted and logged once until a write succeeds again.
+    fn write_state(&mut self, active: Vec<Persisted>, now: f64) {
+        let Some(path) = &self.state_file else { return };
+        let result = state_file::save(path, &active, now);
+        let why = result.as_ref().err().map(|e| e.to_string());
+        self.reported.failing.log(
+            &format!("state file {}", path.display()),
+            why.as_deref(),
+            "cannot be written",
+            "is written again",
+        );
+        match result {
+            Ok(()) => {
+                self.saved = active;
+                self.saved_at = now;
+            }
+            Err(_) => self.state_health.write_failures += 1,
         }
     }
 
     /// Writes the state file unconditionally (at shutdown).
     pub fn flush_state(&mut self) {
-        if let Some(path) = &self.state_file {
-            let active = self.engine.persisted();
-            if let Err(e) = state_file::save(path, &active, self.clock.now()) {
-                warn(&format!("cannot write state file {}: {e}", path.display()));
-            }
-        }
+        let active = self.engine.persisted();
+        self.write_state(active, self.clock.now());
     }
+}
+
+/// Logs that the state file at `path` cannot be used and, when it is corrupt, sets it aside so
+/// that it is kept for inspection and the exporter starts without it.
+fn report_unusable_state_file(path: &std::path::Path, e: &StateFileError, now: f64) {
+    let kept = match e {
+        StateFileError::Corrupt { .. } => match state_file::set_aside(path, now) {
+            Ok(aside) => format!("; it was moved to {}", aside.display()),
+            Err(re) => format!("; it could not be moved aside ({re})"),
+        },
+        StateFileError::Read { .. } => String::new(),
+    };
+    error(&format!(
+        "{e}{kept}; starting without the saved violations (their grace periods start over)"
+    ));
 }
 
 /// Logs an invariant turning firing, or resolving (also by the unknown hold).
@@ -995,6 +1081,84 @@ mod tests {
         let s = p.evaluate(&o);
         let d = view(&s, "store_down", "1");
         assert_eq!((d.state, d.unknown), (Phase::Ok, true));
+    }
+
+    /// A steady violation keeps the file fresh: after more than the outage tolerance of the
+    /// same violation, a crash (no shutdown write) still restores it with its start.
+    #[test]
+    fn a_steady_violation_refreshes_saved_at_so_a_crash_an_hour_later_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let yaml = format!(
+            "state_file: {}\ninvariants:\n  store_down:\n    grace: 0s\n",
+            path.display()
+        );
+        let clock = Arc::new(ManualClock::at(T0));
+        let mut p = poller(&yaml, clock.clone());
+        let saved_at = || -> f64 {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            v["saved_at"].as_f64().unwrap()
+        };
+        while clock.now() < T0 + 1.5 * state_file::OUTAGE_TOLERANCE_SECS {
+            let t = clock.now();
+            p.evaluate(&obs(t, vec![store(1, StoreState::Disconnected, 50)]));
+            assert!(
+                t - saved_at() < state_file::REFRESH_SECS,
+                "saved_at {} at {t}",
+                saved_at()
+            );
+            clock.advance(10.0);
+        }
+        std::mem::forget(p); // a crash: no shutdown write
+        clock.advance(20.0);
+        let mut p = poller(&yaml, clock.clone());
+        let s = p.restored_snapshot().expect("restored after the crash");
+        let d = view(&s, "store_down", "1");
+        assert_eq!((d.state, d.since), (Phase::Firing, Some(T0)));
+        // Without violations nothing is rewritten (the file is not touched every round).
+        let quiet_dir = tempfile::tempdir().unwrap();
+        let quiet = quiet_dir.path().join("state.json");
+        let yaml = format!("state_file: {}\n", quiet.display());
+        let mut p = poller(&yaml, Arc::new(ManualClock::at(T0)));
+        for i in 0..100 {
+            let t = T0 + f64::from(i) * 10.0;
+            p.evaluate(&obs(t, vec![beating(StoreState::Up, t)]));
+        }
+        assert!(!quiet.exists(), "written without any violation");
+    }
+
+    /// Empty, truncated and non-JSON state files: the poller starts, the file is moved aside
+    /// (kept for inspection, never overwritten) and counted.
+    #[test]
+    fn a_corrupt_state_file_is_set_aside_counted_and_the_poller_starts() {
+        for bad in [
+            &b""[..],
+            b"{\"version\":1,\"saved_at\":17",
+            b"\x00\x01garbage",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.json");
+            std::fs::write(&path, bad).unwrap();
+            std::fs::write(dir.path().join("state.tmp"), b"").unwrap();
+            let yaml = format!("state_file: {}\n", path.display());
+            let mut p = poller(&yaml, Arc::new(ManualClock::at(T0)));
+            let aside = dir.path().join(format!("state.json.corrupt-{}", T0 as i64));
+            assert_eq!(std::fs::read(&aside).unwrap(), bad, "kept as it was");
+            assert!(!path.exists());
+            assert!(!dir.path().join("state.tmp").exists(), "leftover removed");
+            let s = p.evaluate(&obs(T0, vec![store(1, StoreState::Up, 50)]));
+            assert_eq!(
+                s.state_file,
+                Some(StateFileHealth {
+                    corrupt: 1,
+                    write_failures: 0
+                })
+            );
+        }
+        // Without a state file there are no state-file counters at all.
+        let mut p = poller("", Arc::new(ManualClock::at(T0)));
+        assert_eq!(p.evaluate(&obs(T0, vec![])).state_file, None);
     }
 
     #[test]

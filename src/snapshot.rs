@@ -92,6 +92,15 @@ pub struct UnmappedView {
     pub example: Option<String>,
 }
 
+/// What happened to the state file (when one is configured).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct StateFileHealth {
+    /// State files found unusable at start (set aside, or unreadable).
+    pub corrupt: u64,
+    /// Writes that failed (`ENOSPC`, permissions, ...).
+    pub write_failures: u64,
+}
+
 /// Everything one poll produced.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Snapshot {
@@ -111,6 +120,8 @@ pub struct Snapshot {
     pub unmapped: BTreeMap<String, UnmappedView>,
     /// `/stores` entries rejected in the last reply, by reason (`invalid_id`, ...).
     pub rejected_stores: BTreeMap<String, u64>,
+    /// The state file's counters; `None` without a state file.
+    pub state_file: Option<StateFileHealth>,
 }
 
 /// The latest snapshot, replaced after every poll; read by scrapes and API calls.

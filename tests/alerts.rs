@@ -610,7 +610,7 @@ fn rules_reference_only_contract_metrics() {
 }
 
 /// The alerts the issue asks for, by name.
-const EXPECTED_ALERTS: [&str; 18] = [
+const EXPECTED_ALERTS: [&str; 19] = [
     "TiKVStoreDown",
     "TiKVWriteLatencyHigh",
     "TiKVDiskUsageHigh",
@@ -624,6 +624,7 @@ const EXPECTED_ALERTS: [&str; 18] = [
     "TiKVHealthExporterStalled",
     "TiKVHealthExporterUnmappedSamples",
     "TiKVHealthExporterPDStoresRejected",
+    "TiKVHealthExporterStateFileWriteFailing",
     "TiKVHealthExporterDown",
     "TiKVHealthExporterAbsent",
     "TiKVLeadershipChurn",

@@ -1027,6 +1027,37 @@ fn http_endpoints_and_log_sources() {
     let last2: serde_json::Value =
         serde_json::from_str(&e.get("/api/v1/leadership?limit=2").2).unwrap();
     assert_eq!(last2.as_array().unwrap().len(), 2);
+    assert_eq!(last2[1], events[16], "the newest ones");
+    let all: serde_json::Value =
+        serde_json::from_str(&e.get("/api/v1/leadership?limit=1000").2).unwrap();
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        17,
+        "limit = logs.history_size"
+    );
+    // Anything but an integer from 0 to logs.history_size (1000) is a 400 with a JSON error,
+    // never the whole history.
+    for bad in [
+        "-1",
+        "abc",
+        "1001",
+        "99999999999999999999999",
+        "",
+        "2&limit=3",
+    ] {
+        let (status, ctype, body) = e.get(&format!("/api/v1/leadership?limit={bad}"));
+        assert_eq!(
+            (status, ctype.as_str()),
+            (400, "application/json"),
+            "{bad}: {body}"
+        );
+        let err: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let msg = err["error"].as_str().unwrap();
+        assert!(
+            msg.contains("from 0 to 1000 (logs.history_size)") || msg.contains("more than once"),
+            "{bad}: {msg}"
+        );
+    }
 }
 
 #[test]
@@ -1398,4 +1429,413 @@ fn absent_fields_and_pds_own_space_ratios() {
         ),
         0.6
     );
+}
+
+/// Arguments with a PD timeout of `timeout` (instead of [`args`]' 1 s).
+fn args_with_timeout(pd: &FakePd, timeout: &str, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "--pd.endpoints",
+        &pd.url(),
+        "--poll-interval",
+        POLL,
+        "--pd.timeout",
+        timeout,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// How long a clean exit may take on a loaded machine; the defects it guards against take
+/// 30 s (a poll waiting on a slow PD) or forever (a FIFO nobody writes to).
+const EXIT_BOUND: Duration = Duration::from_secs(10);
+
+/// SIGTERM while a poll waits on a PD that answers after 30 s: the poll is abandoned, the state
+/// file is written, and the process exits at once instead of finishing the round.
+#[test]
+fn sigterm_during_a_slow_poll_exits_at_once_and_writes_the_state_file() {
+    let pd = FakePd::with_live_stores(&cluster(1));
+    pd.delay(Duration::from_secs(30));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let mut e = Exporter::start(&args_with_timeout(
+        &pd,
+        "45s",
+        &["--state-file", state.to_str().unwrap()],
+    ));
+    support::wait::until_true(
+        "the first /stores request to reach PD",
+        PATIENCE,
+        || pd.requests().iter().any(|r| r.path_only() == STORES),
+        || format!("{:?}", pd.requests()),
+    );
+    let t = Instant::now();
+    assert_eq!(e.terminate(), Some(0), "{}", e.stderr());
+    let took = t.elapsed();
+    assert!(
+        took < EXIT_BOUND,
+        "exit took {took:?} (the poll was finished?)\n{}",
+        e.stderr()
+    );
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(
+        (
+            saved["version"].as_u64(),
+            saved["active"].as_array().map(Vec::len)
+        ),
+        (Some(1), Some(0))
+    );
+}
+
+/// A FIFO as log file is refused (never opened: opening blocks until a writer appears), its
+/// source is down with a clear reason, and SIGTERM exits at once.
+#[test]
+fn a_fifo_as_log_file_is_refused_and_does_not_hang_sigterm() {
+    let pd = FakePd::with_live_stores(&cluster(1));
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("tikv.log");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut e = Exporter::start(&args(&[&pd], &["--log.file", fifo.to_str().unwrap()]));
+    e.wait_source_up("file:tikv.log", 0.0);
+    support::wait::until_true(
+        "the refusal to be logged",
+        PATIENCE,
+        || e.stderr().contains("not a regular file"),
+        || e.stderr(),
+    );
+    let t = Instant::now();
+    assert_eq!(e.terminate(), Some(0), "{}", e.stderr());
+    assert!(t.elapsed() < EXIT_BOUND, "exit took {:?}", t.elapsed());
+    let refusals = e.stderr().matches("not a regular file").count();
+    assert_eq!(refusals, 1, "logged once: {}", e.stderr());
+}
+
+/// Empty, truncated and non-JSON state files do not stop the exporter: it starts, logs an
+/// error, keeps the bad file aside and counts it.
+#[test]
+fn a_corrupt_state_file_is_set_aside_and_the_exporter_starts() {
+    let pd = FakePd::with_live_stores(&cluster(1));
+    for bad in [
+        "",
+        "{\"version\":1,\"saved_at\":1700000000.5,\"active\":[{\"na",
+        "\u{0}\u{1}",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.json");
+        std::fs::write(&state, bad).unwrap();
+        let e = Exporter::start(&args(&[&pd], &["--state-file", state.to_str().unwrap()]));
+        e.wait_ready();
+        let m = e.metrics();
+        assert_eq!(
+            sample(&m, "tikv_health_exporter_state_file_corrupt_total", &[]),
+            Some(1.0),
+            "{m}"
+        );
+        assert_eq!(
+            sample(
+                &m,
+                "tikv_health_exporter_state_file_write_failures_total",
+                &[]
+            ),
+            Some(0.0)
+        );
+        let log = e.stderr();
+        assert!(
+            log.contains("level=error") && log.contains("is corrupt") && log.contains("moved to"),
+            "{log}"
+        );
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|d| d.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("state.json.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(&aside[0])).unwrap(),
+            bad
+        );
+    }
+}
+
+/// A tmpfs of one page mounted for the test (root only), unmounted on drop.
+struct TinyFs {
+    dir: tempfile::TempDir,
+}
+
+impl TinyFs {
+    /// `None` (with the reason printed) where mounting is impossible.
+    fn mount() -> Option<TinyFs> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4k", "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(TinyFs { dir }),
+            Ok(o) => {
+                eprintln!(
+                    "SKIPPED: cannot mount a tmpfs (needs root): {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills the file system with `fill`; returns the bytes written.
+    fn fill(&self) -> usize {
+        let mut f = std::fs::File::create(self.path().join("fill")).unwrap();
+        let mut n = 0;
+        while f.write_all(&[b'x'; 512]).is_ok() {
+            n += 512;
+        }
+        n
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// ENOSPC for real: a state file on a full tmpfs fails to be written; no 0-byte `state.tmp`
+/// is left behind, the failure is counted and logged once, and the next poll after space
+/// is freed writes the file.
+#[test]
+fn a_full_disk_leaves_no_state_tmp_and_counts_write_failures() {
+    let Some(fs) = TinyFs::mount() else { return };
+    assert!(fs.fill() > 0);
+    let pd = FakePd::with_live_stores(&cluster(1));
+    pd.set_store_state(1, "Disconnected");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(&dir, "invariants:\n  store_down:\n    grace: 0s\n");
+    let state = fs.path().join("state.json");
+    let e = Exporter::start(&args(
+        &[&pd],
+        &[
+            "--config.file",
+            &cfg,
+            "--state-file",
+            state.to_str().unwrap(),
+        ],
+    ));
+    let failures = |m: &str| {
+        sample(
+            m,
+            "tikv_health_exporter_state_file_write_failures_total",
+            &[],
+        )
+        .unwrap_or(0.0)
+    };
+    e.wait_metrics("two failed writes", PATIENCE, |m| failures(m) >= 2.0);
+    let names: Vec<String> = std::fs::read_dir(fs.path())
+        .unwrap()
+        .map(|d| d.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["fill"], "no state.tmp left behind");
+    let log = e.stderr();
+    assert_eq!(
+        log.matches("cannot be written").count(),
+        1,
+        "logged once: {log}"
+    );
+    assert!(log.contains("No space left on device"), "{log}");
+
+    std::fs::remove_file(fs.path().join("fill")).unwrap();
+    support::wait::until_true(
+        "the state file to be written",
+        PATIENCE,
+        || std::fs::read_to_string(&state).is_ok_and(|t| t.contains("store_down")),
+        || e.stderr(),
+    );
+    support::wait::until_true(
+        "the recovery to be logged",
+        PATIENCE,
+        || e.stderr().contains("is written again"),
+        || e.stderr(),
+    );
+    assert!(!fs.path().join("state.tmp").exists());
+}
+
+/// Runs the binary with `args`, killing it after [`PATIENCE`] (a run that does not reject its
+/// configuration would serve forever); returns (exit code, stdout, stderr).
+fn run_bounded(args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = std::process::Command::new(support::exporter::binary())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "{args:?} still runs after {PATIENCE:?}: {}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |p| std::fs::read_to_string(p).unwrap_or_default();
+    (status.code(), read(&out), read(&err))
+}
+
+/// One validation: every configuration the run rejects fails `check-config` too, with the
+/// same key and line.
+#[test]
+fn check_config_rejects_what_the_run_rejects() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-ca.pem");
+    let cases = [
+        (
+            "pd:\n  endpoints: [\"ftp://pd:2379\"]\n".to_owned(),
+            "line 2: `pd.endpoints[0]`",
+        ),
+        (
+            "pd:\n  max_response_bytes: 0\n".to_owned(),
+            "line 2: `pd.max_response_bytes`",
+        ),
+        (
+            "prometheus:\n  url: http://127.0.0.1:9\n  timeout: 0s\n".to_owned(),
+            "line 3: `prometheus.timeout`",
+        ),
+        (
+            format!("pd:\n  tls:\n    ca_file: {}\n", missing.display()),
+            "line 3: `pd.tls.ca_file`",
+        ),
+        (
+            "logs:\n  poll_interval: 0s\n".to_owned(),
+            "line 2: `logs.poll_interval`: must be at least 50ms",
+        ),
+        (
+            "poll_interval: 0s\n".to_owned(),
+            "line 1: `poll_interval`: must be at least 100ms",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let cfg = config_file(&dir, &yaml);
+        let (code, out, err) = run_bounded(&["check-config", &cfg]);
+        assert_eq!(code, Some(1), "check-config accepted {yaml:?}: {out}");
+        assert!(err.contains(want), "check-config on {yaml:?}: {err}");
+        let (code, _, err) =
+            run_bounded(&["--config.file", &cfg, "--web.listen-address", "127.0.0.1:0"]);
+        assert_eq!(code, Some(1), "the run accepted {yaml:?}: {err}");
+        assert!(err.contains(want), "run on {yaml:?}: {err}");
+    }
+    // The flags are checked by the same rules.
+    let (code, _, err) = run_bounded(&[
+        "--poll-interval",
+        "0s",
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("`poll_interval`: must be at least 100ms"),
+        "{err}"
+    );
+    let (code, _, err) = run_bounded(&[
+        "logs",
+        "leadership",
+        "--follow",
+        "--poll-interval",
+        "0s",
+        "/dev/null",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("below the floor of 50ms"), "{err}");
+}
+
+/// `/dev/zero`, `/dev/urandom`, a FIFO or a directory as the config file are refused at once
+/// (nothing is read), and a file larger than 1 MiB is refused without being parsed.
+#[test]
+fn config_files_must_be_small_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.yml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let big = dir.path().join("big.yml");
+    std::fs::write(&big, format!("# {}\n", "x".repeat(1 << 20))).unwrap();
+    let dir_path = dir.path().display().to_string();
+    for (path, want) in [
+        ("/dev/zero", "is not a regular file"),
+        ("/dev/urandom", "is not a regular file"),
+        (fifo.to_str().unwrap(), "is not a regular file"),
+        (dir_path.as_str(), "is not a regular file"),
+        (big.to_str().unwrap(), "is larger than 1048576 bytes"),
+    ] {
+        for args in [
+            vec!["check-config", path],
+            vec!["--config.file", path, "--web.listen-address", "127.0.0.1:0"],
+        ] {
+            let (code, _, err) = run_bounded(&args);
+            assert_eq!(code, Some(1), "{args:?}: {err}");
+            assert!(err.contains(want) && err.contains(path), "{args:?}: {err}");
+        }
+    }
+}
+
+/// `check-config | head -1` (and the other subcommands whose output is cut short): a closed
+/// pipe is a quiet exit 0, never a panic. The reading end is closed before the process starts
+/// writing, so every write meets `EPIPE`.
+#[test]
+fn a_closed_stdout_is_a_quiet_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(&dir, "poll_interval: 10s\n");
+    let log = dir.path().join("tikv.log");
+    let line = "[2024/01/01 00:00:00.000 +00:00] [INFO] [x.rs:1] [\"hello\"]\n";
+    std::fs::write(&log, line.repeat(20000)).unwrap();
+    let log = log.to_str().unwrap();
+    for args in [
+        vec!["check-config", cfg.as_str()],
+        vec!["logs", "parse", log],
+        vec!["logs", "leadership", "--summary", log],
+        vec!["--help"],
+        vec!["--version"],
+        vec!["demo", "--web.listen-address", "127.0.0.1:0"],
+    ] {
+        let mut child = std::process::Command::new(support::exporter::binary())
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
 }

@@ -631,3 +631,146 @@ fn fake_tikv_history_moves_counters_forward() {
         "{values:?}"
     );
 }
+
+/// `prometheus.http_config` parsed the way the configuration file is.
+fn http_config(yaml: &str) -> tikv_health_exporter::config::HttpClientConfig {
+    let text = format!("prometheus:\n  url: http://127.0.0.1:9\n  http_config:\n{yaml}");
+    tikv_health_exporter::config::Config::from_yaml(&text)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"))
+        .prometheus
+        .http_config
+}
+
+/// What a small local listener sees: the `Authorization` of `authorization` (from a file,
+/// re-read at every request, so a rotated token is used at once), every `http_headers` value
+/// (literal, secret, from a file), e.g. the `X-Scope-OrgID` a Mimir/Cortex/Thanos tenant needs.
+#[tokio::test]
+async fn http_config_headers_and_credentials_reach_the_server() {
+    let seen: Arc<Mutex<Vec<Request>>> = Arc::default();
+    let s2 = seen.clone();
+    let server = TestServer::start(move |req: &Request| {
+        s2.lock().unwrap().push(req.clone());
+        Response::json(r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    let tenant = dir.path().join("tenant");
+    std::fs::write(&token, "tok-1\n").unwrap();
+    std::fs::write(&tenant, " tenant-from-file \n").unwrap();
+    let cfg = http_config(&format!(
+        "    authorization:\n      credentials_file: {}\n    http_headers:\n      X-Scope-OrgID:\n        values: [tenant-1]\n      X-Extra:\n        values: [a]\n        secrets: [hidden-b]\n        files: [{}]\n",
+        token.display(),
+        tenant.display()
+    ));
+    let debug = format!("{cfg:?}");
+    assert!(
+        !debug.contains("hidden-b") && debug.contains("<secret>"),
+        "{debug}"
+    );
+    let client = PromClient::with_http_config(&server.url(), T, &cfg).unwrap();
+    client.query("up").await.unwrap();
+    std::fs::write(&token, "tok-2").unwrap();
+    client.query("up").await.unwrap();
+    let reqs = seen.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].header("authorization"), Some("Bearer tok-1"));
+    assert_eq!(
+        reqs[1].header("authorization"),
+        Some("Bearer tok-2"),
+        "rotated"
+    );
+    assert_eq!(reqs[0].header("x-scope-orgid"), Some("tenant-1"));
+    let extra: Vec<&str> = reqs[0]
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("x-extra"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(extra, ["a", "hidden-b", "tenant-from-file"]);
+
+    // A credentials file that disappears: the query fails naming the file, never the token.
+    std::fs::remove_file(&token).unwrap();
+    let e = client.query("up").await.unwrap_err().to_string();
+    assert!(
+        e.contains("authorization.credentials_file") && e.contains(&token.display().to_string()),
+        "{e}"
+    );
+    assert!(!e.contains("tok-"), "{e}");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "nothing sent without credentials"
+    );
+    // ... and one missing when the client is built fails at once.
+    let e = PromClient::with_http_config(&server.url(), T, &cfg)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("credentials_file"), "{e}");
+
+    // basic_auth with a password from the configuration, a custom authorization type.
+    let cfg = http_config("    basic_auth:\n      username: tikv\n      password: pa55\n");
+    PromClient::with_http_config(&server.url(), T, &cfg)
+        .unwrap()
+        .query("up")
+        .await
+        .unwrap();
+    let cfg = http_config("    authorization:\n      type: Token\n      credentials: abc\n");
+    PromClient::with_http_config(&server.url(), T, &cfg)
+        .unwrap()
+        .query("up")
+        .await
+        .unwrap();
+    let reqs = seen.lock().unwrap().clone();
+    // base64("tikv:pa55")
+    assert_eq!(reqs[2].header("authorization"), Some("Basic dGlrdjpwYTU1"));
+    assert_eq!(reqs[3].header("authorization"), Some("Token abc"));
+}
+
+/// Combinations Prometheus refuses are refused with the key named (and nothing secret shown).
+#[test]
+fn http_config_is_validated_like_prometheus_does() {
+    for (yaml, key) in [
+        (
+            "    basic_auth: {username: a, password: topsecret}\n    authorization: {credentials: x}\n",
+            "prometheus.http_config.authorization",
+        ),
+        (
+            "    basic_auth: {password: topsecret, password_file: /p}\n",
+            "prometheus.http_config.basic_auth.password_file",
+        ),
+        (
+            "    authorization: {type: Basic, credentials: topsecret}\n",
+            "prometheus.http_config.authorization.type",
+        ),
+        (
+            "    http_headers:\n      Authorization:\n        secrets: [topsecret]\n",
+            "prometheus.http_config.http_headers.Authorization",
+        ),
+        (
+            "    http_headers:\n      X-Empty: {}\n",
+            "prometheus.http_config.http_headers.X-Empty",
+        ),
+        (
+            "    tls_config: {cert_file: /c.pem}\n",
+            "prometheus.http_config.tls_config",
+        ),
+        (
+            "    oauth2: {client_id: x}\n",
+            "prometheus.http_config.oauth2",
+        ),
+        (
+            "    authorization: {credentials: \"top\\u0001secret\"}\n",
+            "prometheus.http_config.authorization.credentials",
+        ),
+        (
+            "    http_headers:\n      X-A:\n        secrets: [\"topsecret\\r\\nX-B: 1\"]\n",
+            "prometheus.http_config.http_headers.X-A",
+        ),
+    ] {
+        let text = format!("prometheus:\n  url: http://127.0.0.1:9\n  http_config:\n{yaml}");
+        let e = tikv_health_exporter::config::Config::from_yaml(&text).unwrap_err();
+        assert_eq!(e.key, key, "{yaml}: {e}");
+        assert!(!e.to_string().contains("topsecret"), "{e}");
+    }
+}

@@ -1236,3 +1236,117 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// The user Prometheus' `--web.config.file` accepts, with [`PROM_PASSWORD`].
+const PROM_USER: &str = "tikv";
+/// Its password.
+const PROM_PASSWORD: &str = "tikv-s3cret-pw";
+/// bcrypt of [`PROM_PASSWORD`] at cost 4 (fast to check), made with Python's
+/// `bcrypt.hashpw(b"tikv-s3cret-pw", bcrypt.gensalt(4))`; exporter-toolkit's
+/// `basic_auth_users` takes bcrypt hashes (ecosystem.md §2).
+const PROM_HASH: &str = "$2b$04$HD4LeyBcR79yMLJVBHv6aeT5VhATyZsytB4UW9lfvmVc15uXwT5sa";
+
+/// A real Prometheus started with its own `--web.config.file`: TLS with a client certificate
+/// required, and basic auth. The exporter pastes Prometheus' `http_config` shape: a wrong
+/// password is a source failure naming 401 (the invariant unknown, never healthy), the right
+/// one (from a file, re-read at every request: rotated without a restart) evaluates. A
+/// server name the certificate is not valid for fails the handshake. Secrets never reach the
+/// log.
+#[test]
+fn prometheus_behind_tls_client_certificates_and_basic_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = support::fake_pd::tls::Pki::generate("prometheus-test-ca");
+    let files = pki.write_to(dir.path());
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\nbasic_auth_users:\n  {PROM_USER}: {PROM_HASH}\n",
+            files.server_cert.display(),
+            files.server_key.display(),
+            files.ca.display()
+        ),
+    )
+    .unwrap();
+    let prom = RealPrometheus::launch_config(
+        &render_config_jobs(&[], SCRAPE, &[]),
+        &[format!("--web.config.file={}", web.display())],
+        "",
+    );
+    let password = dir.path().join("password");
+    std::fs::write(&password, "not-the-password-x9\n").unwrap();
+    // `verify`: the tls_config lines that decide how the server's certificate is checked.
+    let config = |verify: &str| {
+        format!(
+            "prometheus:\n  url: https://127.0.0.1:{}\n  http_config:\n    basic_auth:\n      username: {PROM_USER}\n      password_file: {}\n    tls_config:\n{verify}      cert_file: {}\n      key_file: {}\n    http_headers:\n      X-Scope-OrgID:\n        values: [tenant-1]\ncustom_invariants:\n  - name: probe\n    query: vector(0.5)\n    op: \">\"\n    threshold: 1\n    scope: cluster\n",
+            prom.addr().port(),
+            password.display(),
+            files.client_cert.display(),
+            files.client_key.display(),
+        )
+    };
+    let named = |name: &str| {
+        format!(
+            "      ca_file: {}\n      server_name: {name}\n",
+            files.ca.display()
+        )
+    };
+    let pd = FakePd::with_stores(&[StoreSpec::tikv(1)]);
+    pd.live_heartbeats();
+    let e = exporter(&pd, None, &dir, &config(&named("localhost")), &[]);
+    let m = e.wait_metrics("prometheus down with a wrong password", WAIT, |m| {
+        source_up(m, "prometheus") == Some(0.0)
+    });
+    assert_eq!(
+        flag(&m, "unknown", "probe", "", "warning"),
+        Some(1.0),
+        "{m}"
+    );
+    let msg = e.invariant("probe", "").unwrap()["message"].to_string();
+    assert!(msg.contains("HTTP 401"), "{msg}");
+
+    // The right password, written into the file: used at the next request.
+    std::fs::write(&password, format!("{PROM_PASSWORD}\n")).unwrap();
+    let m = e.wait_metrics("the probe evaluated", WAIT, |m| {
+        source_up(m, "prometheus") == Some(1.0)
+            && flag(m, "unknown", "probe", "", "warning") == Some(0.0)
+    });
+    assert_eq!(observed(&m, "probe", ""), Some(0.5));
+    assert_eq!(flag(&m, "violation", "probe", "", "warning"), Some(0.0));
+    let log = e.stderr();
+    assert!(log.contains("401"), "the failure is logged: {log}");
+    assert!(log.contains("answers again"), "and the recovery: {log}");
+    assert!(
+        !log.contains(PROM_PASSWORD) && !log.contains("not-the-password"),
+        "{log}"
+    );
+    drop(e);
+
+    // A server name the certificate is not valid for, or no CA (the platform's roots do not
+    // know this one): the handshake fails. insecure_skip_verify: it evaluates.
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let wrong_name = exporter(
+        &pd,
+        None,
+        &dirs[0],
+        &config(&named("prometheus.example")),
+        &[],
+    );
+    let no_ca = exporter(&pd, None, &dirs[1], &config(""), &[]);
+    let insecure = exporter(
+        &pd,
+        None,
+        &dirs[2],
+        &config("      insecure_skip_verify: true\n"),
+        &[],
+    );
+    for e in [&wrong_name, &no_ca] {
+        e.wait_source_up("prometheus", 0.0);
+        let msg = e.invariant("probe", "").unwrap()["message"].to_string();
+        assert!(msg.to_lowercase().contains("certificate"), "{msg}");
+    }
+    let m = insecure.wait_metrics("the probe evaluated", WAIT, |m| {
+        flag(m, "unknown", "probe", "", "warning") == Some(0.0)
+    });
+    assert_eq!(observed(&m, "probe", ""), Some(0.5));
+}

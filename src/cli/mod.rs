@@ -93,7 +93,7 @@ pub struct RunArgs {
     /// 'tidb_cluster="basic",namespace="tidb"' (prometheus.selector).
     #[arg(long = "prometheus.selector", value_name = "MATCHERS")]
     pub prometheus_selector: Option<String>,
-    /// How often to poll and evaluate (poll_interval, default 10s).
+    /// How often to poll and evaluate (poll_interval, default 10s, at least 100ms).
     #[arg(long = "poll-interval", value_name = "DURATION", value_parser = crate::config::parse_duration)]
     pub poll_interval: Option<Duration>,
     /// File that keeps active violations across restarts (state_file).
@@ -155,6 +155,9 @@ pub enum Command {
     #[command(subcommand)]
     Logs(LogsCommand),
     /// Validate a config file and print the effective configuration (with defaults) as YAML.
+    ///
+    /// The validation is the exporter's own at start: values, invariants, endpoint URLs and
+    /// every TLS and credential file it names are read. Secrets are printed as <secret>.
     CheckConfig(CheckConfigArgs),
     /// Run the real exporter against a built-in simulated cluster, with a live status.
     ///
@@ -262,8 +265,8 @@ pub struct LeadershipArgs {
     /// With --follow: read existing content from the start instead of the end.
     #[arg(long, requires = "follow")]
     pub from_start: bool,
-    /// With --follow: how often to check the files.
-    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = crate::config::parse_duration, requires = "follow")]
+    /// With --follow: how often to check the files (at least 50ms).
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = log_poll_interval, requires = "follow")]
     pub poll_interval: Duration,
 }
 
@@ -315,6 +318,20 @@ fn deprecated_spellings(cmd: &clap::Command, args: &[std::ffi::OsString]) -> Vec
         }
     }
     out
+}
+
+/// A `--poll-interval` of the log follower: a duration of at least
+/// [`crate::config::MIN_LOG_POLL_INTERVAL`].
+fn log_poll_interval(s: &str) -> Result<Duration, String> {
+    let d = crate::config::parse_duration(s).map_err(|e| e.to_string())?;
+    let min = crate::config::MIN_LOG_POLL_INTERVAL;
+    if d < min {
+        return Err(format!(
+            "`{s}` is below the floor of {}",
+            crate::config::format_duration(min)
+        ));
+    }
+    Ok(d)
 }
 
 /// Runs the command line; returns the process exit code.
@@ -370,14 +387,16 @@ pub fn main() -> i32 {
 }
 
 fn check_config(a: &CheckConfigArgs) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
     let (cfg, text) = Config::read_file(&a.file)?;
-    let defs = crate::invariants::definitions::checked(&cfg, &text)
+    let defs = crate::poller::check(&cfg, &text)
         .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", a.file.display()))?;
-    print!("{}", cfg.to_yaml());
-    println!("# Effective invariants (defaults applied):");
+    let mut out = cfg.to_yaml();
+    out.push_str("# Effective invariants (defaults applied):\n");
     for d in defs {
         let r = &d.rule;
-        println!(
+        let _ = writeln!(
+            out,
             "#   {}: severity={} violated when value {} {}{} grace={}s clear_grace={}s{}",
             r.name,
             r.severity.as_str(),
@@ -392,8 +411,12 @@ fn check_config(a: &CheckConfigArgs) -> anyhow::Result<()> {
         );
     }
     if cfg.prometheus.url.is_none() {
-        println!("#   (write_latency_p99 and cpu_usage need prometheus.url and are off)");
+        out.push_str("#   (write_latency_p99 and cpu_usage need prometheus.url and are off)\n");
     }
+    // A closed pipe (`check-config | head`) is an error here, and a quiet exit in `main`.
+    let mut stdout = io::stdout().lock();
+    io::Write::write_all(&mut stdout, out.as_bytes())?;
+    io::Write::flush(&mut stdout)?;
     Ok(())
 }
 
@@ -467,7 +490,7 @@ pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
     if let Some(p) = run.telemetry_path {
         cfg.web.telemetry_path = p;
     }
-    crate::invariants::definitions::checked(&cfg, &text).map_err(|e| match &file {
+    crate::poller::check(&cfg, &text).map_err(|e| match &file {
         Some(f) => anyhow::anyhow!("invalid configuration ({} and flags): {e}", f.display()),
         None => anyhow::anyhow!("invalid configuration: {e}"),
     })?;
@@ -490,12 +513,18 @@ fn run_until_signal<F: std::future::Future<Output = anyhow::Result<()>>>(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let cancel = tokio_util::sync::CancellationToken::new();
         crate::app::cancel_on_signal(&cancel);
         f(cancel).await
-    })
+    });
+    // A thread still blocked (in a read, say) must not keep the process from exiting.
+    rt.shutdown_timeout(SHUTDOWN_TIMEOUT);
+    result
 }
+
+/// How long the runtime waits at exit for blocking work still running after the drain.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {

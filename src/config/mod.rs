@@ -3,6 +3,7 @@
 //! configuration printed by `check-config`.
 
 mod duration;
+mod http_client;
 mod validate;
 mod yaml;
 
@@ -15,6 +16,9 @@ use serde::{Deserialize, Serialize};
 pub use crate::domain::Scope;
 use crate::domain::{DEFAULT_MAX_LINE_BYTES, Op, Severity};
 pub use duration::{Dur, DurationError, format_duration, parse_duration};
+pub use http_client::{
+    Authorization, BasicAuth, ClientTlsConfig, HeaderValues, HttpClientConfig, Secret,
+};
 pub use validate::{ListenAddressError, parse_listen_address, parse_selector};
 
 /// What to do with TiFlash stores (PD label `engine=tiflash`).
@@ -101,6 +105,13 @@ pub struct PrometheusConfig {
     /// Maps samples to stores by a label and a regex, tried before the built-in rules.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store_mapping: Option<StoreMappingConfig>,
+    /// Authentication, TLS and extra headers, in Prometheus' own `http_config` shape.
+    #[serde(skip_serializing_if = "is_default")]
+    pub http_config: HttpClientConfig,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl Default for PrometheusConfig {
@@ -111,6 +122,7 @@ impl Default for PrometheusConfig {
             warmup: Dur(Duration::from_secs(60)),
             selector: None,
             store_mapping: None,
+            http_config: HttpClientConfig::default(),
         }
     }
 }
@@ -239,9 +251,13 @@ pub struct LogsConfig {
     pub history_size: usize,
     /// Longest accepted log line.
     pub max_line_bytes: usize,
-    /// How often files are checked for new lines.
+    /// How often files are checked for new lines (at least [`MIN_LOG_POLL_INTERVAL`]).
     pub poll_interval: Dur,
 }
+
+/// The shortest accepted `logs.poll_interval` (and `logs leadership --follow --poll-interval`):
+/// shorter only burns CPU per followed file.
+pub const MIN_LOG_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 impl Default for LogsConfig {
     fn default() -> Self {
@@ -368,11 +384,10 @@ impl Config {
     }
 
     /// Reads a YAML file without validating it; returns the text too (for error lines).
+    /// Only a regular file of at most [`MAX_CONFIG_BYTES`] is read (`/dev/zero`, a FIFO or a
+    /// directory is refused before it is opened).
     pub fn read_file(path: &Path) -> Result<(Config, String), ConfigFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = read_bounded(path)?;
         let cfg = Config::parse_yaml(&text).map_err(|source| ConfigFileError::Invalid {
             path: path.to_owned(),
             source,
@@ -391,6 +406,41 @@ impl Config {
     }
 }
 
+/// The largest configuration file read (1 MiB); anything bigger is refused, never buffered.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The text of the regular file `path`, at most [`MAX_CONFIG_BYTES`] long.
+fn read_bounded(path: &Path) -> Result<String, ConfigFileError> {
+    use std::io::Read;
+    let read_error = |source| ConfigFileError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    // Checked before opening: opening a FIFO blocks until a writer appears.
+    let meta = std::fs::metadata(path).map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(ConfigFileError::NotRegular {
+            path: path.to_owned(),
+        });
+    }
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigFileError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        read_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+        ))
+    })
+}
+
 /// A configuration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
@@ -401,6 +451,18 @@ pub enum ConfigFileError {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// The path is a device, FIFO, socket or directory.
+    #[error("config file {} is not a regular file", path.display())]
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file is larger than [`MAX_CONFIG_BYTES`].
+    #[error("config file {} is larger than {} bytes", path.display(), MAX_CONFIG_BYTES)]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
     },
     /// The file's content is not a valid configuration.
     #[error("invalid config file {}: {source}", path.display())]

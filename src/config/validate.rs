@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Config, ConfigError, DockerLogsConfig};
+use super::{Config, ConfigError, DockerLogsConfig, MIN_LOG_POLL_INTERVAL};
 
 /// `host:port` that is not a socket address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +29,15 @@ impl Config {
         if self.pd.timeout.0.is_zero() {
             return Err(bad("pd.timeout", "must be greater than 0".into()));
         }
+        if self.pd.max_response_bytes == 0 {
+            return Err(bad(
+                "pd.max_response_bytes",
+                "must be greater than 0".into(),
+            ));
+        }
+        if self.prometheus.timeout.0.is_zero() {
+            return Err(bad("prometheus.timeout", "must be greater than 0".into()));
+        }
         if self.pd.health_interval.0.is_zero() {
             return Err(bad("pd.health_interval", "must be greater than 0".into()));
         }
@@ -51,6 +60,9 @@ impl Config {
                 format!("`{u}` must start with http:// or https://"),
             ));
         }
+        self.prometheus
+            .http_config
+            .validate("prometheus.http_config")?;
         if let Some(sel) = &self.prometheus.selector {
             parse_selector(sel).map_err(|m| bad("prometheus.selector", m))?;
         }
@@ -77,6 +89,15 @@ impl Config {
             }
         }
         self.logs.docker.validate()?;
+        if self.logs.poll_interval.0 < MIN_LOG_POLL_INTERVAL {
+            return Err(bad(
+                "logs.poll_interval",
+                format!(
+                    "must be at least {}",
+                    super::format_duration(MIN_LOG_POLL_INTERVAL)
+                ),
+            ));
+        }
         if self.logs.max_line_bytes == 0 {
             return Err(bad("logs.max_line_bytes", "must be greater than 0".into()));
         }

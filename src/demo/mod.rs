@@ -220,29 +220,35 @@ async fn run_in(
         Vec::new()
     };
     let cfg = demo_config(&opts, &pd_url, sim.log_path());
-    println!(
-        "tikv-health-exporter demo: 3 simulated TiKV stores behind a simulated PD at {pd_url}\n\
-         metrics: http://{}/metrics   invariants: http://{}/api/v1/invariants\n\
-         a {CYCLE_SECS}s cycle: a store goes down, a disk fills, leaders move, a store slows. Ctrl-C to stop.",
-        cfg.web.listen_address.trim_start_matches(':'),
-        cfg.web.listen_address.trim_start_matches(':'),
+    say(
+        &cancel,
+        &format!(
+            "tikv-health-exporter demo: 3 simulated TiKV stores behind a simulated PD at {pd_url}\n\
+             metrics: http://{}/metrics   invariants: http://{}/api/v1/invariants\n\
+             a {CYCLE_SECS}s cycle: a store goes down, a disk fills, leaders move, a store slows. Ctrl-C to stop.",
+            cfg.web.listen_address.trim_start_matches(':'),
+            cfg.web.listen_address.trim_start_matches(':'),
+        ),
     );
     if !targets.is_empty() {
         let t: Vec<String> = targets.iter().map(|a| format!("'{a}'")).collect();
-        println!(
-            "Prometheus must scrape the simulated TiKVs: - job_name: tikv\n  static_configs: [{{targets: [{}]}}]",
-            t.join(", ")
+        say(
+            &cancel,
+            &format!(
+                "Prometheus must scrape the simulated TiKVs: - job_name: tikv\n  static_configs: [{{targets: [{}]}}]",
+                t.join(", ")
+            ),
         );
     }
     let scenario = tokio::spawn(scenario(sim.clone(), cancel.clone()));
     let last = Mutex::new(String::new());
     let sim3 = sim.clone();
+    let cancel3 = cancel.clone();
     let result = crate::app::run_observed(cfg, cancel.clone(), move |view, snap| {
         let line = status_line(snap, view);
         let mut l = last.lock().unwrap_or_else(|p| p.into_inner());
         if *l != line {
-            println!("[{:>4.0}s] {line}", sim3.elapsed());
-            let _ = std::io::stdout().flush();
+            say(&cancel3, &format!("[{:>4.0}s] {line}", sim3.elapsed()));
             *l = line;
         }
     })
@@ -250,6 +256,15 @@ async fn run_in(
     cancel.cancel();
     let _ = scenario.await;
     result
+}
+
+/// Prints a line of the demo's status; once standard output is closed (`demo | head`), the
+/// demo stops quietly.
+fn say(cancel: &CancellationToken, line: &str) {
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        cancel.cancel();
+    }
 }
 
 /// Plays the scenario, one step a second, until `cancel`.
@@ -262,8 +277,10 @@ async fn scenario(sim: std::sync::Arc<SimCluster>, cancel: CancellationToken) {
             _ = tick.tick() => {}
         }
         if let Some(what) = step(&sim, t % CYCLE_SECS) {
-            println!("[{:>4.0}s] scenario: {what}", sim.elapsed());
-            let _ = std::io::stdout().flush();
+            say(
+                &cancel,
+                &format!("[{:>4.0}s] scenario: {what}", sim.elapsed()),
+            );
         }
         t += 1;
     }

@@ -93,21 +93,41 @@ pub fn handle(state: &Endpoints, method: &Method, path: &str, query: Option<&str
             "Not ready: the first poll has not finished\n",
         ),
         "/api/v1/invariants" => json(&state.view.published.snapshot().invariants),
-        "/api/v1/leadership" => {
-            let limit = query
-                .and_then(|q| {
-                    q.split('&')
-                        .find_map(|kv| kv.strip_prefix("limit="))
-                        .and_then(|v| v.parse::<usize>().ok())
-                })
-                .unwrap_or(usize::MAX);
-            json(&leadership(&state.view, limit))
-        }
+        "/api/v1/leadership" => match leadership_limit(query, state.view.history.capacity()) {
+            Ok(limit) => json(&leadership(&state.view, limit)),
+            Err(e) => respond(
+                StatusCode::BAD_REQUEST,
+                "application/json",
+                serde_json::json!({ "error": e }).to_string(),
+            ),
+        },
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
             "not found\n",
         ),
+    }
+}
+
+/// The `limit` of `/api/v1/leadership?limit=N`: the whole history when absent; an integer from
+/// 0 to the history's size (`logs.history_size`) otherwise, anything else (`-1`, `abc`, a
+/// limit above the size, a repeated `limit`) is an error saying what is accepted.
+fn leadership_limit(query: Option<&str>, max: usize) -> Result<usize, String> {
+    let mut values = query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("limit="));
+    let Some(raw) = values.next() else {
+        return Ok(max);
+    };
+    if values.next().is_some() {
+        return Err("limit is given more than once".into());
+    }
+    match raw.parse::<usize>() {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(format!(
+            "limit must be an integer from 0 to {max} (logs.history_size), not `{raw}`"
+        )),
     }
 }
 

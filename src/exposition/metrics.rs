@@ -337,6 +337,18 @@ impl Collector for StateCollector {
                 )
             }),
         )?;
+        counters(
+            &mut enc,
+            "tikv_health_exporter_state_file_corrupt",
+            "State files found unusable at start (empty, truncated, not JSON): set aside as <file>.corrupt-<unix seconds>",
+            snap.state_file.map(|s| (Vec::new(), s.corrupt)),
+        )?;
+        counters(
+            &mut enc,
+            "tikv_health_exporter_state_file_write_failures",
+            "Writes of the state file that failed (no space left, permissions, ...)",
+            snap.state_file.map(|s| (Vec::new(), s.write_failures)),
+        )?;
         gauges(
             &mut enc,
             "tikv_pd_max_store_down_time_seconds",

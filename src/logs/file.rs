@@ -166,6 +166,14 @@ impl FileFollower {
                 FileStatus::Missing
             });
         };
+        if !meta.is_file() {
+            // Never opened: opening a FIFO blocks until a writer appears (and then shutdown
+            // with it), and a device never ends.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file (a FIFO, socket, device or directory); only regular files are followed",
+            ));
+        }
         match self.current.take() {
             None => {
                 let at_end = !self.first_open_done && !self.opts.from_start;

@@ -143,6 +143,11 @@ impl EventHistory {
         q.push_back(e);
     }
 
+    /// The most events kept.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
     /// A copy of the kept events, oldest first.
     pub fn recent(&self) -> Vec<HistoryEntry> {
         let q = self.entries.lock().unwrap_or_else(|p| p.into_inner());

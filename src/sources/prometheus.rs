@@ -13,7 +13,8 @@ use reqwest::Url;
 use reqwest::header::ACCEPT;
 use serde::Deserialize;
 
-use super::http::{self, ClientConfig, HttpClient, HttpError, Reply};
+use super::http::{self, ClientConfig, HttpClient, HttpError, Reply, RequestAuth, TlsFiles};
+use crate::config::HttpClientConfig;
 
 /// Largest response body accepted from Prometheus, in bytes (16 MiB).
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -28,6 +29,8 @@ pub struct PromClient {
     /// `query_url` with any password removed, for messages.
     shown_url: String,
     http: HttpClient,
+    /// Credentials and extra headers of every request (`prometheus.http_config`).
+    auth: RequestAuth,
 }
 
 /// One sample of an instant-query result: its label set and value (`NaN`/`±Inf` kept as such).
@@ -49,6 +52,14 @@ pub enum PromError {
         url: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A credential or header file cannot be read (its content is never shown).
+    #[error("Prometheus at {url}: cannot read {cause}")]
+    Credentials {
+        /// The query endpoint.
+        url: String,
+        /// The key and file, and why.
+        cause: String,
     },
     /// The HTTP client could not be built.
     #[error("cannot build HTTP client for Prometheus at {url}: {cause}")]
@@ -129,6 +140,16 @@ pub enum PromError {
 impl PromClient {
     /// Validates `base_url` (`http(s)://host[:port][/prefix]`) and builds a client whose requests each take at most `timeout`.
     pub fn new(base_url: &str, timeout: Duration) -> Result<PromClient, PromError> {
+        Self::with_http_config(base_url, timeout, &HttpClientConfig::default())
+    }
+
+    /// Like [`PromClient::new`], with authentication, TLS and extra headers from `http`
+    /// (validated by the configuration); every file it names is read once now.
+    pub fn with_http_config(
+        base_url: &str,
+        timeout: Duration,
+        http: &HttpClientConfig,
+    ) -> Result<PromClient, PromError> {
         let invalid = |reason: String| PromError::InvalidUrl {
             url: base_url.to_owned(),
             reason,
@@ -140,10 +161,22 @@ impl PromClient {
         let query_url =
             http::join_below(&base, "api/v1/query").map_err(|e| invalid(e.to_string()))?;
         let shown_url = http::redact(&query_url);
-        let http = HttpClient::new(&ClientConfig {
+        let auth = RequestAuth::new(http).map_err(|e| PromError::Credentials {
+            url: shown_url.clone(),
+            cause: e.to_string(),
+        })?;
+        let tls = http.tls_config.as_ref().map(|t| TlsFiles {
+            ca_file: t.ca_file.as_deref(),
+            cert_file: t.cert_file.as_deref(),
+            key_file: t.key_file.as_deref(),
+            server_name: t.server_name.as_deref(),
+            insecure_skip_verify: t.insecure_skip_verify,
+        });
+        let client = HttpClient::new(&ClientConfig {
             timeout,
             no_proxy: false,
-            tls: None,
+            tls,
+            follow_redirects: http.follow_redirects.unwrap_or(true),
         })
         .map_err(|e| PromError::Client {
             url: shown_url.clone(),
@@ -152,7 +185,8 @@ impl PromClient {
         Ok(PromClient {
             query_url,
             shown_url,
-            http,
+            http: client,
+            auth,
         })
     }
 
@@ -208,6 +242,10 @@ impl PromClient {
     /// GETs `url` and returns the status and the (size-limited) body.
     async fn fetch(&self, url: Url, what: &str) -> Result<Reply, PromError> {
         let req = self.http.get(url).header(ACCEPT, "application/json");
+        let req = self.auth.apply(req).map_err(|e| PromError::Credentials {
+            url: self.shown_url.clone(),
+            cause: e.to_string(),
+        })?;
         self.http
             .fetch(req, MAX_RESPONSE_BYTES)
             .await

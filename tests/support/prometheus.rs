@@ -165,8 +165,13 @@ impl RealPrometheus {
             if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
                 return Err(format!("process exited with {status}"));
             }
-            if let Ok((200, _)) = http_request(self.addr, "GET", "/-/ready") {
-                return Ok(());
+            // Started with `--web.config.file` (TLS and/or basic auth), it answers these plain
+            // requests with 400 (HTTP to its HTTPS port) or 401: it serves.
+            let secured = self.args.iter().any(|a| a.starts_with("--web.config.file"));
+            match http_request(self.addr, "GET", "/-/ready") {
+                Ok((200, _)) => return Ok(()),
+                Ok((400 | 401, _)) if secured => return Ok(()),
+                _ => {}
             }
             if Instant::now() >= deadline {
                 return Err(format!("not ready within {timeout:?}"));

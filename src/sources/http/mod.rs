@@ -19,10 +19,12 @@ use std::time::Duration;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{IntoUrl, RequestBuilder, StatusCode};
 
+mod auth;
 mod base_url;
 mod messages;
 mod tls;
 
+pub(crate) use auth::RequestAuth;
 pub(crate) use base_url::{join_below, normalize_endpoint, parse_base_url, redact};
 pub(crate) use messages::{body_snippet, error_chain};
 use messages::{describe_transport, summarize_error_body};
@@ -46,6 +48,8 @@ pub(crate) struct ClientConfig<'a> {
     pub(crate) no_proxy: bool,
     /// Trust roots and client identity for HTTPS.
     pub(crate) tls: Option<TlsFiles<'a>>,
+    /// Follow HTTP 3xx redirects (reqwest's default policy: at most 10).
+    pub(crate) follow_redirects: bool,
 }
 
 /// Why an [`HttpClient`] could not be built.
@@ -166,6 +170,9 @@ impl HttpClient {
             .user_agent(USER_AGENT);
         if cfg.no_proxy {
             builder = builder.no_proxy();
+        }
+        if !cfg.follow_redirects {
+            builder = builder.redirect(reqwest::redirect::Policy::none());
         }
         if let Some(tls) = &cfg.tls {
             builder = tls.apply(builder)?;
@@ -362,6 +369,7 @@ mod tests {
             timeout,
             no_proxy: true,
             tls: None,
+            follow_redirects: true,
         })
         .unwrap()
     }

@@ -1,11 +1,18 @@
 //! TLS from PEM files: a CA as the only trust roots, a client certificate and key for mutual
-//! TLS; every file is checked when the client is built, and errors name the file.
+//! TLS; every file is checked when the client is built, and errors name the file. A configured
+//! server name (the certificate is verified for it instead of the URL's host) or
+//! `insecure_skip_verify` take a rustls configuration of their own.
 
 use std::fs;
 use std::path::Path;
 
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::BuildError;
 use super::messages::error_chain;
@@ -19,6 +26,10 @@ pub(crate) struct TlsFiles<'a> {
     pub(crate) cert_file: Option<&'a Path>,
     /// Private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
     pub(crate) key_file: Option<&'a Path>,
+    /// The name the server's certificate is verified against instead of the URL's host.
+    pub(crate) server_name: Option<&'a str>,
+    /// Accept any server certificate (signatures are still checked).
+    pub(crate) insecure_skip_verify: bool,
 }
 
 impl TlsFiles<'_> {
@@ -27,6 +38,9 @@ impl TlsFiles<'_> {
         &self,
         mut builder: reqwest::ClientBuilder,
     ) -> Result<reqwest::ClientBuilder, BuildError> {
+        if self.server_name.is_some() || self.insecure_skip_verify {
+            return Ok(builder.tls_backend_preconfigured(self.rustls_config()?));
+        }
         if let Some(ca) = self.ca_file {
             builder = builder.tls_certs_only(load_ca(ca)?);
         }
@@ -42,6 +56,156 @@ impl TlsFiles<'_> {
                 key.display()
             ))),
         }
+    }
+}
+
+impl TlsFiles<'_> {
+    /// A rustls configuration whose verifier checks the certificate against `server_name`
+    /// (trust roots: the CA file, else the platform's), or accepts any certificate when
+    /// `insecure_skip_verify`.
+    fn rustls_config(&self) -> Result<rustls::ClientConfig, BuildError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config_error = |e: rustls::Error| BuildError::Config(format!("TLS: {e}"));
+        let verifier: Arc<dyn ServerCertVerifier> = if self.insecure_skip_verify {
+            Arc::new(AnyCertificate(provider.clone()))
+        } else {
+            let inner: Arc<dyn ServerCertVerifier> = match self.ca_file {
+                Some(ca) => {
+                    let mut roots = rustls::RootCertStore::empty();
+                    for c in parse_certs("CA", ca, &read_tls_file("CA", ca)?)? {
+                        roots.add(c).map_err(|e| {
+                            tls_file_error("CA", ca, format!("unusable CA certificate: {e}"))
+                        })?;
+                    }
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|e| BuildError::Config(format!("TLS: {e}")))?
+                }
+                None => Arc::new(
+                    rustls_platform_verifier::Verifier::new(provider.clone())
+                        .map_err(config_error)?,
+                ),
+            };
+            match self.server_name {
+                Some(name) => Arc::new(NamedServer {
+                    inner,
+                    name: ServerName::try_from(name.to_owned()).map_err(|e| {
+                        BuildError::Config(format!("TLS server_name {name:?}: {e}"))
+                    })?,
+                }),
+                None => inner,
+            }
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(config_error)?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
+        match (self.cert_file, self.key_file) {
+            (Some(cert), Some(key)) => {
+                let (certs, key_der) = load_key_pair(cert, key)?;
+                builder
+                    .with_client_auth_cert(certs, key_der)
+                    .map_err(|e| tls_file_error("key", key, e.to_string()))
+            }
+            (None, None) => Ok(builder.with_no_client_auth()),
+            _ => Err(BuildError::Config(
+                "TLS cert_file and key_file must be given together".into(),
+            )),
+        }
+    }
+}
+
+/// Verifies the server's certificate for a configured name instead of the URL's host.
+#[derive(Debug)]
+struct NamedServer {
+    inner: Arc<dyn ServerCertVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for NamedServer {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// `insecure_skip_verify`: any certificate is accepted; the handshake signatures are still
+/// checked (the peer holds the key of the certificate it shows).
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -97,19 +261,31 @@ fn load_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, BuildError> {
         .collect()
 }
 
-/// The client identity of `cert` and `key`, checked to belong together.
-fn load_identity(cert: &Path, key: &Path) -> Result<reqwest::Identity, BuildError> {
-    let cert_pem = read_tls_file("certificate", cert)?;
-    let certs = parse_certs("certificate", cert, &cert_pem)?;
+/// The certificate chain of `cert` and the private key of `key`, checked to belong together.
+type KeyPair = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// Reads `cert` and `key` (PEM) and checks that the key is usable and belongs to the
+/// certificate, before any connection.
+fn load_key_pair(cert: &Path, key: &Path) -> Result<KeyPair, BuildError> {
+    let certs = parse_certs("certificate", cert, &read_tls_file("certificate", cert)?)?;
     let key_pem = read_tls_file("key", key)?;
     let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| tls_file_error("key", key, format!("no usable PEM private key: {e}")))?;
-    // Check that the key is usable and belongs to the certificate before any connection.
     let provider = rustls::crypto::ring::default_provider();
-    rustls::sign::CertifiedKey::from_der(certs, key_der, &provider).map_err(|e| {
-        let reason = format!("does not match certificate {}: {e}", cert.display());
-        tls_file_error("key", key, reason)
-    })?;
+    rustls::sign::CertifiedKey::from_der(certs.clone(), key_der.clone_key(), &provider).map_err(
+        |e| {
+            let reason = format!("does not match certificate {}: {e}", cert.display());
+            tls_file_error("key", key, reason)
+        },
+    )?;
+    Ok((certs, key_der))
+}
+
+/// The client identity of `cert` and `key`, checked to belong together.
+fn load_identity(cert: &Path, key: &Path) -> Result<reqwest::Identity, BuildError> {
+    load_key_pair(cert, key)?;
+    let cert_pem = read_tls_file("certificate", cert)?;
+    let key_pem = read_tls_file("key", key)?;
     let mut both = cert_pem;
     both.push(b'\n');
     both.extend_from_slice(&key_pem);

@@ -107,6 +107,7 @@ impl PdTls {
             ca_file: self.ca_file.as_deref(),
             cert_file: self.cert_file.as_deref(),
             key_file: self.key_file.as_deref(),
+            ..TlsFiles::default()
         }
     }
 }
@@ -269,6 +270,7 @@ impl PdClient {
             // PD is reached directly; proxy environment variables are not honoured.
             no_proxy: true,
             tls: cfg.tls.as_ref().map(PdTls::files),
+            follow_redirects: true,
         })?;
         Ok(PdClient {
             inner: Arc::new(Inner {
