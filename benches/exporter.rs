@@ -103,7 +103,7 @@ fn scrape(c: &mut Criterion) {
         history: Arc::new(EventHistory::new(1000)),
     });
     view.published.publish(snapshot(STORES));
-    let reg = registry(view, BuildInfo::current());
+    let reg = registry(view, BuildInfo::current(), None);
     let bytes = render(&reg).len();
     let mut g = c.benchmark_group("scrape");
     g.throughput(criterion::Throughput::Bytes(bytes as u64));

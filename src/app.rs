@@ -118,8 +118,9 @@ fn reload_on_sighup(trigger: ReloadTrigger, cancel: CancellationToken) -> anyhow
 }
 
 /// Settings a reload cannot change in a running process, by config key.
-fn restart_only(cfg: &Config) -> [(&'static str, String); 3] {
+fn restart_only(cfg: &Config) -> [(&'static str, String); 4] {
     [
+        ("cluster_name", format!("{:?}", cfg.cluster_name)),
         ("web", format!("{:?}", cfg.web)),
         ("logs", format!("{:?}", cfg.logs)),
         ("state_file", format!("{:?}", cfg.state_file)),
@@ -150,6 +151,7 @@ fn reload(loader: &Loader, poller: &mut Poller, running: &mut Config) -> Result<
             ));
         }
     }
+    new.cluster_name = running.cluster_name.clone();
     new.web = running.web.clone();
     new.logs = running.logs.clone();
     new.state_file = running.state_file.clone();
@@ -225,7 +227,11 @@ async fn run_inner(
     }
     let http = Arc::new(Endpoints {
         view: view.clone(),
-        registry: registry(view.clone(), BuildInfo::current()),
+        registry: registry(
+            view.clone(),
+            BuildInfo::current(),
+            cfg.cluster_name.as_deref(),
+        ),
         telemetry_path: cfg.web.telemetry_path.clone(),
         reload: reload_http,
     });

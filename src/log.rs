@@ -220,4 +220,3 @@ mod tests {
         assert_eq!(v["path"], "/var/log/a b.log");
     }
 }
-

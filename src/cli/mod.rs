@@ -93,6 +93,10 @@ pub struct RunArgs {
     /// 'tidb_cluster="basic",namespace="tidb"' (prometheus.selector).
     #[arg(long = "prometheus.selector", value_name = "MATCHERS")]
     pub prometheus_selector: Option<String>,
+    /// Name of the watched cluster, exported as a `cluster` label on every series, e.g. the
+    /// TidbCluster's `tidb_cluster` value (cluster_name).
+    #[arg(long = "cluster.name", value_name = "NAME")]
+    pub cluster_name: Option<String>,
     /// How often to poll and evaluate (poll_interval, default 10s, at least 100ms).
     #[arg(long = "poll-interval", value_name = "DURATION", value_parser = crate::config::parse_duration)]
     pub poll_interval: Option<Duration>,
@@ -449,6 +453,9 @@ pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
     }
     if let Some(p) = run.poll_interval {
         cfg.poll_interval = Dur(p);
+    }
+    if let Some(c) = run.cluster_name {
+        cfg.cluster_name = Some(c);
     }
     if let Some(p) = run.state_file {
         cfg.state_file = Some(p);

@@ -314,6 +314,9 @@ pub struct Config {
     pub logs: LogsConfig,
     /// HTTP server.
     pub web: WebConfig,
+    /// Name of the watched cluster, exported as a `cluster` label on every series (so one
+    /// Prometheus can hold several clusters' exporters whose store ids overlap).
+    pub cluster_name: Option<String>,
 }
 
 impl Default for Config {
@@ -328,6 +331,7 @@ impl Default for Config {
             custom_invariants: Vec::new(),
             logs: LogsConfig::default(),
             web: WebConfig::default(),
+            cluster_name: None,
         }
     }
 }

@@ -11,6 +11,23 @@ use super::{Config, ConfigError, DockerLogsConfig, MIN_LOG_POLL_INTERVAL};
 #[error("`{0}` is not host:port (e.g. :19180 or 127.0.0.1:19180)")]
 pub struct ListenAddressError(String);
 
+/// Longest accepted `cluster_name`, in bytes.
+pub const MAX_CLUSTER_NAME: usize = 128;
+
+/// A `cluster` label value: not empty, at most [`MAX_CLUSTER_NAME`] bytes, no control characters.
+fn check_cluster_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty (leave it out for no `cluster` label)".into());
+    }
+    if name.len() > MAX_CLUSTER_NAME {
+        return Err(format!("longer than {MAX_CLUSTER_NAME} bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("{name:?} holds a control character"));
+    }
+    Ok(())
+}
+
 impl Config {
     /// Checks every value; the error names the offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -25,6 +42,9 @@ impl Config {
             if e.trim().is_empty() {
                 return Err(bad(&format!("pd.endpoints[{i}]"), "empty endpoint".into()));
             }
+        }
+        if let Some(name) = &self.cluster_name {
+            check_cluster_name(name).map_err(|m| bad("cluster_name", m))?;
         }
         if self.pd.timeout.0.is_zero() {
             return Err(bad("pd.timeout", "must be greater than 0".into()));

@@ -398,9 +398,13 @@ impl Collector for StateCollector {
     }
 }
 
-/// A registry exporting the published state and the log counters.
-pub fn registry(view: Arc<View>, build: BuildInfo) -> Registry {
-    let mut r = Registry::default();
+/// A registry exporting the published state and the log counters; with `cluster`, every
+/// series carries `cluster="<name>"`.
+pub fn registry(view: Arc<View>, build: BuildInfo, cluster: Option<&str>) -> Registry {
+    let mut r = match cluster {
+        Some(c) => Registry::with_labels(std::iter::once(("cluster".into(), c.to_owned().into()))),
+        None => Registry::default(),
+    };
     r.register_collector(Box::new(StateCollector { view, build }));
     r.register_collector(Box::new(super::process::ProcessCollector));
     r
