@@ -1408,6 +1408,35 @@ mod tests {
     }
 
     #[test]
+    fn a_reconfiguration_keeps_running_grace_periods_and_a_refused_one_changes_nothing() {
+        let clock = Arc::new(ManualClock::at(T0));
+        let mut p = poller("", clock);
+        p.evaluate(&obs(T0, vec![store(1, StoreState::Up, 50)]));
+        // 75 % used from T0 + 10: pending under the default 5 m grace.
+        let s = p.evaluate(&obs(T0 + 10.0, vec![store(1, StoreState::Up, 25)]));
+        assert_eq!(view(&s, "disk_usage", "1").state, Phase::Pending);
+        // A 1 m grace, counted from when the violation began, not from the reload.
+        let shorter = Config::from_yaml("invariants: {disk_usage: {grace: 1m}}").unwrap();
+        p.reconfigure(&shorter).unwrap();
+        let s = p.evaluate(&obs(T0 + 75.0, vec![store(1, StoreState::Up, 25)]));
+        let d = view(&s, "disk_usage", "1");
+        assert_eq!((d.state, d.since), (Phase::Firing, Some(T0 + 10.0)));
+        // A configuration whose PD client cannot be built: an error, the 1 m grace stays.
+        let bad = Config::from_yaml(
+            "pd: {endpoints: ['ftp://pd:2379']}\ninvariants: {disk_usage: {grace: 10m}}",
+        )
+        .unwrap();
+        assert!(p.reconfigure(&bad).is_err());
+        let grace = |p: &Poller| {
+            p.definitions()
+                .iter()
+                .find(|d| d.rule.name == "disk_usage")
+                .map(|d| d.rule.grace)
+        };
+        assert_eq!(grace(&p), Some(60.0));
+    }
+
+    #[test]
     fn stores_without_a_slow_score_have_no_store_slow_series() {
         let clock = Arc::new(ManualClock::at(T0));
         let mut p = poller("", clock);
