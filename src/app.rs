@@ -16,6 +16,7 @@ use crate::logs::docker::DockerSource;
 use crate::logs::file_source::FileSource;
 use crate::logs::ingest::EventHistory;
 use crate::logs::source::{LogRegistry, SourceContext, SourceHandle, store_directory};
+use crate::notifier::Notifier;
 use crate::poller::Poller;
 use crate::snapshot::{Published, Snapshot};
 
@@ -75,14 +76,23 @@ pub async fn run_observed(
         .with_context(|| format!("cannot listen on {addr} (web.listen_address)"))?;
     let mut poller = Poller::new(&cfg)?;
     let (store_publisher, store_lookup) = store_directory();
+    // The delivery tasks stop last: alerts queued by the last poll still go out while the
+    // HTTP server and the log sources drain.
+    let notifier_cancel = CancellationToken::new();
+    let mut notifier = Notifier::spawn(&cfg.alerting, cfg.poll_interval.0, &notifier_cancel)
+        .context("alerting.alertmanagers")?;
     let view = Arc::new(View {
         published: Arc::new(Published::new()),
         logs: Arc::new(LogRegistry::new()),
         history: Arc::new(EventHistory::new(cfg.logs.history_size)),
+        notifier: notifier.as_ref().map(Notifier::stats).unwrap_or_default(),
     });
     // Violations restored from the state file are served (unknown) from the first scrape on,
-    // even while PD does not answer.
+    // even while PD does not answer; the notifier takes their alerts as already sent.
     if let Some(restored) = poller.restored_snapshot() {
+        if let Some(n) = &mut notifier {
+            n.restore(&restored);
+        }
         view.published.preload(restored);
     }
     let sources_cancel = CancellationToken::new();
@@ -124,7 +134,7 @@ pub async fn run_observed(
         DRAIN,
     ));
     crate::log::info(&format!(
-        "listening on {addr}; polling PD {} every {}; {} invariants; {} log files{}",
+        "listening on {addr}; polling PD {} every {}; {} invariants; {} log files{}{}",
         cfg.pd.endpoints.join(","),
         cfg.poll_interval,
         poller.definitions().len(),
@@ -133,7 +143,18 @@ pub async fn run_observed(
             "; following Docker containers"
         } else {
             ""
-        }
+        },
+        notifier.as_ref().map_or(String::new(), |n| format!(
+            "; sending alerts to {} every {} (resolved by Alertmanager {}s after the last send)",
+            n.stats()
+                .alertmanagers
+                .iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            cfg.alerting.resend_interval,
+            n.valid_for()
+        ))
     ));
 
     let mut tick = tokio::time::interval(cfg.poll_interval.0);
@@ -147,7 +168,11 @@ pub async fn run_observed(
                 let snap = poller.poll().await;
                 store_publisher.publish(poller.stores());
                 view.published.publish(snap);
-                observe(&view, &view.published.snapshot());
+                let published = view.published.snapshot();
+                if let Some(n) = &mut notifier {
+                    n.notify(&published, published.taken_at);
+                }
+                observe(&view, &published);
             }
         }
     }
@@ -159,5 +184,6 @@ pub async fn run_observed(
     for s in sources {
         s.join(DRAIN).await;
     }
+    notifier_cancel.cancel();
     Ok(())
 }
