@@ -534,3 +534,81 @@ fn a_killed_exporter_s_alert_resolves_by_itself_after_four_resend_intervals() {
         "resolved at {ends}, killed at {killed}"
     );
 }
+
+/// bcrypt (cost 4) of `am-test-password`, made once with Python's `bcrypt` package: the
+/// password Alertmanager's `basic_auth_users` accepts in the test below.
+const PASSWORD_HASH: &str = "$2b$04$5ofzxcIRqcGDLSwHmTHZz.9Wu1PQ8gyGj6gYaVaKdgFs68RuhClaW";
+
+#[test]
+fn delivery_over_mutual_tls_with_basic_auth_and_a_refused_password() {
+    use support::fake_pd::tls::Pki;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate("notifier-test-ca").write_to(dir.path());
+    // exporter-toolkit's web config (ecosystem.md §2): HTTPS only, client certificates
+    // required and verified, one user.
+    let web = format!(
+        "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\nbasic_auth_users:\n  exporter: {PASSWORD_HASH}\n",
+        pki.server_cert.display(),
+        pki.server_key.display(),
+        pki.ca.display()
+    );
+    let receiver = WebhookReceiver::start();
+    let am = RealAlertmanager::start_secured(&shipped_config(&receiver.url()), &web);
+    let pd = FakePd::with_stores(&cluster(2));
+    pd.live_heartbeats();
+    let good = dir.path().join("password");
+    std::fs::write(&good, "am-test-password\n").unwrap();
+    let port = am.addr().port();
+    // The same Alertmanager twice, by two names the certificate covers: once with the right
+    // password (from a file), once with a wrong one.
+    let tls = format!(
+        "      tls:\n        ca_file: {}\n        cert_file: {}\n        key_file: {}\n",
+        pki.ca.display(),
+        pki.client_cert.display(),
+        pki.client_key.display()
+    );
+    let config = format!(
+        "alerting:\n  resend_interval: 1s\n  alertmanagers:\n    - url: https://127.0.0.1:{port}\n{tls}      basic_auth:\n        username: exporter\n        password_file: {}\n    - url: https://localhost:{port}\n{tls}      basic_auth:\n        username: exporter\n        password: wrong\n",
+        good.display()
+    );
+    let exporter = exporter(&pd, dir.path(), &config, &[]);
+    let diag = || {
+        format!(
+            "{:#?}\n{}\n{}",
+            receiver.notifications(),
+            exporter.stderr(),
+            am.log()
+        )
+    };
+    pd.set_heartbeat_age(1, Duration::from_secs(120));
+    let a = wait_notified(
+        &receiver,
+        PATIENCE,
+        ("/critical", "firing", "TiKVStoreDown", "1"),
+        diag,
+    );
+    assert_eq!(a["labels"]["name"], "store_down");
+    let m = exporter.wait_metrics("the refused password to count", PATIENCE, |m| {
+        notifications(m, &format!("localhost:{port}"), "failed") >= 1.0
+    });
+    assert!(
+        notifications(&m, &format!("127.0.0.1:{port}"), "sent") >= 1.0,
+        "{m}"
+    );
+    assert_eq!(
+        notifications(&m, &format!("localhost:{port}"), "sent"),
+        0.0,
+        "{m}"
+    );
+    let log = exporter.stderr();
+    assert!(
+        log.contains(&format!(
+            "Alertmanager https://localhost:{port}/api/v2/alerts cannot take alerts"
+        )) && log.contains("HTTP 401"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("wrong") && !log.contains("am-test-password"),
+        "{log}"
+    );
+}

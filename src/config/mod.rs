@@ -674,6 +674,11 @@ mod tests {
                 Some(3),
             ),
             (
+                "alerting:\n  alertmanagers:\n    - url: http://a/\n    - url: http://a\n",
+                "alerting.alertmanagers[1].url",
+                Some(4),
+            ),
+            (
                 "alerting:\n  alertmanagers:\n    - url: http://a\n      path_prefix: x\n",
                 "alerting.alertmanagers[0].path_prefix",
                 Some(4),

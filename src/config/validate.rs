@@ -124,6 +124,7 @@ impl AlertingConfig {
                 );
             }
         }
+        let mut endpoints = std::collections::BTreeSet::new();
         for (i, am) in self.alertmanagers.iter().enumerate() {
             let k = |f: &str| format!("alertmanagers[{i}].{f}");
             let u = am.url.trim();
@@ -131,6 +132,20 @@ impl AlertingConfig {
                 return bad(
                     k("url"),
                     format!("`{u}` must start with http:// or https://"),
+                );
+            }
+            let endpoint = format!(
+                "{}{}",
+                u.trim_end_matches('/'),
+                am.path_prefix
+                    .as_deref()
+                    .unwrap_or("")
+                    .trim_end_matches('/')
+            );
+            if !endpoints.insert(endpoint.clone()) {
+                return bad(
+                    k("url"),
+                    format!("`{endpoint}` is configured twice (each Alertmanager once)"),
                 );
             }
             if am.path_prefix.as_ref().is_some_and(|p| !p.starts_with('/')) {

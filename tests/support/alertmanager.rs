@@ -27,7 +27,14 @@ impl RealAlertmanager {
     /// Starts Alertmanager with this configuration text on loopback port 0 (the port it got is
     /// read from `/proc`), not clustered; waits (bounded) for `/-/ready`.
     pub fn start(config: &str) -> RealAlertmanager {
-        Self::launch(config, None).0
+        Self::launch(config, None, None).0
+    }
+
+    /// Starts a non-clustered Alertmanager serving HTTPS and/or basic auth as `web_config`
+    /// (an exporter-toolkit `--web.config.file`) says; waits until it listens (its readiness
+    /// needs the TLS handshake and credentials, which the test's client proves).
+    pub fn start_secured(config: &str, web_config: &str) -> RealAlertmanager {
+        Self::launch(config, None, Some(web_config)).0
     }
 
     /// Starts a cluster member (gossip on loopback port 0) joining `peers` (cluster addresses
@@ -35,13 +42,14 @@ impl RealAlertmanager {
     /// Short cluster timings (`peer-timeout` 2s, `settle-timeout` 2s) keep HA tests in seconds;
     /// the deduplication itself is Alertmanager's.
     pub fn start_clustered(config: &str, peers: &[SocketAddr]) -> (RealAlertmanager, SocketAddr) {
-        let (am, cluster) = Self::launch(config, Some(peers));
+        let (am, cluster) = Self::launch(config, Some(peers), None);
         (am, cluster.expect("a cluster address"))
     }
 
     fn launch(
         config: &str,
         peers: Option<&[SocketAddr]>,
+        web_config: Option<&str>,
     ) -> (RealAlertmanager, Option<SocketAddr>) {
         let dir = tempfile::Builder::new()
             .prefix("real-alertmanager-")
@@ -57,6 +65,11 @@ impl RealAlertmanager {
                 dir.path().join("data").display()
             ))
             .arg("--web.listen-address=127.0.0.1:0");
+        if let Some(web) = web_config {
+            let path = dir.path().join("web.yml");
+            std::fs::write(&path, web).unwrap();
+            cmd.arg(format!("--web.config.file={}", path.display()));
+        }
         match peers {
             None => {
                 cmd.arg("--cluster.listen-address=");
@@ -123,6 +136,9 @@ impl RealAlertmanager {
             (web, cluster)
         };
         let am = RealAlertmanager { child, addr, dir };
+        if web_config.is_some() {
+            return (am, cluster);
+        }
         wait::until(
             "Alertmanager to be ready",
             wait::PATIENCE,
