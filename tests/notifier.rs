@@ -612,3 +612,75 @@ fn delivery_over_mutual_tls_with_basic_auth_and_a_refused_password() {
         "{log}"
     );
 }
+
+#[test]
+fn the_readme_inhibit_rule_mutes_prometheus_copy_of_a_direct_alert() {
+    // README "Two ways to alert": the shipped config plus the documented inhibit rule.
+    let receiver = WebhookReceiver::start();
+    let config = shipped_config(&receiver.url()).replace(
+        "inhibit_rules:\n",
+        "inhibit_rules:\n  - source_matchers: ['alert_source=\"direct\"']\n    target_matchers: ['alert_source!=\"direct\"']\n    equal: [alertname, cluster, name, store]\n",
+    );
+    let am = RealAlertmanager::start(&config);
+    let pd = FakePd::with_stores(&cluster(2));
+    pd.live_heartbeats();
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = exporter(
+        &pd,
+        dir.path(),
+        "alerting:\n  resend_interval: 1s\n  external_labels:\n    cluster: test\n    alert_source: direct\n",
+        &am_flag(&am),
+    );
+    let diag = || {
+        format!(
+            "{:#?}\n{:#?}\n{}",
+            receiver.notifications(),
+            am.alerts(),
+            exporter.stderr()
+        )
+    };
+    pd.set_heartbeat_age(1, Duration::from_secs(120));
+    wait_notified(
+        &receiver,
+        PATIENCE,
+        ("/critical", "firing", "TiKVStoreDown", "1"),
+        diag,
+    );
+    // What Prometheus would send for the shipped rule: the target's labels, no alert_source.
+    let now = chrono::Utc::now();
+    let copy = json!([{
+        "labels": {"alertname": "TiKVStoreDown", "name": "store_down", "store": "1",
+                   "severity": "critical", "cluster": "test",
+                   "instance": "exporter:19180", "job": "tikv-health-exporter"},
+        "annotations": {"summary": "TiKV store is down."},
+        "startsAt": now.to_rfc3339(),
+        "endsAt": (now + chrono::Duration::minutes(5)).to_rfc3339(),
+    }]);
+    let (status, body) = am
+        .http("POST", "/api/v2/alerts", &copy.to_string())
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let held = wait::until("Prometheus' copy in Alertmanager", PATIENCE, || {
+        am.alerts()
+            .into_iter()
+            .find(|a| a["labels"]["job"] == "tikv-health-exporter")
+            .ok_or_else(|| format!("{:#?}", am.alerts()))
+    });
+    assert_eq!(held["status"]["state"], "suppressed", "{held:#}");
+    let started = notifications_started(&am);
+    wait::until_true(
+        "every notification Alertmanager started to arrive",
+        PATIENCE,
+        || receiver.notifications().len() >= started,
+        diag,
+    );
+    let sources: Vec<Value> = got(&receiver, "TiKVStoreDown", "1")
+        .into_iter()
+        .map(|(_, _, a)| a["labels"]["alert_source"].clone())
+        .collect();
+    assert!(
+        sources.iter().all(|s| s == "direct"),
+        "{sources:?}: {}",
+        diag()
+    );
+}
