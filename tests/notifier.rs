@@ -464,7 +464,12 @@ fn a_restart_with_the_state_file_neither_flaps_nor_moves_starts_at() {
                 Err(format!("{h:?}"))
             }
         });
-    assert_eq!(starts_at, fired["startsAt"], "startsAt unchanged");
+    // (Alertmanager's API and its webhook write the same time with different trailing zeros.)
+    assert_eq!(
+        unix(&starts_at),
+        unix(&fired["startsAt"]),
+        "startsAt unchanged"
+    );
     assert_eq!(state, "active");
     assert!(until > unix_now());
 
@@ -476,16 +481,14 @@ fn a_restart_with_the_state_file_neither_flaps_nor_moves_starts_at() {
         ("/critical", "resolved", "TiKVStoreDown", "1"),
         diag,
     );
-    let seen: Vec<(String, Value)> = got(&receiver, "TiKVStoreDown", "1")
+    let seen: Vec<(String, f64)> = got(&receiver, "TiKVStoreDown", "1")
         .into_iter()
-        .map(|(_, s, a)| (s, a["startsAt"].clone()))
+        .map(|(_, s, a)| (s, unix(&a["startsAt"])))
         .collect();
+    let start = unix(&fired["startsAt"]);
     assert_eq!(
         seen,
-        [
-            ("firing".to_owned(), fired["startsAt"].clone()),
-            ("resolved".to_owned(), fired["startsAt"].clone())
-        ],
+        [("firing".to_owned(), start), ("resolved".to_owned(), start)],
         "no resolve-then-fire flap"
     );
 }
@@ -682,5 +685,39 @@ fn the_readme_inhibit_rule_mutes_prometheus_copy_of_a_direct_alert() {
         sources.iter().all(|s| s == "direct"),
         "{sources:?}: {}",
         diag()
+    );
+}
+
+#[test]
+fn a_batch_alertmanager_refuses_as_invalid_is_counted_and_not_retried() {
+    // Alertmanager answers 400 with a JSON string when an alert fails validation
+    // (api/v2/openapi.yaml, postAlerts: "400: Bad request"). No real one refuses the
+    // exporter's alerts, so this answer comes from a test server.
+    let refusing = support::http::TestServer::start(|_| {
+        support::http::Response::json("\"start time must be before end time\"").status(400)
+    });
+    let pd = FakePd::with_stores(&cluster(2));
+    pd.live_heartbeats();
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = exporter(
+        &pd,
+        dir.path(),
+        "alerting:\n  resend_interval: 1s\n",
+        &["--alertmanager.url".to_owned(), refusing.url()],
+    );
+    pd.set_heartbeat_age(1, Duration::from_secs(120));
+    let host = refusing.url().trim_start_matches("http://").to_owned();
+    // Two resends refused: each once, none retried.
+    let m = exporter.wait_metrics("two refused sends", PATIENCE, |m| {
+        notifications(m, &host, "rejected") >= 2.0
+    });
+    assert_eq!(notifications(&m, &host, "failed"), 0.0, "{m}");
+    assert_eq!(notifications(&m, &host, "sent"), 0.0, "{m}");
+    assert!(
+        exporter
+            .stderr()
+            .contains("rejected 1 alerts (not retried): HTTP 400"),
+        "{}",
+        exporter.stderr()
     );
 }

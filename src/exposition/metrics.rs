@@ -370,11 +370,16 @@ impl Collector for StateCollector {
         counters(
             &mut enc,
             "tikv_health_exporter_notifications",
-            "Alerts sent directly to the Alertmanager: sent (accepted), failed (in a failed attempt; retried), dropped (pushed out of the full queue)",
+            "Alerts sent directly to the Alertmanager: sent (accepted), failed (in a failed attempt; retried), rejected (refused as invalid, HTTP 400; not retried), dropped (pushed out of the full queue)",
             ams.iter().flat_map(|d| {
-                let (sent, failed, dropped) = d.counts();
-                [("sent", sent), ("failed", failed), ("dropped", dropped)]
-                    .map(|(r, n)| (vec![("alertmanager", d.name.as_str()), ("result", r)], n))
+                let c = d.counts();
+                [
+                    ("sent", c.sent),
+                    ("failed", c.failed),
+                    ("rejected", c.rejected),
+                    ("dropped", c.dropped),
+                ]
+                .map(|(r, n)| (vec![("alertmanager", d.name.as_str()), ("result", r)], n))
             }),
         )?;
         gauges(

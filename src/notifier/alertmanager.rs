@@ -79,8 +79,28 @@ pub enum AlertmanagerError {
         reason: String,
     },
     /// The request failed or Alertmanager refused it (the HTTP layer's wording).
-    #[error("{0}")]
-    Post(String),
+    #[error("{message}")]
+    Post {
+        /// The HTTP status, when Alertmanager answered.
+        status: Option<u16>,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl AlertmanagerError {
+    /// Alertmanager refused the alerts themselves (HTTP 400, an invalid alert): sending the
+    /// same batch again cannot help. Anything else (unreachable, 5xx, 401 until the password
+    /// file is fixed, ...) may heal.
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            AlertmanagerError::Post {
+                status: Some(400),
+                ..
+            }
+        )
+    }
 }
 
 /// A client for one Alertmanager.
@@ -151,7 +171,10 @@ impl AlertmanagerClient {
         let req = self
             .http
             .post_json(self.alerts_url.clone(), &alerts)
-            .map_err(|e| AlertmanagerError::Post(format!("encoding alerts: {e}")))?;
+            .map_err(|e| AlertmanagerError::Post {
+                status: None,
+                message: format!("encoding alerts: {e}"),
+            })?;
         let req = match &self.auth {
             Auth::None => req,
             Auth::Basic { username, password } => req.basic_auth(username, Some(password.read()?)),
@@ -161,6 +184,9 @@ impl AlertmanagerClient {
             .fetch_ok(req, MAX_ANSWER_BYTES)
             .await
             .map(|_| ())
-            .map_err(|e| AlertmanagerError::Post(e.chain()))
+            .map_err(|e| AlertmanagerError::Post {
+                status: e.status(),
+                message: e.chain(),
+            })
     }
 }

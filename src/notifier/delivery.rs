@@ -27,6 +27,19 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// brings fresh alerts by then anyway).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// What became of the alerts queued for one Alertmanager.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Accepted by Alertmanager.
+    pub sent: u64,
+    /// In attempts that failed (and are retried).
+    pub failed: u64,
+    /// Refused by Alertmanager as invalid (HTTP 400; not retried).
+    pub rejected: u64,
+    /// Pushed out of the full queue.
+    pub dropped: u64,
+}
+
 /// The queue and the counters of one Alertmanager; shared by the poll loop (pushes), its
 /// delivery task (takes) and the exposition (reads).
 #[derive(Debug)]
@@ -40,6 +53,7 @@ pub struct Delivery {
     wake: Notify,
     sent: AtomicU64,
     failed: AtomicU64,
+    rejected: AtomicU64,
     dropped: AtomicU64,
     latency: Histogram,
 }
@@ -55,6 +69,7 @@ impl Delivery {
             wake: Notify::new(),
             sent: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             // 5 ms .. ~20 s
             latency: Histogram::new(exponential_buckets(0.005, 2.0, 13)),
@@ -86,13 +101,15 @@ impl Delivery {
         self.capacity
     }
 
-    /// Alerts delivered, alerts in failed attempts, alerts dropped from the full queue.
-    pub fn counts(&self) -> (u64, u64, u64) {
-        (
-            self.sent.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-            self.dropped.load(Ordering::Relaxed),
-        )
+    /// Alerts delivered, in failed attempts (retried), rejected by Alertmanager (HTTP 400, not
+    /// retried), dropped from the full queue.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            sent: self.sent.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
     }
 
     /// Seconds per POST (successful or not).
@@ -164,6 +181,16 @@ pub async fn run(
                     hand.drain(..n);
                     delivery.in_flight.store(hand.len(), Ordering::Relaxed);
                 }
+                Err(e) if e.is_rejection() => {
+                    // Retrying the same alerts cannot help; fresh copies come with the resend.
+                    delivery.rejected.fetch_add(n as u64, Ordering::Relaxed);
+                    hand.drain(..n);
+                    delivery.in_flight.store(hand.len(), Ordering::Relaxed);
+                    crate::log::warn(&format!(
+                        "Alertmanager {} rejected {n} alerts (not retried): {e}",
+                        delivery.name
+                    ));
+                }
                 Err(e) => {
                     delivery.failed.fetch_add(n as u64, Ordering::Relaxed);
                     error = Some(e.to_string());
@@ -226,7 +253,14 @@ mod tests {
         let d = Delivery::new("am", 3);
         d.push(&[alert("a", 1.0), alert("b", 1.0)]);
         d.push(&[alert("c", 1.0), alert("d", 1.0), alert("e", 1.0)]);
-        assert_eq!((d.queue_length(), d.counts()), (3, (0, 0, 2)));
+        assert_eq!(d.queue_length(), 3);
+        assert_eq!(
+            d.counts(),
+            Counts {
+                dropped: 2,
+                ..Counts::default()
+            }
+        );
         let mut hand = Vec::new();
         d.take_into(&mut hand);
         let names: Vec<&str> = hand
