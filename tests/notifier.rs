@@ -258,13 +258,14 @@ fn a_hanging_alertmanager_delays_nothing_and_gets_the_alert_once_back() {
     let (slow_rx, fast_rx) = (WebhookReceiver::start(), WebhookReceiver::start());
     let slow_am = RealAlertmanager::start(&shipped_config(&slow_rx.url()));
     let fast_am = RealAlertmanager::start(&shipped_config(&fast_rx.url()));
-    // Each request to the closed gate hangs 3s, longer than the exporter's 1s timeout.
-    let gate = Gate::closed(slow_am.addr(), "/prefix", Duration::from_secs(3));
+    // Each request to the closed gate hangs 10s, longer than the exporter's 5s timeout: a poll
+    // loop that waited for it would poll at most every 5s.
+    let gate = Gate::closed(slow_am.addr(), "/prefix", Duration::from_secs(10));
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "s3cret\n").unwrap();
     let config = format!(
-        "alerting:\n  resend_interval: 1s\n  alertmanagers:\n    - url: {}\n      path_prefix: /prefix\n      timeout: 1s\n      bearer_token_file: {}\n    - url: http://{}\n",
+        "alerting:\n  resend_interval: 1s\n  alertmanagers:\n    - url: {}\n      path_prefix: /prefix\n      timeout: 5s\n      bearer_token_file: {}\n    - url: http://{}\n",
         gate.url(),
         token.display(),
         fast_am.addr()
@@ -283,11 +284,20 @@ fn a_hanging_alertmanager_delays_nothing_and_gets_the_alert_once_back() {
     let gate_host = gate.url().trim_start_matches("http://").to_owned();
 
     pd.set_heartbeat_age(1, Duration::from_secs(120));
-    // The healthy Alertmanager is not held up by the hanging one.
+    // The healthy Alertmanager is not held up by the hanging one: its notification arrives
+    // while the first POST to the hanging one is still waiting for its 5s timeout.
     wait_notified(
         &fast_rx,
         PATIENCE,
         ("/critical", "firing", "TiKVStoreDown", "1"),
+        diag,
+    );
+    let m = exporter.metrics();
+    assert_eq!(notifications(&m, &gate_host, "failed"), 0.0, "{m}");
+    wait::until_true(
+        "the hanging one to be tried",
+        PATIENCE,
+        || !gate.requests().is_empty(),
         diag,
     );
     // The hanging one was tried (path prefix, token from the file), failed and is retried;
@@ -319,8 +329,8 @@ fn a_hanging_alertmanager_delays_nothing_and_gets_the_alert_once_back() {
     let started = Instant::now();
     exporter.wait_polls_after("pd", t, 3);
     assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "polls held up behind a 3s hang: {:?}",
+        started.elapsed() < Duration::from_secs(4),
+        "3 polls of 200ms held up behind a hanging Alertmanager: {:?}",
         started.elapsed()
     );
     assert!(got(&slow_rx, "TiKVStoreDown", "1").is_empty());
