@@ -101,6 +101,7 @@ fn scrape(c: &mut Criterion) {
         published: Arc::new(Published::new()),
         logs,
         history: Arc::new(EventHistory::new(1000)),
+        notifier: Default::default(),
     });
     view.published.publish(snapshot(STORES));
     let reg = registry(view, BuildInfo::current(), None);

@@ -18,6 +18,7 @@ use crate::logs::docker::DockerSource;
 use crate::logs::file_source::FileSource;
 use crate::logs::ingest::EventHistory;
 use crate::logs::source::{LogRegistry, SourceContext, SourceHandle, store_directory};
+use crate::notifier::Notifier;
 use crate::poller::Poller;
 use crate::snapshot::{Published, Snapshot};
 
@@ -118,9 +119,10 @@ fn reload_on_sighup(trigger: ReloadTrigger, cancel: CancellationToken) -> anyhow
 }
 
 /// Settings a reload cannot change in a running process, by config key.
-fn restart_only(cfg: &Config) -> [(&'static str, String); 4] {
+fn restart_only(cfg: &Config) -> [(&'static str, String); 5] {
     [
         ("cluster_name", format!("{:?}", cfg.cluster_name)),
+        ("alerting", format!("{:?}", cfg.alerting)),
         ("web", format!("{:?}", cfg.web)),
         ("logs", format!("{:?}", cfg.logs)),
         ("state_file", format!("{:?}", cfg.state_file)),
@@ -152,6 +154,7 @@ fn reload(loader: &Loader, poller: &mut Poller, running: &mut Config) -> Result<
         }
     }
     new.cluster_name = running.cluster_name.clone();
+    new.alerting = running.alerting.clone();
     new.web = running.web.clone();
     new.logs = running.logs.clone();
     new.state_file = running.state_file.clone();
@@ -189,14 +192,28 @@ async fn run_inner(
         .with_context(|| format!("cannot listen on {addr} (web.listen_address)"))?;
     let mut poller = Poller::new(&cfg)?;
     let (store_publisher, store_lookup) = store_directory();
+    // The delivery tasks stop last: alerts queued by the last poll still go out while the
+    // HTTP server and the log sources drain.
+    let notifier_cancel = CancellationToken::new();
+    // The watched cluster is a property of the alerts too (as of the series).
+    let mut alerting = cfg.alerting.clone();
+    if let Some(c) = &cfg.cluster_name {
+        alerting.external_labels.insert("cluster".into(), c.clone());
+    }
+    let mut notifier = Notifier::spawn(&alerting, cfg.poll_interval.0, &notifier_cancel)
+        .context("alerting.alertmanagers")?;
     let view = Arc::new(View {
         published: Arc::new(Published::new()),
         logs: Arc::new(LogRegistry::new()),
         history: Arc::new(EventHistory::new(cfg.logs.history_size)),
+        notifier: notifier.as_ref().map(Notifier::stats).unwrap_or_default(),
     });
     // Violations restored from the state file are served (unknown) from the first scrape on,
-    // even while PD does not answer.
+    // even while PD does not answer; the notifier takes their alerts as already sent.
     if let Some(restored) = poller.restored_snapshot() {
+        if let Some(n) = &mut notifier {
+            n.restore(&restored);
+        }
         view.published.preload(restored);
     }
     let sources_cancel = CancellationToken::new();
@@ -243,7 +260,7 @@ async fn run_inner(
         DRAIN,
     ));
     crate::log::info(&format!(
-        "listening on {addr}; polling PD {} every {}; {} invariants; {} log files{}",
+        "listening on {addr}; polling PD {} every {}; {} invariants; {} log files{}{}",
         cfg.pd.endpoints.join(","),
         cfg.poll_interval,
         poller.definitions().len(),
@@ -252,7 +269,18 @@ async fn run_inner(
             "; following Docker containers"
         } else {
             ""
-        }
+        },
+        notifier.as_ref().map_or(String::new(), |n| format!(
+            "; sending alerts to {} every {} (resolved by Alertmanager {}s after the last send)",
+            n.stats()
+                .alertmanagers
+                .iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            cfg.alerting.resend_interval,
+            n.valid_for()
+        ))
     ));
 
     let mut tick = tokio::time::interval(cfg.poll_interval.0);
@@ -280,7 +308,11 @@ async fn run_inner(
                 }
                 store_publisher.publish(poller.stores());
                 view.published.publish(snap);
-                observe(&view, &view.published.snapshot());
+                let published = view.published.snapshot();
+                if let Some(n) = &mut notifier {
+                    n.notify(&published, published.taken_at);
+                }
+                observe(&view, &published);
             }
             Some(reply) = reload_rx.recv() => {
                 let Some(loader) = &loader else { continue };
@@ -308,5 +340,6 @@ async fn run_inner(
     for s in sources {
         s.join(DRAIN).await;
     }
+    notifier_cancel.cancel();
     Ok(())
 }

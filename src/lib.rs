@@ -6,7 +6,8 @@
 //!   one poll saw) → [`invariants`] (the catalog of built-ins, their evaluators, the engine
 //!   with grace periods and `unknown`, the state file) → [`snapshot`] (what the last poll
 //!   published) → [`exposition`] (the metric contract and the HTTP endpoints). The poller
-//!   runs one round of this every poll interval.
+//!   runs one round of this every poll interval; the [`notifier`] takes each snapshot and
+//!   sends its firing invariants straight to Alertmanager, when configured.
 //! - **Logs**: log lines from the sources in [`logs`] (files, Docker containers) →
 //!   [`logs::parse`] (the TiDB unified log format) → [`logs::events`] (leadership events) →
 //!   [`logs::ingest`] (per-source counters and the bounded event history) → [`exposition`].
@@ -28,6 +29,7 @@ pub(crate) mod http_server;
 pub mod invariants;
 pub mod log;
 pub mod logs;
+pub mod notifier;
 pub mod observations;
 pub(crate) mod poller;
 pub mod snapshot;

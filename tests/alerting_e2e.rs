@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::alertmanager::{RealAlertmanager, WebhookReceiver};
+use support::alertmanager::{
+    RealAlertmanager, WebhookReceiver, notifications_started, shipped_config as alertmanager_config,
+};
 use support::exporter::{Exporter, inv, sample};
 use support::fake_pd::{FakePd, cluster, store_json_mut};
 use support::prometheus::{RealPrometheus, render_config, with_alertmanagers};
@@ -18,32 +20,6 @@ use support::wait::{self, PATIENCE};
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-/// The shipped Alertmanager config with its receivers pointed at `receiver` and the grouping
-/// delays shortened for a test (routes, grouping keys and inhibit rules untouched).
-fn alertmanager_config(receiver: &str) -> String {
-    let shipped = std::fs::read_to_string(repo("alerts/alertmanager.yml")).unwrap();
-    let mut out = String::new();
-    for line in shipped.lines() {
-        let trimmed = line.trim_start();
-        let indent = &line[..line.len() - trimmed.len()];
-        let replaced = if let Some(url) = trimmed.strip_prefix("- url: ") {
-            let path = url
-                .split_once("://")
-                .map_or("", |(_, rest)| rest.find('/').map_or("", |i| &rest[i..]));
-            format!("{indent}- url: {receiver}{path}")
-        } else if trimmed.starts_with("group_wait:") {
-            format!("{indent}group_wait: 1s")
-        } else if trimmed.starts_with("group_interval:") {
-            format!("{indent}group_interval: 1s")
-        } else {
-            line.to_owned()
-        };
-        out.push_str(&replaced);
-        out.push('\n');
-    }
-    out
 }
 
 fn find<'a>(
@@ -66,17 +42,6 @@ fn find<'a>(
 
 fn wait_for(what: &str, timeout: Duration, f: impl FnMut() -> bool, diag: impl Fn() -> String) {
     wait::until_true(what, timeout, f, diag);
-}
-
-/// Alertmanager's count of the webhook notifications it has started to send (it counts each
-/// before sending it).
-fn notifications_started(am: &RealAlertmanager) -> usize {
-    let (status, body) = am.http("GET", "/metrics", "").unwrap();
-    assert_eq!(status, 200, "{body}");
-    body.lines()
-        .filter(|l| l.starts_with("alertmanager_notifications_total{") && l.contains("webhook"))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum::<f64>() as usize
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::{Config, Dur, LogFileConfig};
+use crate::config::{AlertmanagerConfig, Config, Dur, LogFileConfig};
 use crate::log::{LogFormat, LogLevel};
 use crate::logs::parse::DEFAULT_MAX_LINE_BYTES;
 
@@ -144,6 +144,10 @@ pub struct RunArgs {
     /// (logs.docker.from_start).
     #[arg(long = "logs.docker.from-start", alias = "log.docker.from-start")]
     pub log_docker_from_start: bool,
+    /// Alertmanager to send firing invariants to directly (API v2), e.g. http://am:9093;
+    /// repeatable, every one gets every alert (alerting.alertmanagers[].url).
+    #[arg(long = "alertmanager.url", value_name = "URL")]
+    pub alertmanager_urls: Vec<String>,
     /// Address to listen on (web.listen_address, default :19180).
     #[arg(long = "web.listen-address", value_name = "ADDR")]
     pub listen_address: Option<String>,
@@ -491,6 +495,11 @@ pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
     if run.log_docker_from_start {
         docker.from_start = true;
     }
+    cfg.alerting.alertmanagers.extend(
+        run.alertmanager_urls
+            .iter()
+            .map(|u| AlertmanagerConfig::at(u)),
+    );
     if let Some(a) = run.listen_address {
         cfg.web.listen_address = a;
     }

@@ -271,6 +271,108 @@ impl Default for LogsConfig {
     }
 }
 
+/// `alerting.alertmanagers[].basic_auth`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthConfig {
+    /// User name.
+    pub username: String,
+    /// Password (or `password_file`); `check-config` prints it as `<secret>`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "secret"
+    )]
+    pub password: Option<String>,
+    /// File holding the password, read at every request (so it can be rotated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// One entry of `alerting.alertmanagers`: an Alertmanager that receives every alert.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// Base URL (`http(s)://host:port`, optionally with a path).
+    pub url: String,
+    /// Path added after `url`'s own path, before `/api/v2/alerts` (Alertmanager's
+    /// `--web.route-prefix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// Limit for one POST (connect, send and answer).
+    #[serde(default = "default_alertmanager_timeout")]
+    pub timeout: Dur,
+    /// Optional TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// HTTP basic authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuthConfig>,
+    /// `Authorization: Bearer` token (or `bearer_token_file`); printed as `<secret>`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "secret"
+    )]
+    pub bearer_token: Option<String>,
+    /// File holding the bearer token, read at every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+impl AlertmanagerConfig {
+    /// An Alertmanager at `url` with the default settings (`--alertmanager.url`).
+    pub fn at(url: &str) -> Self {
+        AlertmanagerConfig {
+            url: url.to_owned(),
+            path_prefix: None,
+            timeout: default_alertmanager_timeout(),
+            tls: None,
+            basic_auth: None,
+            bearer_token: None,
+            bearer_token_file: None,
+        }
+    }
+}
+
+/// Writes a secret as `<secret>` (the effective configuration is printed and logged).
+fn secret<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("<secret>"),
+        None => s.serialize_none(),
+    }
+}
+
+fn default_alertmanager_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+/// `alerting`: direct delivery of firing invariants to Alertmanager (API v2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertingConfig {
+    /// Every Alertmanager gets every alert (as Prometheus does for an HA pair); none: off.
+    pub alertmanagers: Vec<AlertmanagerConfig>,
+    /// How often a firing alert is sent again; its `endsAt` lies 4 intervals ahead, so that
+    /// Alertmanager resolves it by itself that long after the exporter stopped sending.
+    pub resend_interval: Dur,
+    /// Labels added to every alert (e.g. `cluster: prod`); the alert's own labels win.
+    pub external_labels: BTreeMap<String, String>,
+    /// Alerts waiting per Alertmanager; when full, the oldest are dropped (and counted).
+    pub queue_capacity: usize,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        AlertingConfig {
+            alertmanagers: Vec::new(),
+            resend_interval: Dur(Duration::from_secs(60)),
+            external_labels: BTreeMap::new(),
+            queue_capacity: 10_000,
+        }
+    }
+}
+
 /// `web`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -317,6 +419,8 @@ pub struct Config {
     /// Name of the watched cluster, exported as a `cluster` label on every series (so one
     /// Prometheus can hold several clusters' exporters whose store ids overlap).
     pub cluster_name: Option<String>,
+    /// Direct delivery to Alertmanager.
+    pub alerting: AlertingConfig,
 }
 
 impl Default for Config {
@@ -332,6 +436,7 @@ impl Default for Config {
             logs: LogsConfig::default(),
             web: WebConfig::default(),
             cluster_name: None,
+            alerting: AlertingConfig::default(),
         }
     }
 }
@@ -494,6 +599,8 @@ mod tests {
         assert_eq!(cfg.unknown_hold.0, Duration::from_secs(300));
         assert_eq!(cfg.custom_invariants[0].op, Op::Gt);
         assert_eq!(cfg.logs.files[0].source_label(), "file:tikv-1");
+        assert_eq!(cfg.alerting.alertmanagers.len(), 2);
+        assert_eq!(cfg.alerting.external_labels["cluster"], "prod");
         let again = Config::from_yaml(&cfg.to_yaml()).unwrap();
         assert_eq!(again, cfg);
     }
@@ -592,6 +699,78 @@ mod tests {
         }
         let e = Config::from_yaml("logs:\n  docker:\n    container: [x]\n").unwrap_err();
         assert_eq!((e.key.as_str(), e.line), ("logs.docker.container", Some(3)));
+    }
+
+    #[test]
+    fn alerting_section_defaults_validation_and_secrets() {
+        let a = Config::default().alerting;
+        assert!(a.alertmanagers.is_empty());
+        assert_eq!(
+            (a.resend_interval.0, a.queue_capacity),
+            (Duration::from_secs(60), 10_000)
+        );
+        let full = "alerting:\n  resend_interval: 30s\n  external_labels:\n    cluster: prod\n  alertmanagers:\n    - url: https://am-0:9093\n      path_prefix: /alertmanager\n      timeout: 3s\n      tls:\n        ca_file: /ca.pem\n      basic_auth:\n        username: exporter\n        password: hunter2\n    - url: http://am-1:9093\n      bearer_token_file: /token\n";
+        let cfg = Config::from_yaml(full).unwrap();
+        let ams = &cfg.alerting.alertmanagers;
+        assert_eq!(ams[0].timeout.0, Duration::from_secs(3));
+        assert_eq!(ams[1].timeout.0, Duration::from_secs(10), "default");
+        assert_eq!(cfg.alerting.external_labels["cluster"], "prod");
+        let printed = cfg.to_yaml();
+        assert!(
+            !printed.contains("hunter2") && printed.contains("<secret>"),
+            "{printed}"
+        );
+        let cases = [
+            (
+                "alerting:\n  resend_interval: 10ms\n",
+                "alerting.resend_interval",
+                Some(2),
+            ),
+            (
+                "alerting:\n  queue_capacity: 0\n",
+                "alerting.queue_capacity",
+                Some(2),
+            ),
+            (
+                "alerting:\n  external_labels:\n    1x: a\n",
+                "alerting.external_labels.1x",
+                Some(3),
+            ),
+            (
+                "alerting:\n  alertmanagers:\n    - url: am:9093\n",
+                "alerting.alertmanagers[0].url",
+                Some(3),
+            ),
+            (
+                "alerting:\n  alertmanagers:\n    - url: http://a/\n    - url: http://a\n",
+                "alerting.alertmanagers[1].url",
+                Some(4),
+            ),
+            (
+                "alerting:\n  alertmanagers:\n    - url: http://a\n      path_prefix: x\n",
+                "alerting.alertmanagers[0].path_prefix",
+                Some(4),
+            ),
+            (
+                "alerting:\n  alertmanagers:\n    - url: http://a\n      basic_auth:\n        username: u\n",
+                "alerting.alertmanagers[0].basic_auth",
+                Some(4),
+            ),
+            (
+                "alerting:\n  alertmanagers:\n    - url: http://a\n      bearer_token: t\n      bearer_token_file: /t\n",
+                "alerting.alertmanagers[0].bearer_token",
+                Some(4),
+            ),
+            (
+                "alerting:\n  alertmanagers:\n    - url: http://a\n      tls:\n        key_file: /k\n",
+                "alerting.alertmanagers[0].tls",
+                Some(4),
+            ),
+        ];
+        for (yaml, key, line) in cases {
+            let e = Config::from_yaml(yaml).unwrap_err();
+            assert_eq!((e.key.as_str(), e.line), (key, line), "{yaml}: {e}");
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use super::{Config, ConfigError, DockerLogsConfig, MIN_LOG_POLL_INTERVAL};
+use super::{
+    AlertingConfig, Config, ConfigError, DockerLogsConfig, MIN_LOG_POLL_INTERVAL, TlsConfig,
+};
 
 /// `host:port` that is not a socket address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +47,13 @@ impl Config {
         }
         if let Some(name) = &self.cluster_name {
             check_cluster_name(name).map_err(|m| bad("cluster_name", m))?;
+            if self.alerting.external_labels.contains_key("cluster") {
+                return Err(bad(
+                    "alerting.external_labels.cluster",
+                    "cluster_name already sets the alerts' `cluster` label; set one of the two"
+                        .into(),
+                ));
+            }
         }
         if self.pd.timeout.0.is_zero() {
             return Err(bad("pd.timeout", "must be greater than 0".into()));
@@ -61,14 +70,7 @@ impl Config {
         if self.pd.health_interval.0.is_zero() {
             return Err(bad("pd.health_interval", "must be greater than 0".into()));
         }
-        if let Some(tls) = &self.pd.tls
-            && tls.cert_file.is_some() != tls.key_file.is_some()
-        {
-            return Err(bad(
-                "pd.tls",
-                "cert_file and key_file must be given together".into(),
-            ));
-        }
+        check_tls("pd.tls", self.pd.tls.as_ref())?;
         if self.poll_interval.0 < Duration::from_millis(100) {
             return Err(bad("poll_interval", "must be at least 100ms".into()));
         }
@@ -118,6 +120,7 @@ impl Config {
                 ),
             ));
         }
+        self.alerting.validate()?;
         if self.logs.max_line_bytes == 0 {
             return Err(bad("logs.max_line_bytes", "must be greater than 0".into()));
         }
@@ -132,6 +135,99 @@ impl Config {
         }
         parse_listen_address(&self.web.listen_address)
             .map_err(|m| bad("web.listen_address", m.to_string()))?;
+        Ok(())
+    }
+}
+
+/// `cert_file` and `key_file` come together.
+fn check_tls(key: &str, tls: Option<&TlsConfig>) -> Result<(), ConfigError> {
+    match tls {
+        Some(t) if t.cert_file.is_some() != t.key_file.is_some() => Err(ConfigError::new(
+            key,
+            "cert_file and key_file must be given together",
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl AlertingConfig {
+    /// Checks the section; errors name the key (`alerting.…`).
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |k: String, m: String| Err(ConfigError::new(format!("alerting.{k}"), m));
+        if self.resend_interval.0 < Duration::from_millis(100) {
+            return bad("resend_interval".into(), "must be at least 100ms".into());
+        }
+        if self.queue_capacity == 0 {
+            return bad("queue_capacity".into(), "must be greater than 0".into());
+        }
+        for (name, value) in &self.external_labels {
+            if !valid_label_name(name) || name.starts_with("__") {
+                return bad(
+                    format!("external_labels.{name}"),
+                    format!("`{name}` is not a label name (or is reserved: `__`)"),
+                );
+            }
+            if value.is_empty() {
+                return bad(
+                    format!("external_labels.{name}"),
+                    "an empty value is no label".into(),
+                );
+            }
+        }
+        let mut endpoints = std::collections::BTreeSet::new();
+        for (i, am) in self.alertmanagers.iter().enumerate() {
+            let k = |f: &str| format!("alertmanagers[{i}].{f}");
+            let u = am.url.trim();
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return bad(
+                    k("url"),
+                    format!("`{u}` must start with http:// or https://"),
+                );
+            }
+            let endpoint = format!(
+                "{}{}",
+                u.trim_end_matches('/'),
+                am.path_prefix
+                    .as_deref()
+                    .unwrap_or("")
+                    .trim_end_matches('/')
+            );
+            if !endpoints.insert(endpoint.clone()) {
+                return bad(
+                    k("url"),
+                    format!("`{endpoint}` is configured twice (each Alertmanager once)"),
+                );
+            }
+            if am.path_prefix.as_ref().is_some_and(|p| !p.starts_with('/')) {
+                return bad(k("path_prefix"), "must start with /".into());
+            }
+            if am.timeout.0.is_zero() {
+                return bad(k("timeout"), "must be greater than 0".into());
+            }
+            check_tls(&format!("alerting.{}", k("tls")), am.tls.as_ref())?;
+            if let Some(b) = &am.basic_auth
+                && b.password.is_some() == b.password_file.is_some()
+            {
+                return bad(
+                    k("basic_auth"),
+                    "give exactly one of password and password_file".into(),
+                );
+            }
+            if am.bearer_token.is_some() && am.bearer_token_file.is_some() {
+                return bad(
+                    k("bearer_token"),
+                    "give bearer_token or bearer_token_file, not both".into(),
+                );
+            }
+            if am.basic_auth.is_some()
+                && (am.bearer_token.is_some() || am.bearer_token_file.is_some())
+            {
+                return bad(
+                    k("basic_auth"),
+                    "basic_auth and a bearer token are mutually exclusive".into(),
+                );
+            }
+        }
         Ok(())
     }
 }

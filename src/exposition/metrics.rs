@@ -381,6 +381,48 @@ impl Collector for StateCollector {
             src.iter()
                 .filter_map(|(n, h)| Some((vec![("source", n.as_str())], h.last_success?))),
         )?;
+        let ams = &self.view.notifier.alertmanagers;
+        counters(
+            &mut enc,
+            "tikv_health_exporter_notifications",
+            "Alerts sent directly to the Alertmanager: sent (accepted), failed (in a failed attempt; retried), rejected (refused as invalid, HTTP 400; not retried), dropped (pushed out of the full queue)",
+            ams.iter().flat_map(|d| {
+                let c = d.counts();
+                [
+                    ("sent", c.sent),
+                    ("failed", c.failed),
+                    ("rejected", c.rejected),
+                    ("dropped", c.dropped),
+                ]
+                .map(|(r, n)| (vec![("alertmanager", d.name.as_str()), ("result", r)], n))
+            }),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_health_exporter_notifications_queue_length",
+            "Alerts waiting for (or in) delivery to the Alertmanager",
+            ams.iter().map(|d| {
+                (
+                    vec![("alertmanager", d.name.as_str())],
+                    d.queue_length() as f64,
+                )
+            }),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_health_exporter_notifications_queue_capacity",
+            "Alerts the queue of the Alertmanager holds before it drops the oldest",
+            ams.iter()
+                .map(|d| (vec![("alertmanager", d.name.as_str())], d.capacity() as f64)),
+        )?;
+        family(
+            &mut enc,
+            "tikv_health_exporter_notification_latency_seconds",
+            "Duration of each POST of alerts to the Alertmanager (failed ones included)",
+            MetricType::Histogram,
+            ams.iter()
+                .map(|d| (vec![("alertmanager", d.name.as_str())], d.latency().clone())),
+        )?;
         gauges(
             &mut enc,
             "tikv_health_exporter_build_info",

@@ -4,13 +4,15 @@ use std::sync::Arc;
 
 use crate::logs::ingest::EventHistory;
 use crate::logs::source::LogRegistry;
+use crate::notifier::NotifierStats;
 use crate::snapshot::Published;
 
 pub(crate) mod http;
 pub mod metrics;
 pub mod process;
 
-/// What the exposition reads: the published snapshot, the log counters and the event history.
+/// What the exposition reads: the published snapshot, the log counters, the event history and
+/// the notifier's queues.
 #[derive(Debug)]
 pub struct View {
     /// The last poll's snapshot.
@@ -19,4 +21,6 @@ pub struct View {
     pub logs: Arc<LogRegistry>,
     /// Recent leadership events.
     pub history: Arc<EventHistory>,
+    /// Direct delivery to Alertmanager (no entries when off).
+    pub notifier: Arc<NotifierStats>,
 }

@@ -69,6 +69,44 @@ pub enum Data {
 /// Override keys every built-in accepts (`invariants.<name>.<key>`).
 pub const COMMON_KEYS: [&str; 4] = ["enabled", "severity", "grace", "clear_grace"];
 
+/// How an invariant's alert is named and worded: the same alert the shipped rules
+/// (`alerts/tikv-health-exporter.rules.yml`) define for it, for direct delivery to Alertmanager.
+#[derive(Debug)]
+pub struct AlertText {
+    /// `alertname` (CamelCase, as in the rule file).
+    pub name: &'static str,
+    /// The `summary` annotation.
+    pub summary: &'static str,
+    /// The `description` after the subject ("TiKV store 1 (addr:20160)", or "PD"):
+    /// `{value}` and `{threshold}` are replaced by the observed value and the threshold,
+    /// written in the invariant's unit.
+    pub detail: &'static str,
+}
+
+impl AlertText {
+    /// The `runbook_url` annotation: the anchor of this alert in `alerts/runbook.md`.
+    pub fn runbook_url(&self) -> String {
+        format!("{RUNBOOK_URL}#{}", self.name.to_ascii_lowercase())
+    }
+}
+
+/// Where the shipped runbook lives (the rules' `runbook_url` annotations use it too).
+pub const RUNBOOK_URL: &str =
+    "https://github.com/tikv-health-exporter/tikv-health-exporter/blob/main/alerts/runbook.md";
+
+/// The alert of every invariant without its own (the custom invariants): the rule file's
+/// catch-all `TiKVInvariantViolated`.
+pub static CUSTOM_ALERT: AlertText = AlertText {
+    name: "TiKVInvariantViolated",
+    summary: "A TiKV health invariant is violated.",
+    detail: "violates the invariant: observed {value} (threshold {threshold}).",
+};
+
+/// The alert of the invariant named `name` (a built-in's own, else [`CUSTOM_ALERT`]).
+pub fn alert_for(name: &str) -> &'static AlertText {
+    find(name).map_or(&CUSTOM_ALERT, |b| &b.alert)
+}
+
 /// One built-in invariant.
 #[derive(Debug)]
 pub struct Builtin {
@@ -96,6 +134,8 @@ pub struct Builtin {
     pub evaluate: Evaluator,
     /// One line for users.
     pub description: &'static str,
+    /// Its alert (name and annotations), as the shipped rule file has it.
+    pub alert: AlertText,
 }
 
 impl Builtin {
@@ -130,6 +170,11 @@ pub static BUILTINS: [Builtin; 7] = [
         data: Data::Pd,
         evaluate: evaluate::store_down,
         description: "the store stopped heartbeating: PD reports it Disconnected (past the grace, counted from 20 s after its last heartbeat) or Down (at once), or its last heartbeat is older than the threshold (seconds) while PD says Up or Offline",
+        alert: AlertText {
+            name: "TiKVStoreDown",
+            summary: "TiKV store is down.",
+            detail: "is down: last heartbeat {value} ago (threshold {threshold}).",
+        },
     },
     Builtin {
         name: "write_latency_p99",
@@ -144,6 +189,11 @@ pub static BUILTINS: [Builtin; 7] = [
         data: Data::Prometheus(WRITE_LATENCY_P99_TEMPLATE),
         evaluate: evaluate::tikv_query,
         description: "p99 of the gRPC write requests clients wait for (transactional and raw) over 1m, in seconds; 0 when the store served none",
+        alert: AlertText {
+            name: "TiKVWriteLatencyHigh",
+            summary: "TiKV p99 write latency is high.",
+            detail: "has a p99 gRPC write latency (prewrite, commit and raw writes, as clients wait for them) of {value} over 1m (threshold {threshold}).",
+        },
     },
     Builtin {
         name: "disk_usage",
@@ -158,6 +208,11 @@ pub static BUILTINS: [Builtin; 7] = [
         data: Data::Pd,
         evaluate: evaluate::disk_usage,
         description: "used fraction of the store's capacity (1 - available/capacity, from PD) above PD's high-space-ratio, where PD starts to avoid the store",
+        alert: AlertText {
+            name: "TiKVDiskUsageHigh",
+            summary: "TiKV store disk usage is high.",
+            detail: "has used {value} of its capacity (threshold {threshold}).",
+        },
     },
     Builtin {
         name: "disk_low_space",
@@ -172,6 +227,11 @@ pub static BUILTINS: [Builtin; 7] = [
         data: Data::Pd,
         evaluate: evaluate::disk_usage,
         description: "used fraction of the store's capacity above PD's low-space-ratio: PD treats the store as low on space and moves regions away",
+        alert: AlertText {
+            name: "TiKVDiskLowSpace",
+            summary: "TiKV store is low on disk space.",
+            detail: "has used {value} of its capacity, past PD's low-space-ratio {threshold}: PD moves regions away from it.",
+        },
     },
     Builtin {
         name: "cpu_usage",
@@ -186,6 +246,11 @@ pub static BUILTINS: [Builtin; 7] = [
         data: Data::Prometheus(CPU_USAGE_TEMPLATE),
         evaluate: evaluate::tikv_query,
         description: "TiKV process CPU over 1m as a fraction of its CPU quota",
+        alert: AlertText {
+            name: "TiKVCPUUsageHigh",
+            summary: "TiKV CPU usage is high.",
+            detail: "uses {value} of its CPU quota (threshold {threshold}).",
+        },
     },
     Builtin {
         name: "store_slow",
@@ -203,6 +268,11 @@ pub static BUILTINS: [Builtin; 7] = [
         data: Data::Pd,
         evaluate: evaluate::store_slow,
         description: "PD slow_score of the store (PD counts >= 80 as slow, evicts leaders at 100); stores that report none have no series",
+        alert: AlertText {
+            name: "TiKVStoreSlow",
+            summary: "PD considers a TiKV store slow.",
+            detail: "has a PD slow score of {value} (threshold {threshold}).",
+        },
     },
     Builtin {
         name: "pd_leader",
@@ -218,6 +288,11 @@ pub static BUILTINS: [Builtin; 7] = [
         data: Data::Pd,
         evaluate: evaluate::pd_leader,
         description: "PD has a leader, it is the etcd leader, and every PD member is healthy (asked of each configured member; value: problems found)",
+        alert: AlertText {
+            name: "PDLeaderUnhealthy",
+            summary: "PD has no leader, a leader that is not the etcd leader, or unhealthy members.",
+            detail: "has {value} problem(s): no PD leader while its members answer, a PD leader that is not the etcd leader, members disagreeing on the leader, and/or unhealthy members (the exporter's /api/v1/invariants names them).",
+        },
     },
 ];
 
@@ -285,5 +360,65 @@ mod tests {
         );
         assert_eq!(accepting("query"), "write_latency_p99, cpu_usage");
         assert!(find("store_down").is_some() && find("nope").is_none());
+    }
+
+    /// The shipped rule file's alerts: name, expression and annotations.
+    fn shipped_rules() -> Vec<(String, String, std::collections::BTreeMap<String, String>)> {
+        #[derive(serde::Deserialize)]
+        struct File {
+            groups: Vec<Group>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Group {
+            rules: Vec<Rule>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Rule {
+            alert: String,
+            expr: String,
+            #[serde(default)]
+            annotations: std::collections::BTreeMap<String, String>,
+        }
+        let text = include_str!("../../alerts/tikv-health-exporter.rules.yml");
+        let file: File = serde_saphyr::from_str(text).unwrap();
+        file.groups
+            .into_iter()
+            .flat_map(|g| g.rules)
+            .map(|r| (r.alert, r.expr, r.annotations))
+            .collect()
+    }
+
+    #[test]
+    fn every_alert_is_the_shipped_rules_alert_for_its_invariant() {
+        let rules = shipped_rules();
+        let runbook = include_str!("../../alerts/runbook.md");
+        for b in &BUILTINS {
+            let selector = format!("tikv_invariant_violation{{name=\"{}\"}}", b.name);
+            let rule = rules
+                .iter()
+                .find(|(alert, expr, _)| alert == b.alert.name && expr.contains(&selector))
+                .unwrap_or_else(|| panic!("no rule {} on {selector}", b.alert.name));
+            assert_eq!(rule.2["summary"], b.alert.summary, "{}", b.name);
+            assert_eq!(rule.2["runbook_url"], b.alert.runbook_url(), "{}", b.name);
+            assert_eq!(alert_for(b.name).name, b.alert.name);
+        }
+        let custom = rules
+            .iter()
+            .find(|(alert, _, _)| alert == CUSTOM_ALERT.name)
+            .expect("the catch-all rule");
+        assert_eq!(custom.2["summary"], CUSTOM_ALERT.summary);
+        assert_eq!(custom.2["runbook_url"], CUSTOM_ALERT.runbook_url());
+        for b in &BUILTINS {
+            assert!(custom.1.contains(b.name), "catch-all excludes {}", b.name);
+        }
+        assert_eq!(alert_for("my_custom").name, "TiKVInvariantViolated");
+        for a in BUILTINS.iter().map(|b| &b.alert).chain([&CUSTOM_ALERT]) {
+            assert!(
+                runbook.contains(&format!("\n## {}\n", a.name)),
+                "runbook anchor for {}",
+                a.name
+            );
+            assert!(a.detail.contains("{value}"), "{}", a.name);
+        }
     }
 }

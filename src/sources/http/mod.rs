@@ -210,10 +210,6 @@ impl HttpClient {
     }
 
     /// A POST of `body` as JSON (`Content-Type: application/json`) to `url`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "first user: the Alertmanager client")
-    )]
     pub(crate) fn post_json(
         &self,
         url: impl IntoUrl,
