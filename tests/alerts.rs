@@ -184,7 +184,13 @@ fn alertmanager_inhibits_warnings_of_a_down_store_and_duplicate_pages_only() {
       {"labels":{"alertname":"TiKVDiskUsageHigh","name":"disk_usage","store":"5","severity":"warning","instance":"e:19180","job":"tikv-health-exporter"}},
       {"labels":{"alertname":"PDLeaderUnhealthy","name":"pd_leader","severity":"critical","instance":"e:19180","job":"tikv-health-exporter"}},
       {"labels":{"alertname":"TiKVHealthExporterSourceDown","source":"pd","severity":"critical","instance":"e:19180","job":"tikv-health-exporter"}},
-      {"labels":{"alertname":"TiKVHealthExporterSourceDown","source":"pd","severity":"critical","instance":"third:19180","job":"tikv-health-exporter"}}
+      {"labels":{"alertname":"TiKVHealthExporterSourceDown","source":"pd","severity":"critical","instance":"third:19180","job":"tikv-health-exporter"}},
+      {"labels":{"alertname":"TiKVStoreDown","name":"store_down","store":"7","cluster":"a","severity":"critical","instance":"ea:19180","job":"tikv-health-exporter"}},
+      {"labels":{"alertname":"TiKVStoreSlow","name":"store_slow","store":"7","cluster":"a","severity":"warning","instance":"ea:19180","job":"tikv-health-exporter"}},
+      {"labels":{"alertname":"TiKVStoreSlow","name":"store_slow","store":"7","cluster":"b","severity":"warning","instance":"eb:19180","job":"tikv-health-exporter"}},
+      {"labels":{"alertname":"TiKVHealthExporterDown","cluster":"c","severity":"critical","instance":"ec:19180","job":"tikv-health-exporter"}},
+      {"labels":{"alertname":"TiKVHealthExporterClusterUnwatched","cluster":"c","severity":"critical"}},
+      {"labels":{"alertname":"TiKVHealthExporterClusterUnwatched","cluster":"d","severity":"critical"}}
     ]"#;
     let (status, body) = am.http("POST", "/api/v2/alerts", alerts).unwrap();
     assert_eq!(status, 200, "{body}\n{}", am.log());
@@ -193,13 +199,16 @@ fn alertmanager_inhibits_warnings_of_a_down_store_and_duplicate_pages_only() {
         for a in &am.alerts() {
             let l = &a["labels"];
             let key = format!(
-                "{}{} store={} instance={}",
+                "{}{} store={} instance={}{}",
                 l["alertname"].as_str().unwrap(),
                 l["source"]
                     .as_str()
                     .map_or(String::new(), |s| format!("/{s}")),
                 l["store"].as_str().unwrap_or(""),
-                l["instance"].as_str().unwrap_or("")
+                l["instance"].as_str().unwrap_or(""),
+                l["cluster"]
+                    .as_str()
+                    .map_or(String::new(), |c| format!(" cluster={c}")),
             );
             let by = a["status"]["inhibitedBy"].as_array().map_or(0, Vec::len);
             assert!(inhibited.insert(key, by > 0).is_none());
@@ -236,6 +245,23 @@ fn alertmanager_inhibits_warnings_of_a_down_store_and_duplicate_pages_only() {
             "TiKVHealthExporterSourceDown/pd store= instance=third:19180",
             false,
         ),
+        // Store ids overlap between clusters: a down store mutes only its own cluster's store.
+        ("TiKVStoreDown store=7 instance=ea:19180 cluster=a", false),
+        ("TiKVStoreSlow store=7 instance=ea:19180 cluster=a", true),
+        ("TiKVStoreSlow store=7 instance=eb:19180 cluster=b", false),
+        // A down exporter is the one page for its unwatched cluster.
+        (
+            "TiKVHealthExporterDown store= instance=ec:19180 cluster=c",
+            false,
+        ),
+        (
+            "TiKVHealthExporterClusterUnwatched store= instance= cluster=c",
+            true,
+        ),
+        (
+            "TiKVHealthExporterClusterUnwatched store= instance= cluster=d",
+            false,
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -250,6 +276,8 @@ fn alertmanager_inhibits_warnings_of_a_down_store_and_duplicate_pages_only() {
             && applied("TiKVInvariantUnknown store=3 instance=e:19180")
             && applied("TiKVDiskUsageHigh store=4 instance=e:19180")
             && applied("TiKVHealthExporterSourceDown/pd store= instance=e:19180")
+            && applied("TiKVStoreSlow store=7 instance=ea:19180 cluster=a")
+            && applied("TiKVHealthExporterClusterUnwatched store= instance= cluster=c")
         {
             Ok(got)
         } else {
@@ -610,7 +638,7 @@ fn rules_reference_only_contract_metrics() {
 }
 
 /// The alerts the issue asks for, by name.
-const EXPECTED_ALERTS: [&str; 19] = [
+const EXPECTED_ALERTS: [&str; 20] = [
     "TiKVStoreDown",
     "TiKVWriteLatencyHigh",
     "TiKVDiskUsageHigh",
@@ -627,6 +655,7 @@ const EXPECTED_ALERTS: [&str; 19] = [
     "TiKVHealthExporterStateFileWriteFailing",
     "TiKVHealthExporterDown",
     "TiKVHealthExporterAbsent",
+    "TiKVHealthExporterClusterUnwatched",
     "TiKVLeadershipChurn",
     "PDLeaderChurn",
     "Watchdog",

@@ -29,6 +29,7 @@ const PROVIDER_YML: &str =
 
 /// The Prometheus job name the e2e test scrapes the exporter under.
 const JOB: &str = "tikv-health-exporter";
+const CLUSTER: &str = "basic";
 
 /// Variables Grafana itself defines (interval and range macros).
 const BUILTINS: [&str; 6] = [
@@ -228,18 +229,34 @@ fn dashboard_is_importable_and_provisionable() {
             for v in var_refs(expr).into_iter().chain(var_refs(t)) {
                 assert!(defined.contains(&v), "{t:?} uses undefined ${v}: {expr}");
             }
+            // The one fixed window: which exporters watch the cluster, over the last hour.
+            let cluster_join = expr.contains("last_over_time(tikv_health_exporter_build_info{");
             for w in windows(expr) {
                 assert!(
-                    w == "$__rate_interval" || w == "$__range",
+                    w == "$__rate_interval" || w == "$__range" || (w == "1h" && cluster_join),
                     "{t:?}: use $__rate_interval (or $__range), not [{w}]: {expr}"
                 );
             }
             let sels = selectors(expr);
             assert!(!sels.is_empty(), "{t:?}: unfiltered query {expr}");
+            // Series Prometheus makes for the target have no `cluster` (a label of the
+            // exporter's own series): they are kept to the cluster's exporters by a join
+            // with its build_info of the last hour (also while the scrape fails).
+            let target_series = ["up", "scrape_duration_seconds", "scrape_samples_scraped"];
             for (metric, matchers) in sels {
+                if target_series.contains(&metric.as_str()) {
+                    assert!(
+                        matchers == r#"job=~"$job""#
+                            && expr.contains(
+                                r#" and on(instance, job) last_over_time(tikv_health_exporter_build_info{job=~"$job",cluster=~"$cluster"}[1h])"#
+                            ),
+                        "{t:?}: {metric} not kept to the cluster's exporters: {expr}"
+                    );
+                    continue;
+                }
                 assert!(
-                    matchers.contains(r#"job=~"$job""#),
-                    "{t:?}: {metric} not filtered by job: {expr}"
+                    matchers.contains(r#"job=~"$job",cluster=~"$cluster""#),
+                    "{t:?}: {metric} not filtered by job and cluster: {expr}"
                 );
                 let per_store = [
                     "tikv_store_",
@@ -274,10 +291,18 @@ fn dashboard_is_importable_and_provisionable() {
         variable_query(variable(&d, "job")),
         "label_values(tikv_health_exporter_build_info, job)"
     );
+    let cluster = variable(&d, "cluster");
+    assert_eq!(
+        variable_query(cluster),
+        r#"label_values(tikv_health_exporter_build_info{job=~"$job"}, cluster)"#
+    );
+    // One cluster at a time: store ids of different clusters overlap.
+    assert_eq!(cluster["multi"], false);
+    assert_eq!(cluster["includeAll"], false);
     let store = variable(&d, "store");
     assert_eq!(
         variable_query(store),
-        r#"label_values(tikv_store_info{job=~"$job"}, store)"#
+        r#"label_values(tikv_store_info{job=~"$job",cluster=~"$cluster"}, store)"#
     );
     assert_eq!(store["multi"], true);
     assert_eq!(store["includeAll"], true);
@@ -444,6 +469,8 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
         prom.url(),
         "--logs.file".into(),
         format!("{}=1", log.display()),
+        "--cluster.name".into(),
+        CLUSTER.into(),
     ]);
     exporter.wait_ready();
     // The file source opens the file at its end: append once it has.
@@ -481,7 +508,12 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
     prom.wait_for(&scrapes, at_least(1.0), PATIENCE);
     append(second);
     exporter.wait_metrics("every fixture line counted", PATIENCE, |m| {
-        m.contains(r#"tikv_log_malformed_lines_total{source="file:tikv.log",store="1"} 2"#)
+        let log = [
+            ("source", "file:tikv.log"),
+            ("store", "1"),
+            ("cluster", CLUSTER),
+        ];
+        support::exporter::sample(m, "tikv_log_malformed_lines_total", &log) == Some(2.0)
             && m.contains(r#"event="pd_leader_changed"} 7"#)
     });
     let counted = r#"sum(tikv_log_lines_total) + sum(tikv_log_malformed_lines_total)"#;
@@ -499,7 +531,8 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
 
     // Template variable queries, as Grafana runs label_values(): the label values API.
     let mut var_values: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let base: BTreeMap<&str, String> = [("job", JOB.to_owned())].into();
+    let base: BTreeMap<&str, String> =
+        [("job", JOB.to_owned()), ("cluster", CLUSTER.to_owned())].into();
     for v in variables(&d).iter().filter(|v| v["type"] == "query") {
         let name = v["name"].as_str().unwrap();
         let q = interpolate(variable_query(v), &base);
@@ -524,6 +557,7 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
         var_values.insert(name.to_owned(), values);
     }
     assert!(var_values["job"].iter().any(|j| j == JOB), "{var_values:?}");
+    assert_eq!(var_values["cluster"], [CLUSTER], "{var_values:?}");
     assert_eq!(var_values["store"], ["1", "2", "3"], "{var_values:?}");
     assert_eq!(
         var_values["invariant"],
@@ -547,6 +581,7 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
             "All selected",
             [
                 ("job", JOB.to_owned()),
+                ("cluster", CLUSTER.to_owned()),
                 ("store", ".*".to_owned()),
                 ("invariant", multi("invariant")),
             ]
@@ -556,6 +591,7 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
             "stores 1,2,3 picked",
             [
                 ("job", JOB.to_owned()),
+                ("cluster", CLUSTER.to_owned()),
                 ("store", multi("store")),
                 ("invariant", multi("invariant")),
             ]
@@ -639,4 +675,184 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
         failures.join("\n"),
         exporter.metrics()
     );
+}
+
+/// Two clusters, one Prometheus: two exporters (`--cluster.name a` and `b`) of two fake PDs
+/// whose store ids overlap (1, 2, 3 each), scraped under one job with the shipped rules.
+/// Store 2 of cluster `a` is down; cluster `b` is healthy. The alert names cluster `a`'s store
+/// and never cluster `b`; every dashboard query filtered by a cluster returns only that
+/// cluster's series; the store and cluster variables list per cluster.
+#[test]
+fn two_clusters_with_overlapping_store_ids_stay_apart_in_alerts_and_dashboard() {
+    let d = dashboard();
+    let pd_a = FakePd::with_live_stores(&support::fake_pd::cluster(3));
+    let pd_b = FakePd::with_live_stores(&support::fake_pd::cluster(3));
+    pd_a.set_heartbeat_age(2, Duration::from_secs(600));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("exporter.yml");
+    // No grace: the test is about which cluster the alert names, not about timing.
+    std::fs::write(&cfg, "invariants:\n  store_down:\n    grace: 0s\n").unwrap();
+    let start = |pd: &FakePd, name: &str| {
+        Exporter::start(&[
+            "--pd.endpoints".into(),
+            pd.url(),
+            "--poll-interval".into(),
+            "200ms".into(),
+            "--config.file".into(),
+            cfg.display().to_string(),
+            "--cluster.name".into(),
+            name.into(),
+        ])
+    };
+    let (a, b) = (start(&pd_a, "a"), start(&pd_b, "b"));
+    a.wait_ready();
+    b.wait_ready();
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("alerts/tikv-health-exporter.rules.yml");
+    let prom = RealPrometheus::launch_config(
+        &render_config(
+            &[(JOB, vec![a.addr(), b.addr()])],
+            Duration::from_secs(1),
+            &[rules],
+        ),
+        &[],
+        "",
+    );
+    // Cluster a's store 2 fires in Prometheus.
+    let alerts = r#"ALERTS{alertname="TiKVStoreDown",alertstate="firing"}"#;
+    let firing = prom.wait_for(
+        alerts,
+        |v| {
+            v["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        },
+        PATIENCE,
+    );
+    let fired: Vec<(String, String)> = firing["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let m = &s["metric"];
+            (
+                m["cluster"].as_str().unwrap_or_default().to_owned(),
+                m["store"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(fired, [("a".to_owned(), "2".to_owned())], "{firing}");
+    // Both exporters scraped at least twice since, so every series of both is in.
+    let scrapes = format!(r#"min(sum_over_time(up{{job="{JOB}"}}[10m]))"#);
+    prom.wait_for(
+        &scrapes,
+        |v| {
+            v["data"]["result"][0]["value"][1]
+                .as_str()
+                .and_then(|s| s.parse::<f64>().ok())
+                .is_some_and(|x| x >= 3.0)
+        },
+        PATIENCE,
+    );
+
+    // Variables: the cluster variable lists both; the store variable lists per cluster.
+    let label_values = |q: &str, vars: &BTreeMap<&str, String>| -> Vec<String> {
+        let (sel, label) = parse_label_values(&interpolate(q, vars));
+        let answer = api(
+            &prom,
+            &format!("/api/v1/label/{label}/values"),
+            &[("match[]", &sel)],
+        );
+        answer["data"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let job_only: BTreeMap<&str, String> = [("job", JOB.to_owned())].into();
+    assert_eq!(
+        label_values(variable_query(variable(&d, "cluster")), &job_only),
+        ["a", "b"]
+    );
+    let invariants: Vec<String> = {
+        let mut v = job_only.clone();
+        v.insert("cluster", "a".into());
+        label_values(variable_query(variable(&d, "invariant")), &v)
+    };
+    let builtins = [
+        ("__rate_interval", "15s"),
+        ("__interval", "1s"),
+        ("__interval_ms", "1000"),
+        ("__range", "1m"),
+        ("__range_s", "60"),
+        ("__range_ms", "60000"),
+    ];
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    let end = last_good_scrape(&prom, JOB);
+    let end_s = format!("{end:.3}");
+    for cluster in ["a", "b"] {
+        let mut vars: BTreeMap<&str, String> = [
+            ("job", JOB.to_owned()),
+            ("cluster", cluster.to_owned()),
+            ("store", ".*".to_owned()),
+            ("invariant", format!("({})", invariants.join("|"))),
+        ]
+        .into();
+        vars.extend(builtins.iter().map(|(k, v)| (*k, v.to_string())));
+        assert_eq!(
+            label_values(variable_query(variable(&d, "store")), &vars),
+            ["1", "2", "3"],
+            "stores of cluster {cluster}"
+        );
+        for p in query_panels(&d) {
+            for tg in targets(p) {
+                let mut vars = vars.clone();
+                if let Some(r) = p["repeat"].as_str() {
+                    vars.insert(r, invariants[0].clone());
+                }
+                let expr = interpolate(tg["expr"].as_str().unwrap(), &vars);
+                let answer = api(
+                    &prom,
+                    "/api/v1/query",
+                    &[("query", &expr), ("time", &end_s)],
+                );
+                checked += 1;
+                for s in answer["data"]["result"].as_array().into_iter().flatten() {
+                    if let Some(c) = s["metric"]["cluster"].as_str()
+                        && c != cluster
+                    {
+                        failures.push(format!(
+                            "panel {:?} for cluster {cluster} returned cluster {c}: {expr}",
+                            title(p)
+                        ));
+                    }
+                }
+            }
+        }
+        // The overview's violation count: cluster a's down store only.
+        let violations = api(
+            &prom,
+            "/api/v1/query",
+            &[
+                (
+                    "query",
+                    &format!(
+                        r#"sum(tikv_invariant_violation{{job="{JOB}",cluster="{cluster}",name="store_down"}})"#
+                    ),
+                ),
+                ("time", &end_s),
+            ],
+        );
+        let want = if cluster == "a" { "1" } else { "0" };
+        assert_eq!(
+            violations["data"]["result"][0]["value"][1], want,
+            "{violations}"
+        );
+    }
+    eprintln!("{checked} queries checked");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -353,9 +353,18 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     want.sort();
+    // The `cluster` label of `--cluster.name` is on every series: ignored unless asked for.
+    let with_cluster = want.iter().any(|(k, _)| k == "cluster");
     samples(text)
         .into_iter()
-        .find(|(n, l, _)| n == name && *l == want)
+        .find(|(n, l, _)| {
+            n == name
+                && if with_cluster {
+                    *l == want
+                } else {
+                    l.iter().filter(|(k, _)| k != "cluster").eq(want.iter())
+                }
+        })
         .map(|(_, _, v)| v)
 }
 
