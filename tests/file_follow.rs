@@ -306,7 +306,11 @@ fn truncation_to_empty_is_detected_and_following_continues() {
     assert_eq!(poll_open(&mut f), vec![]);
     assert_eq!(f.counters(), with_truncated_gaps(counters(0, 1), 1));
     assert_eq!(poll_open(&mut f), vec![]);
-    assert_eq!(f.counters(), with_truncated_gaps(counters(0, 1), 1), "counted once");
+    assert_eq!(
+        f.counters(),
+        with_truncated_gaps(counters(0, 1), 1),
+        "counted once"
+    );
 
     append(&fx.path, "z\n");
     assert_eq!(poll_open(&mut f), vec![line("z")]);
@@ -942,4 +946,210 @@ fn follower_feeds_per_source_counters_and_a_bounded_history() {
 
 fn ing_kind(ing: &mut Ingestor, raw: RawLine<'_>) -> Option<(EventKind, Option<u64>)> {
     ing.ingest(raw).map(|e| (e.kind, e.region_id))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files known by device and inode: symlinks swapped, files rotated faster than polled,
+// copytruncate with lines not yet read, deletion.
+
+/// A numbered TiKV leadership line (raft-rs `became leader at term N`, as in
+/// `/work/shared/fixtures/tikv-pd-real-lines.log`), counted as `became_leader`.
+fn leader_line(seq: u64) -> String {
+    format!(
+        "[2024/07/12 09:26:10.005 +00:00] [INFO] [raft.rs:874] [\"became leader at term 6\"] [term=6] [region_id=44] [seq={seq}]\n"
+    )
+}
+
+fn leader_lines(seqs: std::ops::RangeInclusive<u64>) -> String {
+    seqs.map(leader_line).collect()
+}
+
+/// Polls once and returns the `seq` of every line.
+fn poll_seqs(f: &mut FileFollower) -> Vec<u64> {
+    let mut seen = Vec::new();
+    f.poll(|raw| match raw {
+        RawLine::Line(b) => seen.push(seq_of(b)),
+        RawLine::TooLong(n) => panic!("unexpected over-long line of {n} bytes"),
+    })
+    .expect("poll");
+    seen
+}
+
+/// Points `link` at `target` atomically (a new symlink renamed over the old one, as kubelet
+/// and `ln -sfn` do).
+fn point(link: &Path, target: &Path) {
+    let tmp = link.with_extension("tmp-link");
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).unwrap();
+    fs::rename(&tmp, link).unwrap();
+}
+
+/// Waits (bounded) until the files were born long enough ago that the follower takes them for
+/// files that existed before it looked, whatever the granularity of the file clock.
+fn let_age(paths: &[&Path]) {
+    let born = paths
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().created().unwrap())
+        .max()
+        .unwrap();
+    let old_enough = born + Duration::from_millis(200);
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while std::time::SystemTime::now() < old_enough {
+        assert!(Instant::now() < give_up, "clock went wrong");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn gaps(f: &FileFollower) -> [u64; 2] {
+    f.counters().gaps
+}
+
+#[test]
+fn a_symlink_swapped_to_another_file_and_back_never_rereads_what_was_counted() {
+    // Issue 10 item 11: 5 new lines were counted as 510. Kubernetes' /var/log/containers/*.log
+    // are symlinks to /var/log/pods/<pod>/<container>/<n>.log, pointed at a new file when the
+    // container restarts (reference kubernetes.md §1.4, §1.6).
+    for rotate_wait in [Duration::ZERO, Duration::from_secs(3600)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, link) = (
+            dir.path().join("a.log"),
+            dir.path().join("b.log"),
+            dir.path().join("tikv.log"),
+        );
+        fs::write(&a, leader_lines(1..=500)).unwrap();
+        fs::write(&b, leader_lines(1001..=1500)).unwrap();
+        point(&link, &a);
+        let_age(&[&a, &b]);
+        let mut f = FileFollower::new(&link, opts(false, rotate_wait));
+        assert_eq!(poll_seqs(&mut f), Vec::<u64>::new(), "starts at the end");
+        assert_eq!(f.current_file(), Some(a.as_path()));
+
+        append(&a, &leader_lines(501..=505));
+        assert_eq!(poll_seqs(&mut f), (501..=505).collect::<Vec<_>>());
+
+        // Swapped to another file that was there before: its old content is not news.
+        point(&link, &b);
+        assert_eq!(poll_seqs(&mut f), Vec::<u64>::new(), "{rotate_wait:?}");
+        assert_eq!(f.current_file(), Some(b.as_path()));
+        append(&b, &leader_lines(1501..=1505));
+        assert_eq!(poll_seqs(&mut f), (1501..=1505).collect::<Vec<_>>());
+
+        // Swapped back: resumed where it was left (still open with a rotate_wait, closed and
+        // remembered by inode without).
+        point(&link, &a);
+        append(&a, &leader_lines(506..=510));
+        assert_eq!(
+            poll_seqs(&mut f),
+            (506..=510).collect::<Vec<_>>(),
+            "{rotate_wait:?}: only the 5 new lines, not 510"
+        );
+
+        // A container restart: a new file, already holding its first lines, then the link.
+        let c = dir.path().join("c.log");
+        fs::write(&c, leader_lines(2001..=2003)).unwrap();
+        point(&link, &c);
+        assert_eq!(poll_seqs(&mut f), vec![2001, 2002, 2003]);
+        assert_eq!(f.counters().rotations, 3);
+        assert_eq!(gaps(&f), [0, 0]);
+        assert_eq!(finish(&mut f), vec![]);
+    }
+}
+
+#[test]
+fn files_created_and_rotated_away_between_two_polls_are_read_from_the_rotated_siblings() {
+    let fx = Fixture::new();
+    // Rotated before the follower starts: history, never read.
+    let history = fx.sibling("tikv.log.20240711-000000");
+    fs::write(&history, leader_lines(90..=99)).unwrap();
+    let_age(&[&history]);
+    let mut first = appender(&fx.path);
+    first.write_all(leader_line(1).as_bytes()).unwrap();
+    let mut f = FileFollower::new(&fx.path, opts(true, Duration::ZERO));
+    assert_eq!(poll_seqs(&mut f), vec![1]);
+
+    // Three rotations before the next poll, named as kubelet does (`<log>.<YYYYMMDD-HHMMSS>`,
+    // reference kubernetes.md §1.5), one of them compressed already (gone as text).
+    first.write_all(leader_line(2).as_bytes()).unwrap();
+    fs::rename(&fx.path, fx.sibling("tikv.log.20240712-092610")).unwrap();
+    fs::write(&fx.path, leader_lines(3..=4)).unwrap();
+    fs::rename(&fx.path, fx.sibling("tikv.log.20240712-092611")).unwrap();
+    fs::write(&fx.path, leader_lines(5..=7)).unwrap();
+    fs::rename(&fx.path, fx.sibling("tikv.log.20240712-092612")).unwrap();
+    fs::write(fx.sibling("tikv.log.20240712-092609.gz"), "compressed").unwrap();
+    fs::write(&fx.path, leader_lines(8..=9)).unwrap();
+    assert_eq!(
+        poll_seqs(&mut f),
+        (2..=9).collect::<Vec<_>>(),
+        "the open file's tail, then the missed files oldest first, then the newest"
+    );
+    assert_eq!(f.counters().rotations, 1);
+    assert_eq!(f.counters().caught_up, 2);
+
+    // logrotate's numbered scheme shifts names (`.1` → `.2`) and keeps inodes.
+    append(&fx.path, &leader_line(10));
+    fs::rename(&fx.path, fx.sibling("tikv.log.1")).unwrap();
+    fs::write(&fx.path, leader_lines(11..=12)).unwrap();
+    fs::rename(fx.sibling("tikv.log.1"), fx.sibling("tikv.log.2")).unwrap();
+    fs::rename(&fx.path, fx.sibling("tikv.log.1")).unwrap();
+    fs::write(&fx.path, leader_line(13)).unwrap();
+    assert_eq!(poll_seqs(&mut f), vec![10, 11, 12, 13]);
+    assert_eq!(f.counters().caught_up, 3);
+
+    // Nothing is read twice when the next rotation lists the same siblings again.
+    append(&fx.path, &leader_line(14));
+    fs::rename(&fx.path, fx.sibling("tikv.log.3")).unwrap();
+    fs::write(&fx.path, leader_line(15)).unwrap();
+    assert_eq!(poll_seqs(&mut f), vec![14, 15]);
+    assert_eq!(f.counters().caught_up, 3);
+    assert_eq!(gaps(&f), [0, 0]);
+}
+
+#[test]
+fn copytruncate_reads_the_lines_not_yet_read_from_the_copy() {
+    let fx = Fixture::new();
+    let mut w = appender(&fx.path);
+    w.write_all(leader_lines(1..=3).as_bytes()).unwrap();
+    let mut f = FileFollower::new(&fx.path, opts(true, Duration::ZERO));
+    assert_eq!(poll_seqs(&mut f), vec![1, 2, 3]);
+
+    // Written after the last poll, then copied and truncated before the next one: the lines
+    // are only in the copy now. Half a line is pending too.
+    w.write_all(leader_lines(4..=6).as_bytes()).unwrap();
+    let seven = leader_line(7);
+    w.write_all(&seven.as_bytes()[..20]).unwrap();
+    assert_eq!(poll_seqs(&mut f), vec![4, 5, 6]);
+    w.write_all(&seven.as_bytes()[20..]).unwrap();
+    w.write_all(leader_line(8).as_bytes()).unwrap();
+    fs::copy(&fx.path, fx.sibling("tikv.log.1")).unwrap();
+    w.set_len(0).unwrap();
+    w.write_all(leader_lines(9..=10).as_bytes()).unwrap();
+    assert_eq!(
+        poll_seqs(&mut f),
+        vec![7, 8, 9, 10],
+        "the half line completed from the copy"
+    );
+    assert_eq!(f.counters().truncations, 1);
+    assert_eq!(gaps(&f), [0, 0], "nothing lost");
+
+    // Truncated and refilled past the old offset before the next poll: the first bytes tell.
+    let before = fs::metadata(&fx.path).unwrap().len();
+    w.write_all(leader_line(11).as_bytes()).unwrap();
+    fs::copy(&fx.path, fx.sibling("tikv.log.2")).unwrap();
+    w.set_len(0).unwrap();
+    w.write_all(leader_lines(12..=20).as_bytes()).unwrap();
+    assert!(fs::metadata(&fx.path).unwrap().len() > before + 100);
+    assert_eq!(poll_seqs(&mut f), (11..=20).collect::<Vec<_>>());
+    assert_eq!(f.counters().truncations, 2);
+    assert_eq!(gaps(&f), [0, 0]);
+
+    // The copy compressed at once (`compress` without `delaycompress`): the unread lines are
+    // gone, and that is counted, not silent.
+    w.write_all(leader_lines(21..=22).as_bytes()).unwrap();
+    fs::write(fx.sibling("tikv.log.3.gz"), "compressed").unwrap();
+    w.set_len(0).unwrap();
+    w.write_all(leader_line(23).as_bytes()).unwrap();
+    assert_eq!(poll_seqs(&mut f), vec![23]);
+    assert_eq!(f.counters().truncations, 3);
+    assert_eq!(gaps(&f)[GapReason::Truncated.index()], 1);
+    assert_eq!(GapReason::Truncated.as_str(), "truncated");
 }

@@ -302,18 +302,21 @@ impl Collector for StateCollector {
             &mut enc,
             "tikv_log_gaps",
             "Places in a followed log file where lines may have been lost and could not be read back, by reason",
-            snaps.iter().filter_map(|(s, _)| Some((s, s.file_state()?))).flat_map(|(s, f)| {
-                GapReason::ALL.iter().map(move |r| {
-                    (
-                        vec![
-                            ("source", s.source.as_str()),
-                            ("store", s.store.as_str()),
-                            ("reason", r.as_str()),
-                        ],
-                        f.gaps[r.index()],
-                    )
-                })
-            }),
+            snaps
+                .iter()
+                .filter_map(|(s, _)| Some((s, s.file_state()?)))
+                .flat_map(|(s, f)| {
+                    GapReason::ALL.iter().map(move |r| {
+                        (
+                            vec![
+                                ("source", s.source.as_str()),
+                                ("store", s.store.as_str()),
+                                ("reason", r.as_str()),
+                            ],
+                            f.gaps[r.index()],
+                        )
+                    })
+                }),
         )?;
         gauges(
             &mut enc,

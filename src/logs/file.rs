@@ -34,10 +34,11 @@ use std::time::{Duration, Instant, SystemTime};
 use super::parse::DEFAULT_MAX_LINE_BYTES;
 use super::reader::{LineReader, RawLine};
 
-/// How many leading bytes of a file identify its content (for truncation and inode reuse).
-const HEAD_LEN: usize = 64;
-/// File times come from a coarse kernel clock, up to a tick behind the precise one.
-const BIRTH_SLACK: Duration = Duration::from_millis(50);
+/// How many leading bytes of a file identify its content (for truncation and inode reuse):
+/// several lines, as lines logged in the same millisecond may share their first hundred bytes.
+const HEAD_LEN: usize = 1024;
+/// File times come from a coarse kernel clock, up to a tick (4-10 ms) behind the precise one.
+const BIRTH_SLACK: Duration = Duration::from_millis(20);
 /// Rotated files kept open at once; the oldest is finished early beyond this.
 const MAX_DRAINING: usize = 64;
 /// Closed files whose offset is remembered, so that meeting one again never re-reads it.
@@ -130,7 +131,13 @@ struct OpenFile {
 }
 
 impl OpenFile {
-    fn new(mut file: File, id: FileId, real: PathBuf, start: Start, max_line: usize) -> io::Result<Self> {
+    fn new(
+        mut file: File,
+        id: FileId,
+        real: PathBuf,
+        start: Start,
+        max_line: usize,
+    ) -> io::Result<Self> {
         let base = match start {
             Start::Beginning => 0,
             Start::End => file.seek(SeekFrom::End(0))?,
@@ -387,7 +394,11 @@ impl FileFollower {
 
     /// Looks for the rotated copy of a truncated file (same first bytes) and reads what it has
     /// past the offset already read. True when a copy was found.
-    fn recover_cut_off_end(&mut self, f: &mut OpenFile, emit: &mut impl FnMut(RawLine<'_>)) -> bool {
+    fn recover_cut_off_end(
+        &mut self,
+        f: &mut OpenFile,
+        emit: &mut impl FnMut(RawLine<'_>),
+    ) -> bool {
         let offset = f.offset();
         let mut best: Option<(File, fs::Metadata)> = None;
         for (path, meta) in rotated_siblings(&f.real) {
@@ -395,7 +406,9 @@ impl FileFollower {
             if id == f.id || self.is_known(id) || meta.len() < f.head.len() as u64 {
                 continue;
             }
-            let Ok(copy) = File::open(&path) else { continue };
+            let Ok(copy) = File::open(&path) else {
+                continue;
+            };
             if !starts_with(&copy, &f.head).unwrap_or(false) {
                 continue;
             }
@@ -468,7 +481,7 @@ impl FileFollower {
                 id != newest && !self.is_known(id) && born_since(m, self.last_look)
             })
             .collect();
-        missed.sort_by_key(|(_, m)| birth(m));
+        missed.sort_by(|(pa, ma), (pb, mb)| older_first(pa, ma, pb, mb));
         for (path, meta) in missed {
             let file = match File::open(&path) {
                 Ok(f) => f,
@@ -527,7 +540,13 @@ impl FileFollower {
             None => self.fresh_start(first, &meta),
         };
         let real = fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
-        self.current = Some(OpenFile::new(file, id, real, start, self.opts.max_line_bytes)?);
+        self.current = Some(OpenFile::new(
+            file,
+            id,
+            real,
+            start,
+            self.opts.max_line_bytes,
+        )?);
         self.read(Slot::Current, emit)
     }
 
@@ -560,6 +579,21 @@ fn birth(m: &fs::Metadata) -> Option<SystemTime> {
     m.created().or_else(|_| m.modified()).ok()
 }
 
+/// Orders rotated files oldest first: by birth time, and for files born in the same tick of the
+/// file clock by name (`name.2` before `name.1`; dates and timestamps in their own order).
+fn older_first(pa: &Path, ma: &fs::Metadata, pb: &Path, mb: &fs::Metadata) -> std::cmp::Ordering {
+    let number = |p: &Path| {
+        let ext = p.extension()?.to_str()?;
+        ext.parse::<u64>().ok()
+    };
+    birth(ma)
+        .cmp(&birth(mb))
+        .then_with(|| match (number(pa), number(pb)) {
+            (Some(a), Some(b)) => b.cmp(&a),
+            _ => pa.cmp(pb),
+        })
+}
+
 /// True when the file was created at or after `t` (allowing for the coarse file clock).
 fn born_since(m: &fs::Metadata, t: SystemTime) -> bool {
     birth(m).is_some_and(|b| b + BIRTH_SLACK >= t)
@@ -580,7 +614,11 @@ fn rotated_siblings(real: &Path) -> Vec<(PathBuf, fs::Metadata)> {
     };
     entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_str().is_some_and(|n| is_rotated_name(name, n)))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| is_rotated_name(name, n))
+        })
         .filter_map(|e| {
             let meta = fs::metadata(e.path()).ok()?;
             meta.is_file().then(|| (e.path(), meta))
@@ -642,7 +680,11 @@ mod tests {
             "tikv.2024-07-12T09-26-10.005.log",
             "0.log.20210618-133041",
         ] {
-            let name = if rotated.starts_with('0') { "0.log" } else { "tikv.log" };
+            let name = if rotated.starts_with('0') {
+                "0.log"
+            } else {
+                "tikv.log"
+            };
             assert!(is_rotated_name(name, rotated), "{rotated}");
         }
         for other in [
@@ -656,7 +698,11 @@ mod tests {
             "tikv.logx",
             "1.log",
         ] {
-            let name = if other.starts_with(['0', '1']) { "0.log" } else { "tikv.log" };
+            let name = if other.starts_with(['0', '1']) {
+                "0.log"
+            } else {
+                "tikv.log"
+            };
             assert!(!is_rotated_name(name, other), "{other}");
         }
     }

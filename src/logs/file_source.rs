@@ -135,8 +135,7 @@ impl Report {
                     match reason {
                         GapReason::Truncated =>
                             "truncated, and its unread end is in no rotated copy next to it",
-                        GapReason::Vanished =>
-                            "a rotated file was deleted before it could be read",
+                        GapReason::Vanished => "a rotated file was deleted before it could be read",
                     }
                 ));
             }

@@ -52,7 +52,9 @@ impl Wakeup {
                 Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
                 _ => PathBuf::from("."),
             };
-            if !self.watched.contains(&dir) && watcher.watch(&dir, RecursiveMode::NonRecursive).is_ok() {
+            if !self.watched.contains(&dir)
+                && watcher.watch(&dir, RecursiveMode::NonRecursive).is_ok()
+            {
                 self.watched.push(dir);
             }
         }
