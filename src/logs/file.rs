@@ -43,6 +43,8 @@ const BIRTH_SLACK: Duration = Duration::from_millis(20);
 const MAX_DRAINING: usize = 64;
 /// Closed files whose offset is remembered, so that meeting one again never re-reads it.
 const MAX_REMEMBERED: usize = 64;
+/// Listings of the rotated files taken at most per rotation, until one finds nothing new.
+const CATCH_UP_PASSES: usize = 4;
 /// Suffixes of rotated files that are not plain text (compressed or being written).
 const SKIPPED_SUFFIXES: [&str; 7] = [".gz", ".zst", ".xz", ".bz2", ".lz4", ".zip", ".tmp"];
 
@@ -242,6 +244,10 @@ pub struct FileFollower {
     first_open_done: bool,
     /// When the previous poll looked at the path: a file born since is new to us.
     last_look: SystemTime,
+    /// Rotated files born since then and never seen are read when a rotation is found.
+    caught_up_to: SystemTime,
+    /// Whether the last catch-up found every rotated file (else `caught_up_to` stays).
+    catch_up_settled: bool,
     counters: FollowCounters,
 }
 
@@ -256,6 +262,8 @@ impl FileFollower {
             remembered: VecDeque::new(),
             first_open_done: false,
             last_look: SystemTime::now(),
+            caught_up_to: SystemTime::now(),
+            catch_up_settled: true,
             counters: FollowCounters::default(),
         }
     }
@@ -323,10 +331,20 @@ impl FileFollower {
                         self.counters.rotations += 1;
                         let old_real = cur.real.clone();
                         self.retire(cur, now, &mut emit);
-                        self.catch_up(&old_real, id, now, &mut emit)?;
-                        self.switch(&mut emit)?;
+                        // Open the newest first, so that the listing cannot take it for a
+                        // missed one; read it last.
+                        self.switch()?;
+                        self.catch_up(&old_real, now, &mut emit)?;
+                        if self.current.is_some() {
+                            self.read(Slot::Current, &mut emit)?;
+                        }
                     }
-                    None => self.switch(&mut emit)?,
+                    None => {
+                        self.switch()?;
+                        if self.current.is_some() {
+                            self.read(Slot::Current, &mut emit)?;
+                        }
+                    }
                 }
                 if self.current.is_some() {
                     FileStatus::Open
@@ -339,6 +357,9 @@ impl FileFollower {
         // file born later is new: after a failed switch the next poll must still take it as new.
         if self.current.is_some() || meta_was_missing {
             self.last_look = look;
+            if self.catch_up_settled {
+                self.caught_up_to = look;
+            }
         }
         Ok(status)
     }
@@ -401,7 +422,7 @@ impl FileFollower {
     ) -> bool {
         let offset = f.offset();
         let mut best: Option<(File, fs::Metadata)> = None;
-        for (path, meta) in rotated_siblings(&f.real) {
+        for (path, meta) in rotated_siblings(&f.real).0 {
             let id = FileId::of(&meta);
             if id == f.id || self.is_known(id) || meta.len() < f.head.len() as u64 {
                 continue;
@@ -465,52 +486,71 @@ impl FileFollower {
             || self.remembered.iter().any(|r| r.id == id)
     }
 
-    /// Reads the files that were created at the path and rotated away since the last look
-    /// (found next to the file that was followed, born since then, never seen), oldest first.
+    /// Reads the files that were created at the path and rotated away between two looks
+    /// (next to the file that was followed, born since the last complete catch-up, never
+    /// seen), oldest first. A listing taken while the rotator renames files may miss one or
+    /// name one that moved on: the listing is taken again until it finds nothing new (at most
+    /// [`CATCH_UP_PASSES`] times), and when it never settles the next rotation looks back as
+    /// far again. A file listed but gone everywhere at the end is a [`GapReason::Vanished`] gap.
     fn catch_up(
         &mut self,
         old_real: &Path,
-        newest: FileId,
         now: Instant,
         emit: &mut impl FnMut(RawLine<'_>),
     ) -> io::Result<()> {
-        let mut missed: Vec<(PathBuf, fs::Metadata)> = rotated_siblings(old_real)
-            .into_iter()
-            .filter(|(_, m)| {
-                let id = FileId::of(m);
-                id != newest && !self.is_known(id) && born_since(m, self.last_look)
-            })
-            .collect();
-        missed.sort_by(|(pa, ma), (pb, mb)| older_first(pa, ma, pb, mb));
-        for (path, meta) in missed {
-            let file = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    self.counters.gaps[GapReason::Vanished.index()] += 1;
+        let mut unopened: Vec<FileId> = Vec::new();
+        let mut settled = false;
+        for _ in 0..CATCH_UP_PASSES {
+            let (listed, mut raced) = rotated_siblings(old_real);
+            let mut missed: Vec<(PathBuf, fs::Metadata)> = listed
+                .into_iter()
+                .filter(|(_, m)| !self.is_known(FileId::of(m)) && born_since(m, self.caught_up_to))
+                .collect();
+            missed.sort_by(|(pa, ma), (pb, mb)| older_first(pa, ma, pb, mb));
+            let mut found = false;
+            for (path, meta) in missed {
+                let listed_id = FileId::of(&meta);
+                let file = match File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        unopened.push(listed_id);
+                        raced = true;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let id = FileId::of(&file.metadata()?);
+                if id != listed_id || self.is_known(id) {
+                    // Renamed once more since the listing: the next listing has it.
+                    raced = true;
                     continue;
                 }
-                Err(e) => return Err(e),
-            };
-            let id = FileId::of(&file.metadata()?);
-            if id != FileId::of(&meta) || self.is_known(id) {
-                // Renamed once more since the listing: found again at the next rotation.
-                continue;
+                let f = OpenFile::new(file, id, path, Start::Beginning, self.opts.max_line_bytes)?;
+                self.counters.caught_up += 1;
+                found = true;
+                self.draining.push((f, now + self.opts.rotate_wait));
+                let last = self.draining.len() - 1;
+                self.read(Slot::Draining(last), emit)?;
+                if self.opts.rotate_wait.is_zero() {
+                    let (f, _) = self.draining.remove(last);
+                    self.close(f, emit);
+                }
             }
-            let f = OpenFile::new(file, id, path, Start::Beginning, self.opts.max_line_bytes)?;
-            self.counters.caught_up += 1;
-            self.draining.push((f, now + self.opts.rotate_wait));
-            let last = self.draining.len() - 1;
-            self.read(Slot::Draining(last), emit)?;
-            if self.opts.rotate_wait.is_zero() {
-                let (f, _) = self.draining.remove(last);
-                self.close(f, emit);
+            if !found && !raced {
+                settled = true;
+                break;
             }
         }
+        unopened.sort_by_key(|id| (id.dev, id.ino));
+        unopened.dedup();
+        let vanished = unopened.iter().filter(|id| !self.is_known(**id)).count();
+        self.counters.gaps[GapReason::Vanished.index()] += vanished as u64;
+        self.catch_up_settled = settled;
         Ok(())
     }
 
-    /// Makes the file now at the path the current one and reads it.
-    fn switch(&mut self, emit: &mut impl FnMut(RawLine<'_>)) -> io::Result<()> {
+    /// Makes the file now at the path the current one (not read yet).
+    fn switch(&mut self) -> io::Result<()> {
         let first = !self.first_open_done;
         let file = match File::open(&self.path) {
             Ok(f) => f,
@@ -525,7 +565,7 @@ impl FileFollower {
             // A rotated file back at the path (a symlink swapped back): go on where it was.
             let (f, _) = self.draining.remove(pos);
             self.current = Some(f);
-            return self.read(Slot::Current, emit);
+            return Ok(());
         }
         let start = match self.remembered.iter().position(|r| r.id == id) {
             Some(pos) => {
@@ -547,7 +587,7 @@ impl FileFollower {
             start,
             self.opts.max_line_bytes,
         )?);
-        self.read(Slot::Current, emit)
+        Ok(())
     }
 
     /// Where to start a file never read before.
@@ -599,10 +639,11 @@ fn born_since(m: &fs::Metadata, t: SystemTime) -> bool {
     birth(m).is_some_and(|b| b + BIRTH_SLACK >= t)
 }
 
-/// Regular files next to `real` whose names say they are its rotated copies.
-fn rotated_siblings(real: &Path) -> Vec<(PathBuf, fs::Metadata)> {
+/// Regular files next to `real` whose names say they are its rotated copies, and whether one
+/// listed was gone before it could be looked at (renamed or deleted meanwhile).
+fn rotated_siblings(real: &Path) -> (Vec<(PathBuf, fs::Metadata)>, bool) {
     let (Some(dir), Some(name)) = (real.parent(), real.file_name().and_then(OsStr::to_str)) else {
-        return Vec::new();
+        return (Vec::new(), false);
     };
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
@@ -610,20 +651,25 @@ fn rotated_siblings(real: &Path) -> Vec<(PathBuf, fs::Metadata)> {
         dir
     };
     let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
+        return (Vec::new(), false);
     };
-    entries
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| is_rotated_name(name, n))
-        })
-        .filter_map(|e| {
-            let meta = fs::metadata(e.path()).ok()?;
-            meta.is_file().then(|| (e.path(), meta))
-        })
-        .collect()
+    let mut raced = false;
+    let mut files = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        if !entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| is_rotated_name(name, n))
+        {
+            continue;
+        }
+        match fs::metadata(entry.path()) {
+            Ok(meta) if meta.is_file() => files.push((entry.path(), meta)),
+            Ok(_) => {}
+            Err(_) => raced = true,
+        }
+    }
+    (files, raced)
 }
 
 /// `tikv.log` → `tikv.log.1`, `tikv.log.20240712-092610`, `tikv.log-20240712`,
