@@ -239,7 +239,7 @@ pub struct LogsConfig {
     pub history_size: usize,
     /// Longest accepted log line.
     pub max_line_bytes: usize,
-    /// How often files are checked for new lines.
+    /// How often files are checked for new lines when no change is notified (inotify).
     pub poll_interval: Dur,
 }
 
