@@ -9,7 +9,8 @@ only the log source matters), appends numbered TiKV `became leader` lines at a s
 renames the file to `tikv.log.<n>` then creates a new one every INTERVAL, for SECONDS. Then it
 waits until the exporter's count stops moving (or equals what was written) and prints one row:
 written, counted (`tikv_leadership_changes_total{event="became_leader"}`), reported lost
-(`tikv_log_gaps_total`, places where lines may have been lost), and the difference. Loopback only;
+(`tikv_log_gaps_total`, places where lines may have been lost), the difference, and the CPU time
+the exporter used (user + system, whole process, from /proc). Loopback only;
 everything is removed at the end.
 """
 import os
@@ -100,7 +101,10 @@ def run(binary, seconds, rate, interval):
                 break
             time.sleep(0.1)
         counted, gaps, _ = scrape(port)
-        return seq, rotations, int(counted), int(gaps)
+        with open(f"/proc/{proc.pid}/stat") as st:
+            fields = st.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return seq, rotations, int(counted), int(gaps), cpu
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -115,10 +119,12 @@ def main():
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 10
     rate = float(sys.argv[3]) if len(sys.argv) > 3 else 2000
     intervals = sys.argv[4:] or ["1s", "200ms", "40ms"]
-    print(f"{'rotation every':>14} {'rotations':>9} {'written':>8} {'counted':>8} {'gaps':>5} {'missing':>8}")
+    print(f"{'rotation every':>14} {'rotations':>9} {'written':>8} {'counted':>8} {'gaps':>5} {'missing':>8}"
+          f" {'exporter CPU s':>15}")
     for iv in intervals:
-        written, rotations, counted, gaps = run(binary, seconds, rate, parse_interval(iv))
-        print(f"{iv:>14} {rotations:>9} {written:>8} {counted:>8} {gaps:>5} {written - counted:>8}", flush=True)
+        written, rotations, counted, gaps, cpu = run(binary, seconds, rate, parse_interval(iv))
+        print(f"{iv:>14} {rotations:>9} {written:>8} {counted:>8} {gaps:>5} {written - counted:>8}"
+              f" {cpu:>15.2f}", flush=True)
 
 
 if __name__ == "__main__":

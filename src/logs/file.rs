@@ -41,8 +41,9 @@ const HEAD_LEN: usize = 1024;
 const BIRTH_SLACK: Duration = Duration::from_millis(20);
 /// Rotated files kept open at once; the oldest is finished early beyond this.
 const MAX_DRAINING: usize = 64;
-/// Closed files whose offset is remembered, so that meeting one again never re-reads it.
-const MAX_REMEMBERED: usize = 64;
+/// Closed files whose offset is remembered, so that meeting one again never re-reads it (a
+/// few seconds of rotation every 40 ms, while a catch-up has not settled).
+const MAX_REMEMBERED: usize = 256;
 /// Listings of the rotated files taken at most per rotation, until one finds nothing new.
 const CATCH_UP_PASSES: usize = 4;
 /// Suffixes of rotated files that are not plain text (compressed or being written).

@@ -5,12 +5,15 @@
 //! once.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::file::{FileFollower, FileStatus, FollowCounters, FollowOptions, GapReason};
 use super::file_watch::Wakeup;
 use super::ingest::{FileState, Ingestor, SourceStats};
 use super::source::{SourceContext, SourceHandle};
+
+/// The shortest time between two polls, however often changes are notified.
+const MIN_POLL_GAP: Duration = Duration::from_millis(25);
 
 /// One file to follow.
 #[derive(Clone, Debug)]
@@ -55,6 +58,7 @@ impl FileSource {
                 let mut ing = Ingestor::new(stats.clone(), Some(ctx.history.clone()));
                 let mut report = Report::default();
                 while !ctx.cancel.is_cancelled() {
+                    let started = Instant::now();
                     let polled = follower.poll(|l| {
                         ing.ingest(l);
                     });
@@ -65,6 +69,10 @@ impl FileSource {
                         None => wakeup.follow(&[follower.path()]),
                     }
                     wakeup.wait(self.poll_interval);
+                    // A writer appending line by line notifies every write: read in batches.
+                    if let Some(rest) = MIN_POLL_GAP.checked_sub(started.elapsed()) {
+                        std::thread::sleep(rest);
+                    }
                 }
                 follower.finish(|l| {
                     ing.ingest(l);
