@@ -1391,3 +1391,58 @@ fn the_exporter_counts_every_line_of_a_symlinked_file_rotated_every_40ms_and_say
         "inotify is used: {log}"
     );
 }
+
+/// With `logs.poll_interval: 1h` only a change notification can make the source look again:
+/// appended lines, copytruncate with lines not yet read and rename-and-create rotation are all
+/// counted exactly, and SIGTERM still stops the source at once (it does not sleep an hour).
+#[test]
+fn the_exporter_is_woken_by_inotify_through_copytruncate_and_rotation() {
+    use support::exporter::Exporter;
+    use support::wait::PATIENCE;
+
+    let pd = support::fake_pd::FakePd::with_live_stores(&support::fake_pd::cluster(1));
+    let fx = Fixture::new();
+    fs::write(&fx.path, "").unwrap();
+    let config = fx.sibling("config.yml");
+    fs::write(
+        &config,
+        format!(
+            "pd:\n  endpoints: [\"{}\"]\nlogs:\n  poll_interval: 1h\n  files:\n    - path: {}\n      name: woken\n      store: \"1\"\n",
+            pd.url(),
+            fx.path.display()
+        ),
+    )
+    .unwrap();
+    let mut e = Exporter::start(&["--config.file".to_owned(), config.display().to_string()]);
+    let src = "file:woken";
+    e.wait_source_up(src, 1.0);
+    let counted = |n: u64| move |m: &str| became_leader(m, src) == Some(n as f64);
+
+    let mut w = appender(&fx.path);
+    w.write_all(leader_lines(1..=3).as_bytes()).unwrap();
+    e.wait_metrics("appended lines", PATIENCE, counted(3));
+
+    // copytruncate, the lines before the copy possibly not read yet: read from the copy.
+    w.write_all(leader_lines(4..=6).as_bytes()).unwrap();
+    fs::copy(&fx.path, fx.sibling("tikv.log.1")).unwrap();
+    w.set_len(0).unwrap();
+    w.write_all(leader_lines(7..=8).as_bytes()).unwrap();
+    let m = e.wait_metrics("copytruncate", PATIENCE, counted(8));
+    assert_eq!(gap_total(&m, src), 0.0);
+
+    // Rename-and-create.
+    w.write_all(leader_line(9).as_bytes()).unwrap();
+    fs::rename(&fx.path, fx.sibling("tikv.log.2")).unwrap();
+    let mut w = appender(&fx.path);
+    w.write_all(leader_lines(10..=11).as_bytes()).unwrap();
+    let m = e.wait_metrics("rotation", PATIENCE, counted(11));
+    assert_eq!(gap_total(&m, src), 0.0);
+
+    let stop = Instant::now();
+    assert_eq!(e.terminate(), Some(0), "{}", e.stderr());
+    assert!(
+        stop.elapsed() < Duration::from_secs(30),
+        "stopped in {:?}",
+        stop.elapsed()
+    );
+}

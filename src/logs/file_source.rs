@@ -68,7 +68,7 @@ impl FileSource {
                         Some(real) => wakeup.follow(&[follower.path(), real]),
                         None => wakeup.follow(&[follower.path()]),
                     }
-                    wakeup.wait(self.poll_interval);
+                    wakeup.wait(self.poll_interval, || ctx.cancel.is_cancelled());
                     // A writer appending line by line notifies every write: read in batches.
                     if let Some(rest) = MIN_POLL_GAP.checked_sub(started.elapsed()) {
                         std::thread::sleep(rest);

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use notify::event::EventKind;
 use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
 
+/// How often a wait checks whether it should stop (shutdown), whatever the poll interval.
+const STOP_CHECK: Duration = Duration::from_millis(200);
+
 /// Change notifications for the directories of one followed file.
 pub(crate) struct Wakeup {
     watcher: Option<RecommendedWatcher>,
@@ -60,24 +63,22 @@ impl Wakeup {
         }
     }
 
-    /// Waits until a relevant change is notified or `timeout` passes; drains every queued
-    /// notification, so one poll answers them all.
-    pub(crate) fn wait(&self, timeout: Duration) {
+    /// Waits until a relevant change is notified, `timeout` passes or `stop()` holds (checked
+    /// every [`STOP_CHECK`]); drains every queued notification, so one poll answers them all.
+    pub(crate) fn wait(&self, timeout: Duration, stop: impl Fn() -> bool) {
         let deadline = Instant::now() + timeout;
-        let left = || deadline.saturating_duration_since(Instant::now());
-        let mut next = self.events.recv_timeout(timeout);
         loop {
-            match next {
-                Ok(ev) if self.concerns(&ev) => break,
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => return,
-                // No watcher: only the interval is left.
-                Err(RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(left());
-                    return;
-                }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || stop() {
+                return;
             }
-            next = self.events.recv_timeout(left());
+            let slice = left.min(STOP_CHECK);
+            match self.events.recv_timeout(slice) {
+                Ok(ev) if self.concerns(&ev) => break,
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                // No watcher: only the interval is left.
+                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(slice),
+            }
         }
         while self.events.try_recv().is_ok() {}
     }
