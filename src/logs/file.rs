@@ -19,9 +19,11 @@
 //! - a deleted file stays open and read ([`FileStatus::Deleted`]) until a file appears at the
 //!   path.
 //!
-//! Lines that no reader can get back are counted as gaps, never silently dropped: copytruncate's
-//! copy-to-truncate window, and rotated files deleted before they could be opened
-//! ([`GapReason::Vanished`]).
+//! Where lines may have been lost they are counted as gaps, never silently dropped: a truncation
+//! whose unread end is in no copy, and rotated files listed but deleted before they could be
+//! opened ([`GapReason::Vanished`]). Not seen at all: lines written between copytruncate's copy
+//! and its truncation (they are in neither file), and a file created and deleted entirely
+//! between two polls.
 
 use std::collections::VecDeque;
 use std::ffi::OsStr;
@@ -189,6 +191,16 @@ impl OpenFile {
             return Ok(!starts_with(self.reader.get_mut(), &self.head)?);
         }
         Ok(false)
+    }
+
+    /// Reads the (truncated) file again from offset 0.
+    fn restart(&mut self) -> io::Result<()> {
+        self.file().seek(SeekFrom::Start(0))?;
+        let file = self.file().try_clone()?;
+        self.reader.reset(file);
+        self.base = 0;
+        self.head.clear();
+        Ok(())
     }
 
     fn remembered(&self) -> Remembered {
@@ -399,15 +411,13 @@ impl FileFollower {
             }
             // What is still buffered is the cut-off end of a line: a line of its own.
             f.reader.finish(&mut *emit);
-            f.file().seek(SeekFrom::Start(0))?;
-            let file = f.file().try_clone()?;
-            f.reader.reset(file);
-            f.base = 0;
-            f.head.clear();
+            // Back in its slot whatever happens: an I/O error loses nothing for the next poll.
+            let restarted = f.restart();
             match (slot, deadline) {
                 (Slot::Draining(i), Some(d)) => self.draining.insert(i, (f, d)),
                 _ => self.current = Some(f),
             }
+            restarted?;
         }
         let f = self.slot(slot);
         f.reader.read_available(&mut *emit)?;
