@@ -1,6 +1,9 @@
 //! On-disk behaviour of `FileFollower`: every test drives `poll()` directly, so what each poll
 //! returns is deterministic (no background thread inside the follower, no timing assumptions
-//! except where a test is explicitly about `rotate_wait`).
+//! except where a test is explicitly about `rotate_wait`). The tests at the end run the real
+//! exporter, woken by inotify, against files rotated on disk while a writer appends.
+
+mod support;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -10,7 +13,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tikv_health_exporter::logs::events::EventKind;
-use tikv_health_exporter::logs::file::{FileFollower, FileStatus, FollowCounters, FollowOptions};
+use tikv_health_exporter::logs::file::{
+    FileFollower, FileStatus, FollowCounters, FollowOptions, GapReason,
+};
 use tikv_health_exporter::logs::ingest::{EventHistory, Ingestor, SourceStats, StatsSnapshot};
 use tikv_health_exporter::logs::parse::{Level, parse_line};
 use tikv_health_exporter::logs::reader::RawLine;
@@ -78,7 +83,14 @@ fn counters(rotations: u64, truncations: u64) -> FollowCounters {
     FollowCounters {
         rotations,
         truncations,
+        ..FollowCounters::default()
     }
+}
+
+/// `counters` plus truncations whose cut-off end no rotated copy held.
+fn with_truncated_gaps(mut c: FollowCounters, gaps: u64) -> FollowCounters {
+    c.gaps[GapReason::Truncated.index()] = gaps;
+    c
 }
 
 /// Runs a scenario that only proves something when the machine keeps up with its time window:
@@ -295,13 +307,17 @@ fn truncation_to_empty_is_detected_and_following_continues() {
     // `> file`: same inode, size 0.
     File::create(&fx.path).unwrap();
     assert_eq!(poll_open(&mut f), vec![]);
-    assert_eq!(f.counters(), counters(0, 1));
+    assert_eq!(f.counters(), with_truncated_gaps(counters(0, 1), 1));
     assert_eq!(poll_open(&mut f), vec![]);
-    assert_eq!(f.counters(), counters(0, 1), "counted once");
+    assert_eq!(
+        f.counters(),
+        with_truncated_gaps(counters(0, 1), 1),
+        "counted once"
+    );
 
     append(&fx.path, "z\n");
     assert_eq!(poll_open(&mut f), vec![line("z")]);
-    assert_eq!(f.counters(), counters(0, 1));
+    assert_eq!(f.counters(), with_truncated_gaps(counters(0, 1), 1));
 }
 
 #[test]
@@ -323,7 +339,7 @@ fn a_file_that_appears_later_is_read_from_its_start() {
 }
 
 #[test]
-fn delete_and_recreate_is_a_rotation() {
+fn a_deleted_file_is_read_and_said_deleted_until_a_new_one_appears() {
     let fx = Fixture::new();
     let mut old = appender(&fx.path);
     old.write_all(b"o1\n").unwrap();
@@ -335,9 +351,12 @@ fn delete_and_recreate_is_a_rotation() {
     fs::remove_file(&fx.path).unwrap();
     assert_eq!(
         poll(&mut f),
-        (vec![line("o2")], FileStatus::Open),
-        "the deleted file is still open"
+        (vec![line("o2")], FileStatus::Deleted),
+        "the deleted file is still open and read, and said to be deleted"
     );
+    // Its writer may go on appending to it: still read, still deleted.
+    old.write_all(b"o3\n").unwrap();
+    assert_eq!(poll(&mut f), (vec![line("o3")], FileStatus::Deleted));
     assert_eq!(f.counters(), counters(0, 0));
 
     fs::write(&fx.path, "n1\n").unwrap();
@@ -484,7 +503,7 @@ fn a_partial_line_cut_by_truncation_is_kept_as_a_line() {
     w.set_len(0).unwrap();
     w.write_all(b"fresh\n").unwrap();
     assert_eq!(poll_open(&mut f), vec![line("cut off"), line("fresh")]);
-    assert_eq!(f.counters(), counters(0, 1));
+    assert_eq!(f.counters(), with_truncated_gaps(counters(0, 1), 1));
 }
 
 #[test]
@@ -656,12 +675,11 @@ fn never_lose_or_double_count(rotate_wait: Duration) {
         }
     };
 
-    // (lines to write, what to do next). Renames may happen with unread lines in the old file
-    // (the follower reads the old tail first). A copytruncate only happens once a poll has
-    // drained everything: lines written between the copy and the truncation, or left unread
-    // when the file is truncated, are in the copy only, and no poller can get them back.
-    // After a truncation the follower polls once before the writer resumes, as the truncation
-    // is only visible while the file is shorter than the follower's offset.
+    // (lines to write, what to do next). Renames and copytruncates happen with lines not yet
+    // read: the follower reads a renamed file's tail through its open handle, and a truncated
+    // file's unread end from the copy (found by its first bytes), also when the file was
+    // refilled past the old offset before the follower looked. Only lines written between
+    // the copy and the truncation would be lost, and this writer writes none there.
     #[derive(Clone, Copy)]
     enum Then {
         Nothing,
@@ -681,20 +699,12 @@ fn never_lose_or_double_count(rotate_wait: Duration) {
         (1000, Then::Nothing),
     ];
     assert_eq!(schedule.iter().map(|s| s.0).sum::<u64>(), N);
-    let mut written = 0;
     for (n, then) in schedule {
         run(Cmd::Write(n), &mut f, &mut seen);
-        written += n;
         match then {
             Then::Nothing => {}
             Then::Rotate => run(Cmd::Rotate, &mut f, &mut seen),
-            Then::CopyTruncate => {
-                // The writer is idle and every byte is on disk: one poll reads all of it.
-                do_poll(&mut f, &mut seen);
-                assert_eq!(seen.len() as u64, written, "drained before copytruncate");
-                run(Cmd::CopyTruncate, &mut f, &mut seen);
-                do_poll(&mut f, &mut seen);
-            }
+            Then::CopyTruncate => run(Cmd::CopyTruncate, &mut f, &mut seen),
         }
     }
     drop(cmd_tx);
@@ -716,7 +726,9 @@ fn never_lose_or_double_count(rotate_wait: Duration) {
             &expected[first_bad.saturating_sub(2)..(first_bad + 3).min(expected.len())],
         );
     }
-    assert_eq!(f.counters(), counters(4, 3));
+    assert_eq!(f.counters().rotations, 4);
+    assert_eq!(f.counters().truncations, 3);
+    assert_eq!(f.counters().gaps, [0, 0], "nothing lost");
 }
 
 #[test]
@@ -930,4 +942,507 @@ fn follower_feeds_per_source_counters_and_a_bounded_history() {
 
 fn ing_kind(ing: &mut Ingestor, raw: RawLine<'_>) -> Option<(EventKind, Option<u64>)> {
     ing.ingest(raw).map(|e| (e.kind, e.region_id))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files known by device and inode: symlinks swapped, files rotated faster than polled,
+// copytruncate with lines not yet read, deletion.
+
+/// A numbered TiKV leadership line (raft-rs `became leader at term N`, as in
+/// `/work/shared/fixtures/tikv-pd-real-lines.log`), counted as `became_leader`.
+fn leader_line(seq: u64) -> String {
+    format!(
+        "[2024/07/12 09:26:10.005 +00:00] [INFO] [raft.rs:874] [\"became leader at term 6\"] [term=6] [region_id=44] [seq={seq}]\n"
+    )
+}
+
+fn leader_lines(seqs: std::ops::RangeInclusive<u64>) -> String {
+    seqs.map(leader_line).collect()
+}
+
+/// Polls once and returns the `seq` of every line.
+fn poll_seqs(f: &mut FileFollower) -> Vec<u64> {
+    let mut seen = Vec::new();
+    f.poll(|raw| match raw {
+        RawLine::Line(b) => seen.push(seq_of(b)),
+        RawLine::TooLong(n) => panic!("unexpected over-long line of {n} bytes"),
+    })
+    .expect("poll");
+    seen
+}
+
+/// Points `link` at `target` atomically (a new symlink renamed over the old one, as kubelet
+/// and `ln -sfn` do).
+fn point(link: &Path, target: &Path) {
+    let tmp = link.with_extension("tmp-link");
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).unwrap();
+    fs::rename(&tmp, link).unwrap();
+}
+
+/// Waits (bounded) until the files were born long enough ago that the follower takes them for
+/// files that existed before it looked, whatever the granularity of the file clock.
+fn let_age(paths: &[&Path]) {
+    let born = paths
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().created().unwrap())
+        .max()
+        .unwrap();
+    let old_enough = born + Duration::from_millis(200);
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while std::time::SystemTime::now() < old_enough {
+        assert!(Instant::now() < give_up, "clock went wrong");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn gaps(f: &FileFollower) -> [u64; 2] {
+    f.counters().gaps
+}
+
+#[test]
+fn a_symlink_swapped_to_another_file_and_back_never_rereads_what_was_counted() {
+    // Issue 10 item 11: 5 new lines were counted as 510. Kubernetes' /var/log/containers/*.log
+    // are symlinks to /var/log/pods/<pod>/<container>/<n>.log, pointed at a new file when the
+    // container restarts (reference kubernetes.md §1.4, §1.6).
+    for rotate_wait in [Duration::ZERO, Duration::from_secs(3600)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, link) = (
+            dir.path().join("a.log"),
+            dir.path().join("b.log"),
+            dir.path().join("tikv.log"),
+        );
+        fs::write(&a, leader_lines(1..=500)).unwrap();
+        fs::write(&b, leader_lines(1001..=1500)).unwrap();
+        point(&link, &a);
+        let_age(&[&a, &b]);
+        let mut f = FileFollower::new(&link, opts(false, rotate_wait));
+        assert_eq!(poll_seqs(&mut f), Vec::<u64>::new(), "starts at the end");
+        assert_eq!(f.current_file(), Some(a.as_path()));
+
+        append(&a, &leader_lines(501..=505));
+        assert_eq!(poll_seqs(&mut f), (501..=505).collect::<Vec<_>>());
+
+        // Swapped to another file that was there before: its old content is not news.
+        point(&link, &b);
+        assert_eq!(poll_seqs(&mut f), Vec::<u64>::new(), "{rotate_wait:?}");
+        assert_eq!(f.current_file(), Some(b.as_path()));
+        append(&b, &leader_lines(1501..=1505));
+        assert_eq!(poll_seqs(&mut f), (1501..=1505).collect::<Vec<_>>());
+
+        // Swapped back: resumed where it was left (still open with a rotate_wait, closed and
+        // remembered by inode without).
+        point(&link, &a);
+        append(&a, &leader_lines(506..=510));
+        assert_eq!(
+            poll_seqs(&mut f),
+            (506..=510).collect::<Vec<_>>(),
+            "{rotate_wait:?}: only the 5 new lines, not 510"
+        );
+
+        // A container restart: a new file, already holding its first lines, then the link.
+        let c = dir.path().join("c.log");
+        fs::write(&c, leader_lines(2001..=2003)).unwrap();
+        point(&link, &c);
+        assert_eq!(poll_seqs(&mut f), vec![2001, 2002, 2003]);
+        assert_eq!(f.counters().rotations, 3);
+        assert_eq!(gaps(&f), [0, 0]);
+        assert_eq!(finish(&mut f), vec![]);
+    }
+}
+
+#[test]
+fn files_created_and_rotated_away_between_two_polls_are_read_from_the_rotated_siblings() {
+    let fx = Fixture::new();
+    // Rotated before the follower starts: history, never read.
+    let history = fx.sibling("tikv.log.20240711-000000");
+    fs::write(&history, leader_lines(90..=99)).unwrap();
+    let_age(&[&history]);
+    let mut first = appender(&fx.path);
+    first.write_all(leader_line(1).as_bytes()).unwrap();
+    let mut f = FileFollower::new(&fx.path, opts(true, Duration::ZERO));
+    assert_eq!(poll_seqs(&mut f), vec![1]);
+
+    // Three rotations before the next poll, named as kubelet does (`<log>.<YYYYMMDD-HHMMSS>`,
+    // reference kubernetes.md §1.5), one of them compressed already (gone as text).
+    first.write_all(leader_line(2).as_bytes()).unwrap();
+    fs::rename(&fx.path, fx.sibling("tikv.log.20240712-092610")).unwrap();
+    fs::write(&fx.path, leader_lines(3..=4)).unwrap();
+    fs::rename(&fx.path, fx.sibling("tikv.log.20240712-092611")).unwrap();
+    fs::write(&fx.path, leader_lines(5..=7)).unwrap();
+    fs::rename(&fx.path, fx.sibling("tikv.log.20240712-092612")).unwrap();
+    fs::write(fx.sibling("tikv.log.20240712-092609.gz"), "compressed").unwrap();
+    fs::write(&fx.path, leader_lines(8..=9)).unwrap();
+    assert_eq!(
+        poll_seqs(&mut f),
+        (2..=9).collect::<Vec<_>>(),
+        "the open file's tail, then the missed files oldest first, then the newest"
+    );
+    assert_eq!(f.counters().rotations, 1);
+    assert_eq!(f.counters().caught_up, 2);
+
+    // logrotate's numbered scheme shifts names (`.1` → `.2`) and keeps inodes.
+    append(&fx.path, &leader_line(10));
+    fs::rename(&fx.path, fx.sibling("tikv.log.1")).unwrap();
+    fs::write(&fx.path, leader_lines(11..=12)).unwrap();
+    fs::rename(fx.sibling("tikv.log.1"), fx.sibling("tikv.log.2")).unwrap();
+    fs::rename(&fx.path, fx.sibling("tikv.log.1")).unwrap();
+    fs::write(&fx.path, leader_line(13)).unwrap();
+    assert_eq!(poll_seqs(&mut f), vec![10, 11, 12, 13]);
+    assert_eq!(f.counters().caught_up, 3);
+
+    // Nothing is read twice when the next rotation lists the same siblings again.
+    append(&fx.path, &leader_line(14));
+    fs::rename(&fx.path, fx.sibling("tikv.log.3")).unwrap();
+    fs::write(&fx.path, leader_line(15)).unwrap();
+    assert_eq!(poll_seqs(&mut f), vec![14, 15]);
+    assert_eq!(f.counters().caught_up, 3);
+    assert_eq!(gaps(&f), [0, 0]);
+}
+
+#[test]
+fn copytruncate_reads_the_lines_not_yet_read_from_the_copy() {
+    let fx = Fixture::new();
+    let mut w = appender(&fx.path);
+    w.write_all(leader_lines(1..=3).as_bytes()).unwrap();
+    let mut f = FileFollower::new(&fx.path, opts(true, Duration::ZERO));
+    assert_eq!(poll_seqs(&mut f), vec![1, 2, 3]);
+
+    // Written after the last poll, then copied and truncated before the next one: the lines
+    // are only in the copy now. Half a line is pending too.
+    w.write_all(leader_lines(4..=6).as_bytes()).unwrap();
+    let seven = leader_line(7);
+    w.write_all(&seven.as_bytes()[..20]).unwrap();
+    assert_eq!(poll_seqs(&mut f), vec![4, 5, 6]);
+    w.write_all(&seven.as_bytes()[20..]).unwrap();
+    w.write_all(leader_line(8).as_bytes()).unwrap();
+    fs::copy(&fx.path, fx.sibling("tikv.log.1")).unwrap();
+    w.set_len(0).unwrap();
+    w.write_all(leader_lines(9..=10).as_bytes()).unwrap();
+    assert_eq!(
+        poll_seqs(&mut f),
+        vec![7, 8, 9, 10],
+        "the half line completed from the copy"
+    );
+    assert_eq!(f.counters().truncations, 1);
+    assert_eq!(gaps(&f), [0, 0], "nothing lost");
+
+    // Truncated and refilled past the old offset before the next poll: the first bytes tell.
+    let before = fs::metadata(&fx.path).unwrap().len();
+    w.write_all(leader_line(11).as_bytes()).unwrap();
+    fs::copy(&fx.path, fx.sibling("tikv.log.2")).unwrap();
+    w.set_len(0).unwrap();
+    w.write_all(leader_lines(12..=20).as_bytes()).unwrap();
+    assert!(fs::metadata(&fx.path).unwrap().len() > before + 100);
+    assert_eq!(poll_seqs(&mut f), (11..=20).collect::<Vec<_>>());
+    assert_eq!(f.counters().truncations, 2);
+    assert_eq!(gaps(&f), [0, 0]);
+
+    // The copy compressed at once (`compress` without `delaycompress`): the unread lines are
+    // gone, and that is counted, not silent.
+    w.write_all(leader_lines(21..=22).as_bytes()).unwrap();
+    fs::write(fx.sibling("tikv.log.3.gz"), "compressed").unwrap();
+    w.set_len(0).unwrap();
+    w.write_all(leader_line(23).as_bytes()).unwrap();
+    assert_eq!(poll_seqs(&mut f), vec![23]);
+    assert_eq!(f.counters().truncations, 3);
+    assert_eq!(gaps(&f)[GapReason::Truncated.index()], 1);
+    assert_eq!(GapReason::Truncated.as_str(), "truncated");
+}
+
+/// Compares the sequence numbers read with `1..=written`: the ranges missing, the numbers read
+/// more than once, and the first place where the order differs (short enough to print).
+fn compare_seqs(seen: &[u64], written: u64) -> (Vec<(u64, u64)>, Vec<u64>, Option<usize>) {
+    let mut times = vec![0u32; written as usize + 1];
+    for &s in seen {
+        times[s as usize] += 1;
+    }
+    let mut missing: Vec<(u64, u64)> = Vec::new();
+    for s in 1..=written {
+        if times[s as usize] == 0 {
+            match missing.last_mut() {
+                Some((_, to)) if *to + 1 == s => *to = s,
+                _ => missing.push((s, s)),
+            }
+        }
+    }
+    let doubled = (1..=written)
+        .filter(|&s| times[s as usize] > 1)
+        .take(20)
+        .collect();
+    let out_of_order = seen.windows(2).position(|w| w[0] >= w[1]);
+    (missing, doubled, out_of_order)
+}
+
+/// How a writer rotates its file.
+#[derive(Clone, Copy, Debug)]
+enum Scheme {
+    /// Renamed to `<log>.<timestamp>` (kubelet), a new name each time.
+    Timestamped,
+    /// logrotate's numbered scheme: `.N` → `.N+1` …, `.1` → `.2`, the file → `.1`.
+    Numbered,
+}
+
+/// Appends numbered leadership lines (each in two writes, so readers see partial lines) and
+/// rotates by rename-and-create every `every`, for `run`. Returns how many lines it wrote.
+fn rotating_writer(path: &Path, scheme: Scheme, every: Duration, run: Duration) -> u64 {
+    let mut file = appender(path);
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let (mut seq, mut rotations) = (0u64, 0u64);
+    let start = Instant::now();
+    let mut next_rotation = start + every;
+    while start.elapsed() < run {
+        for _ in 0..1 + rng.below(20) {
+            seq += 1;
+            let l = leader_line(seq);
+            let cut = 1 + rng.below(l.len() as u64 - 1) as usize;
+            file.write_all(&l.as_bytes()[..cut]).unwrap();
+            file.write_all(&l.as_bytes()[cut..]).unwrap();
+        }
+        if Instant::now() >= next_rotation {
+            rotations += 1;
+            match scheme {
+                Scheme::Timestamped => {
+                    let to = path.with_extension(format!("log.20240712-{rotations:06}"));
+                    fs::rename(path, to).unwrap();
+                }
+                Scheme::Numbered => {
+                    for n in (1..rotations).rev() {
+                        let from = path.with_extension(format!("log.{n}"));
+                        fs::rename(&from, path.with_extension(format!("log.{}", n + 1))).unwrap();
+                    }
+                    fs::rename(path, path.with_extension("log.1")).unwrap();
+                }
+            }
+            file = appender(path);
+            next_rotation += every;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    seq
+}
+
+/// Issue 10 item 12: with rotation every 40 ms and a follower that looks only every 250 ms
+/// (the poll interval, no change notification), every line is read exactly once.
+#[test]
+fn rotation_every_40ms_polled_every_250ms_loses_and_doubles_nothing() {
+    for scheme in [Scheme::Timestamped, Scheme::Numbered] {
+        let fx = Fixture::new();
+        fs::write(&fx.path, "").unwrap();
+        let mut f = FileFollower::new(&fx.path, FollowOptions::default());
+        assert_eq!(poll_seqs(&mut f), Vec::<u64>::new());
+        let path = fx.path.clone();
+        let writer = std::thread::spawn(move || {
+            rotating_writer(
+                &path,
+                scheme,
+                Duration::from_millis(40),
+                Duration::from_millis(1500),
+            )
+        });
+        let mut seen = Vec::new();
+        while !writer.is_finished() {
+            seen.extend(poll_seqs(&mut f));
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let written = writer.join().expect("writer");
+        // Everything is on disk now: one more poll reads the rest.
+        seen.extend(poll_seqs(&mut f));
+        f.finish(|raw| panic!("nothing may be pending: {:?}", own(raw)));
+        let c = f.counters();
+        assert!(c.rotations >= 3, "{scheme:?}: {c:?}");
+        assert!(
+            c.caught_up >= 1,
+            "{scheme:?}: files missed between polls: {c:?}"
+        );
+        assert_eq!(c.gaps, [0, 0], "{scheme:?}");
+        let (missing, doubled, out_of_order) = compare_seqs(&seen, written);
+        assert!(
+            missing.is_empty() && doubled.is_empty(),
+            "{scheme:?}: {written} written, {} read; missing {missing:?}, read twice {doubled:?} ({c:?})",
+            seen.len()
+        );
+        // Lines come in the order written unless a listing raced with the renames (a file
+        // found by a later listing is read after newer ones): counted once all the same.
+        if let Some(i) = out_of_order {
+            eprintln!("{scheme:?}: out of order at {i}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real exporter: inotify-driven file source → counters on /metrics.
+
+fn became_leader(m: &str, source: &str) -> Option<f64> {
+    support::exporter::sample(
+        m,
+        "tikv_leadership_changes_total",
+        &[
+            ("source", source),
+            ("store", "1"),
+            ("event", "became_leader"),
+        ],
+    )
+}
+
+fn file_gauge(m: &str, name: &str, source: &str) -> Option<f64> {
+    support::exporter::sample(m, name, &[("source", source), ("store", "1")])
+}
+
+fn gap_total(m: &str, source: &str) -> f64 {
+    GapReason::ALL
+        .iter()
+        .map(|r| {
+            support::exporter::sample(
+                m,
+                "tikv_log_gaps_total",
+                &[("source", source), ("store", "1"), ("reason", r.as_str())],
+            )
+            .expect("every gap reason is exposed")
+        })
+        .sum()
+}
+
+/// Kubernetes' layout (reference kubernetes.md §1.4-1.6): the configured path is
+/// `/var/log/containers/<name>.log`, a symlink to `/var/log/pods/…/<n>.log`, which kubelet
+/// rotates to `<n>.log.<YYYYMMDD-HHMMSS>`; a container restart points the link at `<n+1>.log`;
+/// removing the container deletes the file.
+#[test]
+fn the_exporter_counts_every_line_of_a_symlinked_file_rotated_every_40ms_and_says_when_it_is_deleted()
+ {
+    use support::exporter::Exporter;
+    use support::wait::PATIENCE;
+
+    let pd = support::fake_pd::FakePd::with_live_stores(&support::fake_pd::cluster(1));
+    let dir = tempfile::tempdir().unwrap();
+    let pods = dir.path().join("pods");
+    let containers = dir.path().join("containers");
+    fs::create_dir_all(&pods).unwrap();
+    fs::create_dir_all(&containers).unwrap();
+    let first = pods.join("0.log");
+    fs::write(&first, "").unwrap();
+    let link = containers.join("tikv.log");
+    point(&link, &first);
+    let config = dir.path().join("config.yml");
+    fs::write(
+        &config,
+        format!(
+            "pd:\n  endpoints: [\"{}\"]\nlogs:\n  files:\n    - path: {}\n      name: tikv\n      store: \"1\"\n",
+            pd.url(),
+            link.display()
+        ),
+    )
+    .unwrap();
+    let e = Exporter::start(&["--config.file".to_owned(), config.display().to_string()]);
+    let src = "file:tikv";
+    e.wait_source_up(src, 1.0);
+
+    let written = rotating_writer(
+        &first,
+        Scheme::Timestamped,
+        Duration::from_millis(40),
+        Duration::from_millis(1500),
+    );
+    assert!(written > 100, "{written}");
+    let rotated = fs::read_dir(&pods).unwrap().count() - 1;
+    assert!(rotated >= 20, "rotated {rotated} times");
+    let m = e.wait_metrics("every line written counted", PATIENCE, |m| {
+        became_leader(m, src) == Some(written as f64)
+    });
+    assert_eq!(gap_total(&m, src), 0.0, "nothing reported lost");
+    assert_eq!(file_gauge(&m, "tikv_log_file_deleted", src), Some(0.0));
+
+    // One more line: counted once, so the total can only be exact, never doubled.
+    append(&first, &leader_line(written + 1));
+    e.wait_metrics("the next line counted once", PATIENCE, |m| {
+        became_leader(m, src) == Some(written as f64 + 1.0)
+    });
+
+    // Container restart: the link now points at a new file that already has its first lines.
+    let second = pods.join("1.log");
+    fs::write(&second, leader_lines(1..=5)).unwrap();
+    point(&link, &second);
+    e.wait_metrics("the new container's lines", PATIENCE, |m| {
+        became_leader(m, src) == Some(written as f64 + 6.0)
+    });
+
+    // The container is removed: its file is deleted, the link dangles.
+    fs::remove_file(&second).unwrap();
+    let m = e.wait_metrics("the file said deleted", PATIENCE, |m| {
+        file_gauge(m, "tikv_log_file_deleted", src) == Some(1.0)
+    });
+    assert_eq!(
+        support::exporter::sample(&m, "tikv_health_exporter_source_up", &[("source", src)]),
+        Some(1.0),
+        "the open file is still read"
+    );
+    // A new file at the path: followed from its start, no longer deleted.
+    fs::write(&second, leader_lines(6..=7)).unwrap();
+    let m = e.wait_metrics("the re-created file followed", PATIENCE, |m| {
+        became_leader(m, src) == Some(written as f64 + 8.0)
+            && file_gauge(m, "tikv_log_file_deleted", src) == Some(0.0)
+    });
+    assert_eq!(gap_total(&m, src), 0.0);
+    let log = e.stderr();
+    assert_eq!(log.matches("was deleted").count(), 1, "{log}");
+    assert_eq!(log.matches("is back").count(), 1, "{log}");
+    assert!(
+        !log.contains("no change notifications"),
+        "inotify is used: {log}"
+    );
+}
+
+/// With `logs.poll_interval: 1h` only a change notification can make the source look again:
+/// appended lines, copytruncate with lines not yet read and rename-and-create rotation are all
+/// counted exactly, and SIGTERM still stops the source at once (it does not sleep an hour).
+#[test]
+fn the_exporter_is_woken_by_inotify_through_copytruncate_and_rotation() {
+    use support::exporter::Exporter;
+    use support::wait::PATIENCE;
+
+    let pd = support::fake_pd::FakePd::with_live_stores(&support::fake_pd::cluster(1));
+    let fx = Fixture::new();
+    fs::write(&fx.path, "").unwrap();
+    let config = fx.sibling("config.yml");
+    fs::write(
+        &config,
+        format!(
+            "pd:\n  endpoints: [\"{}\"]\nlogs:\n  poll_interval: 1h\n  files:\n    - path: {}\n      name: woken\n      store: \"1\"\n",
+            pd.url(),
+            fx.path.display()
+        ),
+    )
+    .unwrap();
+    let mut e = Exporter::start(&["--config.file".to_owned(), config.display().to_string()]);
+    let src = "file:woken";
+    e.wait_source_up(src, 1.0);
+    let counted = |n: u64| move |m: &str| became_leader(m, src) == Some(n as f64);
+
+    let mut w = appender(&fx.path);
+    w.write_all(leader_lines(1..=3).as_bytes()).unwrap();
+    e.wait_metrics("appended lines", PATIENCE, counted(3));
+
+    // copytruncate, the lines before the copy possibly not read yet: read from the copy.
+    w.write_all(leader_lines(4..=6).as_bytes()).unwrap();
+    fs::copy(&fx.path, fx.sibling("tikv.log.1")).unwrap();
+    w.set_len(0).unwrap();
+    w.write_all(leader_lines(7..=8).as_bytes()).unwrap();
+    let m = e.wait_metrics("copytruncate", PATIENCE, counted(8));
+    assert_eq!(gap_total(&m, src), 0.0);
+
+    // Rename-and-create.
+    w.write_all(leader_line(9).as_bytes()).unwrap();
+    fs::rename(&fx.path, fx.sibling("tikv.log.2")).unwrap();
+    let mut w = appender(&fx.path);
+    w.write_all(leader_lines(10..=11).as_bytes()).unwrap();
+    let m = e.wait_metrics("rotation", PATIENCE, counted(11));
+    assert_eq!(gap_total(&m, src), 0.0);
+
+    let stop = Instant::now();
+    assert_eq!(e.terminate(), Some(0), "{}", e.stderr());
+    assert!(
+        stop.elapsed() < Duration::from_secs(30),
+        "stopped in {:?}",
+        stop.elapsed()
+    );
 }

@@ -251,7 +251,8 @@ pub struct LogsConfig {
     pub history_size: usize,
     /// Longest accepted log line.
     pub max_line_bytes: usize,
-    /// How often files are checked for new lines (at least [`MIN_LOG_POLL_INTERVAL`]).
+    /// How often files are checked for new lines when no change is notified (inotify); at
+    /// least [`MIN_LOG_POLL_INTERVAL`].
     pub poll_interval: Dur,
 }
 

@@ -15,6 +15,7 @@ use super::View;
 use crate::clock::unix_now;
 use crate::invariants::engine::Phase;
 use crate::logs::events::EventKind;
+use crate::logs::file::GapReason;
 use crate::logs::parse::Level;
 
 /// Content type of the exposition.
@@ -298,6 +299,37 @@ impl Collector for StateCollector {
                     vec![("source", s.source.as_str()), ("store", s.store.as_str())],
                     sn.malformed,
                 )
+            }),
+        )?;
+        counters(
+            &mut enc,
+            "tikv_log_gaps",
+            "Places in a followed log file where lines may have been lost and could not be read back, by reason",
+            snaps
+                .iter()
+                .filter_map(|(s, _)| Some((s, s.file_state()?)))
+                .flat_map(|(s, f)| {
+                    GapReason::ALL.iter().map(move |r| {
+                        (
+                            vec![
+                                ("source", s.source.as_str()),
+                                ("store", s.store.as_str()),
+                                ("reason", r.as_str()),
+                            ],
+                            f.gaps[r.index()],
+                        )
+                    })
+                }),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_log_file_deleted",
+            "1 when the followed log file was deleted and nothing is at its path (it is still read)",
+            snaps.iter().filter_map(|(s, _)| {
+                Some((
+                    vec![("source", s.source.as_str()), ("store", s.store.as_str())],
+                    b(s.file_state()?.deleted),
+                ))
             }),
         )?;
         gauges(

@@ -1,20 +1,55 @@
-//! Follows a log file like `tail -F`, by polling: starts at the end (or the start), survives
-//! rename-and-create rotation (the old file is read to its end, then the new one from its
-//! start) and copytruncate (size below the read offset → reopen from 0), and holds a partial
-//! last line until its newline arrives.
+//! Follows a log file like `tail -F`, one [`FileFollower::poll`] at a time (the file source
+//! calls it on every change notification and at its poll interval).
 //!
-//! Known limit shared by every poller: with copytruncate, lines written between the copy and the
-//! truncation are in the rotated copy only, and a file truncated *and* refilled past the old
-//! offset between two polls cannot be told from one that grew.
+//! A file is known by its device and inode, never by its name, and read by offset:
+//! - it starts at the end of an existing file (or its start), reads a file that appears later
+//!   from its start, and holds a partial last line until its newline arrives;
+//! - rename-and-create rotation: the old file is read to its end and kept open for late writes
+//!   (`rotate_wait`), then the new one is read from its start; files that were created *and*
+//!   rotated away between two polls are found among the rotated siblings (`name.1`,
+//!   `name.<date>`, `name-<date>`, `stem.<timestamp>.ext`, never compressed ones) by their birth
+//!   time and read, oldest first, before the newest;
+//! - a file seen before (a symlink swapped back, a rotated file met again) is resumed at the
+//!   offset already read, never re-read; an existing file swapped in under the path (a symlink
+//!   pointed at another old file) is read from its end;
+//! - truncation (copytruncate, `> file`), also when the file was refilled past the offset before
+//!   this poll (the first bytes changed): the unread end is read from the rotated copy when one
+//!   with the same first bytes is found, then the file from offset 0; when no copy holds it, a
+//!   [`GapReason::Truncated`] gap is counted;
+//! - a deleted file stays open and read ([`FileStatus::Deleted`]) until a file appears at the
+//!   path.
+//!
+//! Where lines may have been lost they are counted as gaps, never silently dropped: a truncation
+//! whose unread end is in no copy, and rotated files listed but deleted before they could be
+//! opened ([`GapReason::Vanished`]). Not seen at all: lines written between copytruncate's copy
+//! and its truncation (they are in neither file), and a file created and deleted entirely
+//! between two polls.
 
+use std::collections::VecDeque;
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::parse::DEFAULT_MAX_LINE_BYTES;
 use super::reader::{LineReader, RawLine};
+
+/// How many leading bytes of a file identify its content (for truncation and inode reuse):
+/// several lines, as lines logged in the same millisecond may share their first hundred bytes.
+const HEAD_LEN: usize = 1024;
+/// File times come from a coarse kernel clock, up to a tick (4-10 ms) behind the precise one.
+const BIRTH_SLACK: Duration = Duration::from_millis(20);
+/// Rotated files kept open at once; the oldest is finished early beyond this.
+const MAX_DRAINING: usize = 64;
+/// Closed files whose offset is remembered, so that meeting one again never re-reads it (a
+/// few seconds of rotation every 40 ms, while a catch-up has not settled).
+const MAX_REMEMBERED: usize = 256;
+/// Listings of the rotated files taken at most per rotation, until one finds nothing new.
+const CATCH_UP_PASSES: usize = 4;
+/// Suffixes of rotated files that are not plain text (compressed or being written).
+const SKIPPED_SUFFIXES: [&str; 7] = [".gz", ".zst", ".xz", ".bz2", ".lz4", ".zip", ".tmp"];
 
 /// How to follow a file.
 #[derive(Clone, Debug)]
@@ -37,6 +72,34 @@ impl Default for FollowOptions {
     }
 }
 
+/// Why lines of a followed file may have been lost (the `reason` label of
+/// `tikv_log_gaps_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GapReason {
+    /// The file was truncated and its unread end was not found in a rotated copy.
+    Truncated,
+    /// A rotated file was deleted before it could be opened.
+    Vanished,
+}
+
+impl GapReason {
+    /// Every reason, in label order.
+    pub const ALL: [GapReason; 2] = [GapReason::Truncated, GapReason::Vanished];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapReason::Truncated => "truncated",
+            GapReason::Vanished => "vanished",
+        }
+    }
+
+    /// Position in [`GapReason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// Identity of a file on disk (device and inode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FileId {
@@ -53,32 +116,107 @@ impl FileId {
     }
 }
 
-/// One open file and the offset its reader started at.
+/// Where to start reading a newly opened file.
+#[derive(Clone, Copy, Debug)]
+enum Start {
+    Beginning,
+    End,
+    At(u64),
+}
+
+/// One open file, the offset its reader started at, and its first bytes.
 struct OpenFile {
     reader: LineReader<File>,
     id: FileId,
     base: u64,
+    /// Where the file was when it was opened, symlinks resolved (its rotated siblings are there).
+    real: PathBuf,
+    /// Up to [`HEAD_LEN`] first bytes, as far as they were read.
+    head: Vec<u8>,
 }
 
 impl OpenFile {
-    fn open(path: &Path, at_end: bool, max_line: usize) -> io::Result<Self> {
-        let mut file = File::open(path)?;
-        let id = FileId::of(&file.metadata()?);
-        let base = if at_end {
-            file.seek(SeekFrom::End(0))?
-        } else {
-            0
+    fn new(
+        mut file: File,
+        id: FileId,
+        real: PathBuf,
+        start: Start,
+        max_line: usize,
+    ) -> io::Result<Self> {
+        let base = match start {
+            Start::Beginning => 0,
+            Start::End => file.seek(SeekFrom::End(0))?,
+            Start::At(off) => file.seek(SeekFrom::Start(off))?,
         };
-        Ok(OpenFile {
+        let mut f = OpenFile {
             reader: LineReader::new(file, max_line),
             id,
             base,
-        })
+            real,
+            head: Vec::new(),
+        };
+        f.update_head()?;
+        Ok(f)
     }
 
     fn offset(&self) -> u64 {
         self.base + self.reader.bytes_read()
     }
+
+    fn file(&mut self) -> &mut File {
+        self.reader.get_mut()
+    }
+
+    /// Completes the recorded first bytes up to what has been read.
+    fn update_head(&mut self) -> io::Result<()> {
+        let want = (self.offset().min(HEAD_LEN as u64)) as usize;
+        if self.head.len() < want {
+            let have = self.head.len();
+            let mut buf = vec![0; want - have];
+            let n = read_at_most(self.file(), have as u64, &mut buf)?;
+            self.head.extend_from_slice(&buf[..n]);
+        }
+        Ok(())
+    }
+
+    /// True when the file no longer holds what was read: shorter than the offset, or grown
+    /// with other first bytes (truncated and refilled since the last look).
+    fn was_cut(&mut self) -> io::Result<bool> {
+        let len = self.file().metadata()?.len();
+        let offset = self.offset();
+        if len < offset {
+            return Ok(true);
+        }
+        if len > offset && !self.head.is_empty() {
+            return Ok(!starts_with(self.reader.get_mut(), &self.head)?);
+        }
+        Ok(false)
+    }
+
+    /// Reads the (truncated) file again from offset 0.
+    fn restart(&mut self) -> io::Result<()> {
+        self.file().seek(SeekFrom::Start(0))?;
+        let file = self.file().try_clone()?;
+        self.reader.reset(file);
+        self.base = 0;
+        self.head.clear();
+        Ok(())
+    }
+
+    fn remembered(&self) -> Remembered {
+        Remembered {
+            id: self.id,
+            offset: self.offset(),
+            head: self.head.clone(),
+        }
+    }
+}
+
+/// A closed file and how far it was read.
+struct Remembered {
+    id: FileId,
+    offset: u64,
+    head: Vec<u8>,
 }
 
 /// What a poll found.
@@ -88,25 +226,41 @@ pub enum FileStatus {
     Open,
     /// The path does not exist (yet); nothing is open.
     Missing,
+    /// The file that was followed was deleted and nothing is at its path: it is still open and
+    /// read (its writer may still append to it), but no one else can see what it holds.
+    Deleted,
 }
 
-/// Counts of what happened to the file over its life, for diagnostics and tests.
+/// Counts of what happened to the file over its life, for diagnostics, tests and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FollowCounters {
-    /// Rename-and-create rotations seen.
+    /// Rename-and-create rotations seen (files that replaced the followed one at its path).
     pub rotations: u64,
     /// Truncations seen (copytruncate or `> file`).
     pub truncations: u64,
+    /// Rotated files that were found among the siblings only (created and rotated away between
+    /// two polls) and read from there.
+    pub caught_up: u64,
+    /// Places where lines may have been lost, by [`GapReason::index`].
+    pub gaps: [u64; GapReason::ALL.len()],
 }
 
-/// A polling follower of one path.
+/// A follower of one path.
 pub struct FileFollower {
     path: PathBuf,
     opts: FollowOptions,
     current: Option<OpenFile>,
-    /// A rotated-away file read until its deadline, for writers that reopen late.
+    /// Rotated-away files, oldest first, read until their deadline for writers that reopen late.
     draining: Vec<(OpenFile, Instant)>,
+    /// Files closed, newest last.
+    remembered: VecDeque<Remembered>,
     first_open_done: bool,
+    /// When the previous poll looked at the path: a file born since is new to us.
+    last_look: SystemTime,
+    /// Rotated files born since then and never seen are read when a rotation is found.
+    caught_up_to: SystemTime,
+    /// Whether the last catch-up found every rotated file (else `caught_up_to` stays).
+    catch_up_settled: bool,
     counters: FollowCounters,
 }
 
@@ -118,7 +272,11 @@ impl FileFollower {
             opts,
             current: None,
             draining: Vec::new(),
+            remembered: VecDeque::new(),
             first_open_done: false,
+            last_look: SystemTime::now(),
+            caught_up_to: SystemTime::now(),
+            catch_up_settled: true,
             counters: FollowCounters::default(),
         }
     }
@@ -128,45 +286,41 @@ impl FileFollower {
         &self.path
     }
 
-    /// Rotations and truncations seen so far.
+    /// Where the file currently followed is, symlinks resolved (`None` when none is open).
+    pub fn current_file(&self) -> Option<&Path> {
+        self.current.as_ref().map(|f| f.real.as_path())
+    }
+
+    /// Rotations, truncations and gaps seen so far.
     pub fn counters(&self) -> FollowCounters {
         self.counters
     }
 
-    /// Reads everything new, emitting complete lines in file order (a rotated file's remaining
-    /// lines before the new file's).
+    /// Reads everything new, emitting complete lines in file order (rotated files' remaining
+    /// lines, oldest file first, before the newest file's).
     pub fn poll(&mut self, mut emit: impl FnMut(RawLine<'_>)) -> io::Result<FileStatus> {
         let now = Instant::now();
+        let look = SystemTime::now();
         let mut i = 0;
         while i < self.draining.len() {
-            let (old, deadline) = &mut self.draining[i];
-            old.reader.read_available(&mut emit)?;
-            if now >= *deadline {
-                old.reader.finish(&mut emit);
-                self.draining.remove(i);
+            self.read(Slot::Draining(i), &mut emit)?;
+            if now >= self.draining[i].1 {
+                let (old, _) = self.draining.remove(i);
+                self.close(old, &mut emit);
             } else {
                 i += 1;
             }
         }
-
-        if let Some(cur) = &mut self.current {
-            cur.reader.read_available(&mut emit)?;
+        if self.current.is_some() {
+            self.read(Slot::Current, &mut emit)?;
         }
+
         let meta = match fs::metadata(&self.path) {
             Ok(m) => Some(m),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        let Some(meta) = meta else {
-            // Renamed away and not yet recreated: keep reading what we have open.
-            self.first_open_done = true;
-            return Ok(if self.current.is_some() {
-                FileStatus::Open
-            } else {
-                FileStatus::Missing
-            });
-        };
-        if !meta.is_file() {
+        if meta.as_ref().is_some_and(|m| !m.is_file()) {
             // Never opened: opening a FIFO blocks until a writer appears (and then shutdown
             // with it), and a device never ends.
             return Err(io::Error::new(
@@ -174,31 +328,61 @@ impl FileFollower {
                 "not a regular file (a FIFO, socket, device or directory); only regular files are followed",
             ));
         }
-        match self.current.take() {
+        let meta_was_missing = meta.is_none();
+        let status = match meta {
             None => {
-                let at_end = !self.first_open_done && !self.opts.from_start;
-                self.open_and_read(at_end, &mut emit)?;
-            }
-            Some(mut cur) if FileId::of(&meta) != cur.id => {
-                self.counters.rotations += 1;
-                cur.reader.read_available(&mut emit)?;
-                if self.opts.rotate_wait.is_zero() {
-                    cur.reader.finish(&mut emit);
-                } else {
-                    self.draining.push((cur, now + self.opts.rotate_wait));
+                // Renamed away and not yet recreated, or deleted: keep reading what is open.
+                self.first_open_done = true;
+                match &mut self.current {
+                    None => FileStatus::Missing,
+                    Some(cur) => {
+                        if cur.file().metadata()?.nlink() == 0 {
+                            FileStatus::Deleted
+                        } else {
+                            FileStatus::Open
+                        }
+                    }
                 }
-                self.open_and_read(false, &mut emit)?;
             }
-            Some(mut cur) if meta.len() < cur.offset() => {
-                // Truncated in place (or replaced by a file that reused the inode): what is
-                // still buffered is the cut-off end of a line; keep it as a line of its own.
-                self.counters.truncations += 1;
-                cur.reader.finish(&mut emit);
-                self.open_and_read(false, &mut emit)?;
+            Some(meta) => {
+                let id = FileId::of(&meta);
+                match self.current.take() {
+                    Some(cur) if cur.id == id => self.current = Some(cur),
+                    Some(cur) => {
+                        self.counters.rotations += 1;
+                        let old_real = cur.real.clone();
+                        self.retire(cur, now, &mut emit);
+                        // Open the newest first, so that the listing cannot take it for a
+                        // missed one; read it last.
+                        self.switch()?;
+                        self.catch_up(&old_real, now, &mut emit)?;
+                        if self.current.is_some() {
+                            self.read(Slot::Current, &mut emit)?;
+                        }
+                    }
+                    None => {
+                        self.switch()?;
+                        if self.current.is_some() {
+                            self.read(Slot::Current, &mut emit)?;
+                        }
+                    }
+                }
+                if self.current.is_some() {
+                    FileStatus::Open
+                } else {
+                    FileStatus::Missing
+                }
             }
-            Some(cur) => self.current = Some(cur),
+        };
+        // Only a look that found the path's file open (or nothing at the path) tells that a
+        // file born later is new: after a failed switch the next poll must still take it as new.
+        if self.current.is_some() || meta_was_missing {
+            self.last_look = look;
+            if self.catch_up_settled {
+                self.caught_up_to = look;
+            }
         }
-        Ok(FileStatus::Open)
+        Ok(status)
     }
 
     /// Emits every pending partial line and closes all files (end of following).
@@ -211,15 +395,380 @@ impl FileFollower {
         }
     }
 
-    fn open_and_read(
+    fn slot(&mut self, slot: Slot) -> &mut OpenFile {
+        match slot {
+            Slot::Current => self.current.as_mut().expect("current file is open"),
+            Slot::Draining(i) => &mut self.draining[i].0,
+        }
+    }
+
+    /// Reads one open file to its end, handling a truncation first.
+    fn read(&mut self, slot: Slot, emit: &mut impl FnMut(RawLine<'_>)) -> io::Result<()> {
+        if self.slot(slot).was_cut()? {
+            self.counters.truncations += 1;
+            // Out of its slot while the siblings are searched (they must not include it).
+            let (mut f, deadline) = match slot {
+                Slot::Current => (self.current.take().expect("current file is open"), None),
+                Slot::Draining(i) => {
+                    let (f, d) = self.draining.remove(i);
+                    (f, Some(d))
+                }
+            };
+            if !self.recover_cut_off_end(&mut f, emit) {
+                self.counters.gaps[GapReason::Truncated.index()] += 1;
+            }
+            // What is still buffered is the cut-off end of a line: a line of its own.
+            f.reader.finish(&mut *emit);
+            // Back in its slot whatever happens: an I/O error loses nothing for the next poll.
+            let restarted = f.restart();
+            match (slot, deadline) {
+                (Slot::Draining(i), Some(d)) => self.draining.insert(i, (f, d)),
+                _ => self.current = Some(f),
+            }
+            restarted?;
+        }
+        let f = self.slot(slot);
+        f.reader.read_available(&mut *emit)?;
+        f.update_head()
+    }
+
+    /// Looks for the rotated copy of a truncated file (same first bytes) and reads what it has
+    /// past the offset already read. True when a copy was found.
+    fn recover_cut_off_end(
         &mut self,
-        at_end: bool,
+        f: &mut OpenFile,
+        emit: &mut impl FnMut(RawLine<'_>),
+    ) -> bool {
+        let offset = f.offset();
+        let mut best: Option<(File, fs::Metadata)> = None;
+        for (path, meta) in rotated_siblings(&f.real).0 {
+            let id = FileId::of(&meta);
+            if id == f.id || self.is_known(id) || meta.len() < f.head.len() as u64 {
+                continue;
+            }
+            let Ok(copy) = File::open(&path) else {
+                continue;
+            };
+            if !starts_with(&copy, &f.head).unwrap_or(false) {
+                continue;
+            }
+            if best.as_ref().is_none_or(|(_, b)| birth(&meta) > birth(b)) {
+                best = Some((copy, meta));
+            }
+        }
+        let Some((mut copy, meta)) = best else {
+            return false;
+        };
+        if meta.len() > offset && copy.seek(SeekFrom::Start(offset)).is_ok() {
+            let original = std::mem::replace(f.reader.get_mut(), copy);
+            // The copy may fail to read; what it gave is emitted, the rest is the copy's loss.
+            let _ = f.reader.read_available(&mut *emit);
+            *f.reader.get_mut() = original;
+        }
+        self.remember(Remembered {
+            id: FileId::of(&meta),
+            offset: meta.len(),
+            head: f.head.clone(),
+        });
+        true
+    }
+
+    /// A file no longer at the path: kept open for late writes, or closed at once.
+    fn retire(&mut self, f: OpenFile, now: Instant, emit: &mut impl FnMut(RawLine<'_>)) {
+        if self.opts.rotate_wait.is_zero() {
+            self.close(f, emit);
+            return;
+        }
+        self.draining.push((f, now + self.opts.rotate_wait));
+        if self.draining.len() > MAX_DRAINING {
+            let (oldest, _) = self.draining.remove(0);
+            self.close(oldest, emit);
+        }
+    }
+
+    fn close(&mut self, mut f: OpenFile, emit: &mut impl FnMut(RawLine<'_>)) {
+        f.reader.finish(&mut *emit);
+        self.remember(f.remembered());
+    }
+
+    fn remember(&mut self, r: Remembered) {
+        self.remembered.retain(|m| m.id != r.id);
+        if self.remembered.len() == MAX_REMEMBERED {
+            self.remembered.pop_front();
+        }
+        self.remembered.push_back(r);
+    }
+
+    fn is_known(&self, id: FileId) -> bool {
+        self.current.as_ref().is_some_and(|f| f.id == id)
+            || self.draining.iter().any(|(f, _)| f.id == id)
+            || self.remembered.iter().any(|r| r.id == id)
+    }
+
+    /// Reads the files that were created at the path and rotated away between two looks
+    /// (next to the file that was followed, born since the last complete catch-up, never
+    /// seen), oldest first. A listing taken while the rotator renames files may miss one or
+    /// name one that moved on: the listing is taken again until it finds nothing new (at most
+    /// [`CATCH_UP_PASSES`] times), and when it never settles the next rotation looks back as
+    /// far again. A file listed but gone everywhere at the end is a [`GapReason::Vanished`] gap.
+    fn catch_up(
+        &mut self,
+        old_real: &Path,
+        now: Instant,
         emit: &mut impl FnMut(RawLine<'_>),
     ) -> io::Result<()> {
-        self.first_open_done = true;
-        let mut f = OpenFile::open(&self.path, at_end, self.opts.max_line_bytes)?;
-        f.reader.read_available(emit)?;
-        self.current = Some(f);
+        let mut unopened: Vec<FileId> = Vec::new();
+        let mut settled = false;
+        for _ in 0..CATCH_UP_PASSES {
+            let (listed, mut raced) = rotated_siblings(old_real);
+            let mut missed: Vec<(PathBuf, fs::Metadata)> = listed
+                .into_iter()
+                .filter(|(_, m)| !self.is_known(FileId::of(m)) && born_since(m, self.caught_up_to))
+                .collect();
+            missed.sort_by(|(pa, ma), (pb, mb)| older_first(pa, ma, pb, mb));
+            let mut found = false;
+            for (path, meta) in missed {
+                let listed_id = FileId::of(&meta);
+                let file = match File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        unopened.push(listed_id);
+                        raced = true;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let id = FileId::of(&file.metadata()?);
+                if id != listed_id || self.is_known(id) {
+                    // Renamed once more since the listing: the next listing has it.
+                    raced = true;
+                    continue;
+                }
+                let f = OpenFile::new(file, id, path, Start::Beginning, self.opts.max_line_bytes)?;
+                self.counters.caught_up += 1;
+                found = true;
+                self.draining.push((f, now + self.opts.rotate_wait));
+                let last = self.draining.len() - 1;
+                self.read(Slot::Draining(last), emit)?;
+                if self.opts.rotate_wait.is_zero() {
+                    let (f, _) = self.draining.remove(last);
+                    self.close(f, emit);
+                }
+            }
+            if !found && !raced {
+                settled = true;
+                break;
+            }
+        }
+        unopened.sort_by_key(|id| (id.dev, id.ino));
+        unopened.dedup();
+        let vanished = unopened.iter().filter(|id| !self.is_known(**id)).count();
+        self.counters.gaps[GapReason::Vanished.index()] += vanished as u64;
+        self.catch_up_settled = settled;
         Ok(())
+    }
+
+    /// Makes the file now at the path the current one (not read yet).
+    fn switch(&mut self) -> io::Result<()> {
+        let first = !self.first_open_done;
+        let file = match File::open(&self.path) {
+            Ok(f) => f,
+            // Gone again since the stat: the next poll looks once more.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.first_open_done = true;
+        let meta = file.metadata()?;
+        let id = FileId::of(&meta);
+        if let Some(pos) = self.draining.iter().position(|(f, _)| f.id == id) {
+            // A rotated file back at the path (a symlink swapped back): go on where it was.
+            let (f, _) = self.draining.remove(pos);
+            self.current = Some(f);
+            return Ok(());
+        }
+        let start = match self.remembered.iter().position(|r| r.id == id) {
+            Some(pos) => {
+                let r = self.remembered.remove(pos).expect("position is in range");
+                if meta.len() >= r.offset && starts_with(&file, &r.head)? {
+                    Start::At(r.offset)
+                } else {
+                    // The inode was reused for another file.
+                    self.fresh_start(first, &meta)
+                }
+            }
+            None => self.fresh_start(first, &meta),
+        };
+        let real = fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
+        self.current = Some(OpenFile::new(
+            file,
+            id,
+            real,
+            start,
+            self.opts.max_line_bytes,
+        )?);
+        Ok(())
+    }
+
+    /// Where to start a file never read before.
+    fn fresh_start(&self, first: bool, meta: &fs::Metadata) -> Start {
+        if first {
+            if self.opts.from_start {
+                Start::Beginning
+            } else {
+                Start::End
+            }
+        } else if born_since(meta, self.last_look) {
+            Start::Beginning
+        } else {
+            // An existing file put under the path (a symlink pointed at another old file): its
+            // content was written before we looked, like a file that exists at the start.
+            Start::End
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    Current,
+    Draining(usize),
+}
+
+/// When a file was created (its birth time; its last change where the file system keeps none).
+fn birth(m: &fs::Metadata) -> Option<SystemTime> {
+    m.created().or_else(|_| m.modified()).ok()
+}
+
+/// Orders rotated files oldest first: by birth time, and for files born in the same tick of the
+/// file clock by name (`name.2` before `name.1`; dates and timestamps in their own order).
+fn older_first(pa: &Path, ma: &fs::Metadata, pb: &Path, mb: &fs::Metadata) -> std::cmp::Ordering {
+    let number = |p: &Path| {
+        let ext = p.extension()?.to_str()?;
+        ext.parse::<u64>().ok()
+    };
+    birth(ma)
+        .cmp(&birth(mb))
+        .then_with(|| match (number(pa), number(pb)) {
+            (Some(a), Some(b)) => b.cmp(&a),
+            _ => pa.cmp(pb),
+        })
+}
+
+/// True when the file was created at or after `t` (allowing for the coarse file clock).
+fn born_since(m: &fs::Metadata, t: SystemTime) -> bool {
+    birth(m).is_some_and(|b| b + BIRTH_SLACK >= t)
+}
+
+/// Regular files next to `real` whose names say they are its rotated copies, and whether one
+/// listed was gone before it could be looked at (renamed or deleted meanwhile).
+fn rotated_siblings(real: &Path) -> (Vec<(PathBuf, fs::Metadata)>, bool) {
+    let (Some(dir), Some(name)) = (real.parent(), real.file_name().and_then(OsStr::to_str)) else {
+        return (Vec::new(), false);
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return (Vec::new(), false);
+    };
+    let mut raced = false;
+    let mut files = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        if !entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| is_rotated_name(name, n))
+        {
+            continue;
+        }
+        match fs::metadata(entry.path()) {
+            Ok(meta) if meta.is_file() => files.push((entry.path(), meta)),
+            Ok(_) => {}
+            Err(_) => raced = true,
+        }
+    }
+    (files, raced)
+}
+
+/// `tikv.log` → `tikv.log.1`, `tikv.log.20240712-092610`, `tikv.log-20240712`,
+/// `tikv.log_1`, `tikv.2024-07-12T09-26-10.005.log`; never a compressed or temporary file.
+fn is_rotated_name(name: &str, candidate: &str) -> bool {
+    if candidate == name || SKIPPED_SUFFIXES.iter().any(|s| candidate.ends_with(s)) {
+        return false;
+    }
+    let after_name = candidate
+        .strip_prefix(name)
+        .and_then(|rest| rest.chars().next())
+        .is_some_and(|c| matches!(c, '.' | '-' | '_'));
+    let stem_and_ext = name.rsplit_once('.').is_some_and(|(stem, ext)| {
+        !stem.is_empty()
+            && candidate.len() > name.len() + 1
+            && candidate.starts_with(&format!("{stem}."))
+            && candidate.ends_with(&format!(".{ext}"))
+    });
+    after_name || stem_and_ext
+}
+
+/// Reads up to `buf.len()` bytes at `off`; fewer at the end of the file.
+fn read_at_most(file: &File, off: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], off + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// True when the file begins with `head`.
+fn starts_with(file: &File, head: &[u8]) -> io::Result<bool> {
+    let mut buf = vec![0; head.len()];
+    let n = read_at_most(file, 0, &mut buf)?;
+    Ok(n == head.len() && buf == head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_rotated_name;
+
+    #[test]
+    fn rotated_names_are_recognised_and_compressed_or_other_files_are_not() {
+        for rotated in [
+            "tikv.log.1",
+            "tikv.log.20240712-092610",
+            "tikv.log-20240712",
+            "tikv.log_1",
+            "tikv.2024-07-12T09-26-10.005.log",
+            "0.log.20210618-133041",
+        ] {
+            let name = if rotated.starts_with('0') {
+                "0.log"
+            } else {
+                "tikv.log"
+            };
+            assert!(is_rotated_name(name, rotated), "{rotated}");
+        }
+        for other in [
+            "tikv.log",
+            "tikv.log.1.gz",
+            "0.log.20210618-133031.gz",
+            "tikv.log.tmp",
+            "tikv-ctl.log",
+            "tikv_stderr.log",
+            "pd.log",
+            "tikv.logx",
+            "1.log",
+        ] {
+            let name = if other.starts_with(['0', '1']) {
+                "0.log"
+            } else {
+                "tikv.log"
+            };
+            assert!(!is_rotated_name(name, other), "{other}");
+        }
     }
 }

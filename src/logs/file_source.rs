@@ -1,13 +1,20 @@
 //! The file log source: one [`FileFollower`] per configured file on its own thread, feeding
-//! the [`Ingestor`] until the context is cancelled, then draining what is left.
+//! the [`Ingestor`] until the context is cancelled, then draining what is left. It polls as soon
+//! as inotify reports a change to the file or its rotated siblings ([`Wakeup`]), and at least
+//! every poll interval; every change of the file's state (unreadable, deleted, a gap) is logged
+//! once.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::cri::CriJoiner;
-use super::file::{FileFollower, FileStatus, FollowOptions};
-use super::ingest::Ingestor;
+use super::file::{FileFollower, FileStatus, FollowCounters, FollowOptions, GapReason};
+use super::file_watch::Wakeup;
+use super::ingest::{FileState, Ingestor, SourceStats};
 use super::source::{SourceContext, SourceHandle};
+
+/// The shortest time between two polls, however often changes are notified.
+const MIN_POLL_GAP: Duration = Duration::from_millis(25);
 
 /// One file to follow.
 #[derive(Clone, Debug)]
@@ -20,7 +27,7 @@ pub struct FileSource {
     pub store: String,
     /// Read the existing content too.
     pub from_start: bool,
-    /// How often the file is checked for new lines.
+    /// How often the file is checked for new lines when no change is notified.
     pub poll_interval: Duration,
 }
 
@@ -30,6 +37,7 @@ impl FileSource {
         let stats = ctx
             .registry
             .register(self.label.clone(), self.store.clone());
+        stats.set_file_state(&FileState::default());
         let mut follower = FileFollower::new(
             self.path.clone(),
             FollowOptions {
@@ -41,39 +49,109 @@ impl FileSource {
         let thread = std::thread::Builder::new()
             .name(format!("log-{}", self.label))
             .spawn(move || {
+                let (mut wakeup, no_watch) = Wakeup::new();
+                if let Some(e) = no_watch {
+                    crate::log::warn(&format!(
+                        "log source {}: no change notifications ({e}); polling every {:?}",
+                        stats.source, self.poll_interval
+                    ));
+                }
                 let mut ing = Ingestor::new(stats.clone(), Some(ctx.history.clone()));
                 // Kubernetes CRI files: pieces of one line are joined; other lines pass.
                 let mut joiner = CriJoiner::new(ctx.max_line_bytes);
-                let mut last_error = String::new();
+                let mut report = Report::default();
                 while !ctx.cancel.is_cancelled() {
-                    match follower.poll(|l| joiner.push(l, &mut |l| ing.ingest_line(l))) {
-                        Ok(status) => {
-                            stats.set_up(status == FileStatus::Open);
-                            if !last_error.is_empty() {
-                                crate::log::info(&format!(
-                                    "log source {}: {} readable again",
-                                    stats.source,
-                                    follower.path().display()
-                                ));
-                                last_error.clear();
-                            }
-                        }
-                        Err(e) => {
-                            stats.set_up(false);
-                            let msg = format!("{}: {e}", follower.path().display());
-                            if msg != last_error {
-                                crate::log::warn(&format!("log source {}: {msg}", stats.source));
-                                last_error = msg;
-                            }
-                        }
-                    }
+                    let started = Instant::now();
+                    let polled = follower.poll(|l| joiner.push(l, &mut |l| ing.ingest_line(l)));
                     ing.flush();
-                    std::thread::sleep(self.poll_interval);
+                    report.polled(&stats, &follower, polled);
+                    match follower.current_file() {
+                        Some(real) => wakeup.follow(&[follower.path(), real]),
+                        None => wakeup.follow(&[follower.path()]),
+                    }
+                    wakeup.wait(self.poll_interval, || ctx.cancel.is_cancelled());
+                    // A writer appending line by line notifies every write: read in batches.
+                    if let Some(rest) = MIN_POLL_GAP.checked_sub(started.elapsed()) {
+                        std::thread::sleep(rest);
+                    }
                 }
                 follower.finish(|l| joiner.push(l, &mut |l| ing.ingest_line(l)));
                 joiner.finish(&mut |l| ing.ingest_line(l));
                 ing.flush();
             })?;
         Ok(SourceHandle::Thread(thread))
+    }
+}
+
+/// What was last reported about the file, so that each change is logged once.
+#[derive(Default)]
+struct Report {
+    last_error: String,
+    deleted: bool,
+    counters: FollowCounters,
+}
+
+impl Report {
+    fn polled(
+        &mut self,
+        stats: &SourceStats,
+        follower: &FileFollower,
+        polled: std::io::Result<FileStatus>,
+    ) {
+        let path = follower.path().display();
+        let source = &stats.source;
+        let status = match polled {
+            Ok(status) => status,
+            Err(e) => {
+                stats.set_up(false);
+                let msg = format!("{path}: {e}");
+                if msg != self.last_error {
+                    crate::log::warn(&format!("log source {source}: {msg}"));
+                    self.last_error = msg;
+                }
+                return;
+            }
+        };
+        stats.set_up(status != FileStatus::Missing);
+        if !self.last_error.is_empty() {
+            crate::log::info(&format!("log source {source}: {path} readable again"));
+            self.last_error.clear();
+        }
+        let deleted = status == FileStatus::Deleted;
+        if deleted != self.deleted {
+            if deleted {
+                crate::log::warn(&format!(
+                    "log source {source}: {path} was deleted; still reading the open file until a new one appears"
+                ));
+            } else {
+                crate::log::info(&format!(
+                    "log source {source}: {path} is back; following the new file"
+                ));
+            }
+            self.deleted = deleted;
+        }
+        let counters = follower.counters();
+        for reason in GapReason::ALL {
+            let (was, now) = (
+                self.counters.gaps[reason.index()],
+                counters.gaps[reason.index()],
+            );
+            if now > was {
+                crate::log::warn(&format!(
+                    "log source {source}: {path}: lines may be lost ({}): {}",
+                    reason.as_str(),
+                    match reason {
+                        GapReason::Truncated =>
+                            "truncated, and its unread end is in no rotated copy next to it",
+                        GapReason::Vanished => "a rotated file was deleted before it could be read",
+                    }
+                ));
+            }
+        }
+        self.counters = counters;
+        stats.set_file_state(&FileState {
+            deleted,
+            gaps: counters.gaps,
+        });
     }
 }

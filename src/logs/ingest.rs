@@ -2,10 +2,11 @@
 //! counters (lines by level, malformed lines, events by kind) and a bounded event history.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::events::{Classifier, EventKind, LeadershipEvent};
+use super::file::GapReason;
 use super::parse::{Level, parse_line};
 use super::reader::RawLine;
 
@@ -23,6 +24,19 @@ pub struct SourceStats {
     last_line_millis: AtomicI64,
     /// Whether the source can currently be read (file open, container attached).
     up: AtomicBool,
+    /// File sources only: 0 not reported, 1 the file is at its path, 2 it was deleted.
+    file_deleted: AtomicU8,
+    /// File sources only: places where lines may have been lost, by [`GapReason::index`].
+    gaps: [AtomicU64; GapReason::ALL.len()],
+}
+
+/// What a file source reports about its file, apart from the lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileState {
+    /// The followed file was deleted and nothing is at its path (it is still read).
+    pub deleted: bool,
+    /// Places where lines may have been lost, by [`GapReason::index`].
+    pub gaps: [u64; GapReason::ALL.len()],
 }
 
 /// A point-in-time copy of a [`SourceStats`].
@@ -56,7 +70,30 @@ impl SourceStats {
             events: Default::default(),
             last_line_millis: AtomicI64::new(i64::MIN),
             up: AtomicBool::new(false),
+            file_deleted: AtomicU8::new(0),
+            gaps: Default::default(),
         }
+    }
+
+    /// Records the state of a file source's file (the gaps are totals so far).
+    pub fn set_file_state(&self, state: &FileState) {
+        self.file_deleted
+            .store(if state.deleted { 2 } else { 1 }, Ordering::Relaxed);
+        for (a, v) in self.gaps.iter().zip(state.gaps) {
+            a.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// The state of a file source's file; `None` for other sources.
+    pub fn file_state(&self) -> Option<FileState> {
+        let deleted = match self.file_deleted.load(Ordering::Relaxed) {
+            0 => return None,
+            v => v == 2,
+        };
+        Some(FileState {
+            deleted,
+            gaps: std::array::from_fn(|i| self.gaps[i].load(Ordering::Relaxed)),
+        })
     }
 
     /// Records whether the source can currently be read.

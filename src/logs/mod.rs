@@ -1,8 +1,9 @@
 //! The log half of the exporter: log lines → parser → events → counters and history.
 //!
 //! Lines come from log sources, each started with a [`source::SourceContext`]:
-//! `file_source` follows files, `docker` follows containers. Container-runtime timestamp
-//! prefixes are read by `timestamp` alone; `cri` joins Kubernetes CRI records split into pieces.
+//! `file_source` follows files (`file` reads them, `file_watch` wakes it on changes), `docker`
+//! follows containers. Container-runtime timestamp prefixes are read by `timestamp` alone; `cri`
+//! joins Kubernetes CRI records split into pieces.
 
 pub mod batch;
 pub mod cri;
@@ -10,6 +11,7 @@ pub(crate) mod docker;
 pub mod events;
 pub mod file;
 pub(crate) mod file_source;
+pub(crate) mod file_watch;
 pub mod ingest;
 pub mod parse;
 pub mod reader;
