@@ -12,10 +12,11 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use serde::Deserialize;
 use support::alertmanager::RealAlertmanager;
+use support::cmd::{run_ok, show};
 use support::wait;
 
 const RULES: &str = "alerts/tikv-health-exporter.rules.yml";
@@ -61,26 +62,6 @@ fn promtool() -> PathBuf {
 
 fn amtool() -> PathBuf {
     tool("AMTOOL_BIN", "amtool", "prometheus-alertmanager")
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs `cmd` in the crate root and asserts that it succeeded, printing its output if not.
-fn run_ok(mut cmd: Command, what: &str) -> Output {
-    let out = cmd
-        .current_dir(root())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
-    assert!(out.status.success(), "{what} failed\n{}", show(&out));
-    out
 }
 
 /// Every rule file shipped in `alerts/` (`*.rules.yml`, `*.recording.yml`).

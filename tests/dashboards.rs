@@ -31,6 +31,16 @@ const PROVIDER_YML: &str =
 const JOB: &str = "tikv-health-exporter";
 const CLUSTER: &str = "basic";
 
+/// The values the data test gives Grafana's macros (a 1 s scrape interval).
+const MACRO_VALUES: [(&str, &str); 6] = [
+    ("__rate_interval", "15s"),
+    ("__interval", "1s"),
+    ("__interval_ms", "1000"),
+    ("__range", "1m"),
+    ("__range_s", "60"),
+    ("__range_ms", "60000"),
+];
+
 /// Variables Grafana itself defines (interval and range macros).
 const BUILTINS: [&str; 6] = [
     "__rate_interval",
@@ -598,21 +608,13 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
             .into(),
         ),
     ];
-    let builtins = [
-        ("__rate_interval", "15s"),
-        ("__interval", "1s"),
-        ("__interval_ms", "1000"),
-        ("__range", "1m"),
-        ("__range_s", "60"),
-        ("__range_ms", "60000"),
-    ];
     let end = last_good_scrape(&prom, JOB);
     let (start_s, end_s) = (format!("{:.3}", end - 20.0), format!("{end:.3}"));
     for p in query_panels(&d) {
         let t = title(p);
         for (scenario, vars) in &scenarios {
             let mut vars = vars.clone();
-            vars.extend(builtins.iter().map(|(k, v)| (*k, v.to_string())));
+            vars.extend(MACRO_VALUES.iter().map(|(k, v)| (*k, v.to_string())));
             // A repeated panel is drawn once per value of its variable.
             let repeats: Vec<String> = match p["repeat"].as_str() {
                 Some(r) => var_values[r].clone(),
@@ -782,14 +784,6 @@ fn two_clusters_with_overlapping_store_ids_stay_apart_in_alerts_and_dashboard() 
         v.insert("cluster", "a".into());
         label_values(variable_query(variable(&d, "invariant")), &v)
     };
-    let builtins = [
-        ("__rate_interval", "15s"),
-        ("__interval", "1s"),
-        ("__interval_ms", "1000"),
-        ("__range", "1m"),
-        ("__range_s", "60"),
-        ("__range_ms", "60000"),
-    ];
     let mut checked = 0;
     let mut failures = Vec::new();
     let end = last_good_scrape(&prom, JOB);
@@ -802,7 +796,7 @@ fn two_clusters_with_overlapping_store_ids_stay_apart_in_alerts_and_dashboard() 
             ("invariant", format!("({})", invariants.join("|"))),
         ]
         .into();
-        vars.extend(builtins.iter().map(|(k, v)| (*k, v.to_string())));
+        vars.extend(MACRO_VALUES.iter().map(|(k, v)| (*k, v.to_string())));
         assert_eq!(
             label_values(variable_query(variable(&d, "store")), &vars),
             ["1", "2", "3"],

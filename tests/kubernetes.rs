@@ -13,7 +13,8 @@ mod support;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
+use support::cmd::{run, run_ok, show};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -21,30 +22,6 @@ fn root() -> PathBuf {
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn run(mut cmd: Command, what: &str) -> Output {
-    cmd.current_dir(root())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("{what}: cannot run {cmd:?}: {e} (scripts/test-all.sh sets up what it needs)")
-        })
-}
-
-fn run_ok(cmd: Command, what: &str) -> Output {
-    let out = run(cmd, what);
-    assert!(out.status.success(), "{what} failed\n{}", show(&out));
-    out
 }
 
 /// The Python that has kubernetes-validate, PyYAML and jsonschema.

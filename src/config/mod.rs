@@ -601,7 +601,8 @@ mod tests {
         assert_eq!(cfg.custom_invariants[0].op, Op::Gt);
         assert_eq!(cfg.logs.files[0].source_label(), "file:tikv-1");
         assert_eq!(cfg.alerting.alertmanagers.len(), 2);
-        assert_eq!(cfg.alerting.external_labels["cluster"], "prod");
+        assert_eq!(cfg.alerting.external_labels["region"], "east");
+        assert_eq!(cfg.cluster_name.as_deref(), Some("prod-east"));
         let again = Config::from_yaml(&cfg.to_yaml()).unwrap();
         assert_eq!(again, cfg);
     }

@@ -372,3 +372,41 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 pub fn inv<'a>(name: &'a str, store: &'a str, severity: &'a str) -> [(&'a str, &'a str); 3] {
     [("name", name), ("store", store), ("severity", severity)]
 }
+
+/// What the exporter counts for `tests/data/tikv-pd-real-lines.log` read once by one source:
+/// events by kind, its 113 log lines, its 2 shell lines (`extra_malformed` more for lines
+/// around it that are not log lines). Panics naming what differs.
+pub fn assert_fixture_counted(m: &str, source: &str, store: &str, extra_malformed: f64) {
+    let labels = |event| [("source", source), ("store", store), ("event", event)];
+    for (event, n) in [
+        ("pd_leader_changed", 7.0),
+        ("became_leader", 2.0),
+        ("became_follower", 1.0),
+        ("election_started", 4.0),
+        ("leader_changed", 2.0),
+        ("transfer_leader", 1.0),
+        ("step_down", 0.0),
+    ] {
+        assert_eq!(
+            sample(m, "tikv_leadership_changes_total", &labels(event)),
+            Some(n),
+            "{event}"
+        );
+    }
+    assert_eq!(
+        sample(
+            m,
+            "tikv_log_malformed_lines_total",
+            &[("source", source), ("store", store)]
+        ),
+        Some(2.0 + extra_malformed)
+    );
+    let lines: f64 = samples(m)
+        .iter()
+        .filter(|(n, l, _)| {
+            n == "tikv_log_lines_total" && l.iter().any(|(k, v)| k == "source" && v == source)
+        })
+        .map(|(_, _, v)| v)
+        .sum();
+    assert_eq!(lines, 113.0, "every TiKV/PD line once");
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod alertmanager;
+pub mod cmd;
 pub mod docker;
 pub mod exporter;
 pub mod fake_pd;
