@@ -11,7 +11,7 @@
 mod support;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 use support::exporter::{Exporter, sample};
@@ -64,17 +64,9 @@ fn cri_file() -> (String, usize) {
 }
 
 fn run(args: &[&str], file: &std::path::Path) -> Vec<Value> {
-    let out = Command::new(support::exporter::binary())
-        .args(args)
-        .arg(file)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = Command::new(support::exporter::binary());
+    cmd.args(args).arg(file);
+    let out = support::cmd::run_ok(cmd, "tikv-health-exporter logs");
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()

@@ -64,8 +64,14 @@ pub struct Record<'a> {
 /// the end of the line (an empty `F` record).
 pub fn split_record(line: &[u8]) -> Option<Record<'_>> {
     let prefix = timestamp::parse_prefix(line).ok()?;
-    let time = &line[..prefix.len - 1];
-    let rest = &line[prefix.len..];
+    split_after_time(line, prefix.len)
+}
+
+/// [`split_record`] for a line whose timestamp prefix (and its space) is already known to take
+/// `time_len` bytes, as the parser knows after reading it.
+pub(crate) fn split_after_time(line: &[u8], time_len: usize) -> Option<Record<'_>> {
+    let time = &line[..time_len - 1];
+    let rest = &line[time_len..];
     let stream = if rest.starts_with(b"stdout ") {
         Stream::Stdout
     } else if rest.starts_with(b"stderr ") {
@@ -73,7 +79,7 @@ pub fn split_record(line: &[u8]) -> Option<Record<'_>> {
     } else {
         return None;
     };
-    let tags_at = prefix.len + 7;
+    let tags_at = time_len + 7;
     let tags = &line[tags_at..];
     let tags_len = tags.iter().position(|&c| c == b' ').unwrap_or(tags.len());
     let partial = match tags[..tags_len].split(|&c| c == b':').next() {

@@ -303,7 +303,7 @@ pub fn parse_line(line: &[u8]) -> Result<LogLine<'_>, ParseError> {
         let (ts, next) = docker_prefix(b)?;
         docker_time = Some(ts);
         pos = next;
-        if let Some(rec) = cri::split_record(b) {
+        if let Some(rec) = cri::split_after_time(b, next) {
             if rec.partial {
                 return err(ErrorKind::CriPartial, next);
             }
