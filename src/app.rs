@@ -11,11 +11,13 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, parse_listen_address};
+use crate::domain::PathPattern;
 use crate::exposition::View;
 use crate::exposition::http::{Endpoints, ReloadTrigger, handler};
 use crate::exposition::metrics::{BuildInfo, registry};
 use crate::logs::docker::DockerSource;
 use crate::logs::file_source::FileSource;
+use crate::logs::glob_source::GlobSource;
 use crate::logs::ingest::EventHistory;
 use crate::logs::source::{LogRegistry, SourceContext, SourceHandle, store_directory};
 use crate::notifier::Notifier;
@@ -225,19 +227,30 @@ async fn run_inner(
         cancel: sources_cancel.clone(),
     };
     let mut sources: Vec<SourceHandle> = Vec::new();
-    for f in &cfg.logs.files {
-        let source = FileSource {
-            path: f.path.clone(),
-            label: f.source_label(),
-            store: f.store.clone().unwrap_or_default(),
-            from_start: f.from_start,
-            poll_interval: cfg.logs.poll_interval.0,
+    for (i, f) in cfg.logs.files.iter().enumerate() {
+        let spawned = if f.is_pattern() {
+            let pattern =
+                PathPattern::parse(&f.path).with_context(|| format!("logs.files[{i}].path"))?;
+            GlobSource {
+                pattern,
+                path: f.path.clone(),
+                label: f.source_label(),
+                store: f.store.clone(),
+                from_start: f.from_start,
+                poll_interval: cfg.logs.poll_interval.0,
+            }
+            .spawn(ctx.clone())
+        } else {
+            FileSource {
+                path: f.path.clone(),
+                label: f.source_label(),
+                store: f.store.clone().unwrap_or_default(),
+                from_start: f.from_start,
+                poll_interval: cfg.logs.poll_interval.0,
+            }
+            .spawn(ctx.clone())
         };
-        sources.push(
-            source
-                .spawn(ctx.clone())
-                .context("cannot start a log file thread")?,
-        );
+        sources.push(spawned.context("cannot start a log file thread")?);
     }
     if cfg.logs.docker.enabled {
         sources.push(DockerSource::new(&cfg.logs.docker).spawn(ctx.clone()));

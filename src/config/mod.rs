@@ -194,12 +194,15 @@ fn default_warning() -> Severity {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogFileConfig {
-    /// Path of the log file to follow.
+    /// Path of the log file to follow, or a pattern (`*`, `?` within names) of files, e.g.
+    /// `/var/log/pods/*_basic-tikv-*_*/tikv/*.log`.
     pub path: PathBuf,
-    /// Source name (`source="file:<name>"`); defaults to the file name.
+    /// Source name (`source="file:<name>"`); defaults to the file name (a pattern's: the whole
+    /// pattern).
     #[serde(default)]
     pub name: Option<String>,
-    /// PD store id this file belongs to (`store` label); empty when unknown.
+    /// PD store id this file (every file of a pattern) belongs to (`store` label); unset: none
+    /// for a file, the pod in each file's path for a pattern.
     #[serde(default)]
     pub store: Option<String>,
     /// Read the existing content too (default: start at the end).
@@ -208,12 +211,16 @@ pub struct LogFileConfig {
 }
 
 impl LogFileConfig {
-    /// The `source` label of this file.
+    /// Whether `path` is a pattern of files rather than one file.
+    pub fn is_pattern(&self) -> bool {
+        crate::domain::is_pattern(&self.path)
+    }
+
+    /// The `source` label of this file (or pattern).
     pub fn source_label(&self) -> String {
         let name = self.name.clone().unwrap_or_else(|| {
-            self.path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
+            let file = self.path.file_name().filter(|_| !self.is_pattern());
+            file.map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| self.path.display().to_string())
         });
         format!("file:{name}")
@@ -632,6 +639,11 @@ mod tests {
                 Some(4),
             ),
             ("pd:\n  tls:\n    cert_file: /c.pem\n", "pd.tls", Some(2)),
+            (
+                "logs:\n  files:\n    - path: /var/log/**/*.log\n",
+                "logs.files[0].path",
+                Some(3),
+            ),
         ];
         for (yaml, key, line) in cases {
             let e = Config::from_yaml(yaml).unwrap_err();

@@ -103,6 +103,14 @@ impl Config {
             if f.path.as_os_str().is_empty() {
                 return Err(bad(&format!("logs.files[{i}].path"), "empty path".into()));
             }
+            if f.is_pattern() {
+                crate::domain::PathPattern::parse(&f.path).map_err(|e| {
+                    bad(
+                        &format!("logs.files[{i}].path"),
+                        format!("`{}`: {e}", f.path.display()),
+                    )
+                })?;
+            }
             if !sources.insert(f.source_label()) {
                 return Err(bad(
                     &format!("logs.files[{i}].name"),

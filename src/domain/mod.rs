@@ -1,15 +1,17 @@
 //! The shared vocabulary of every layer: severities and comparisons of invariants, PD stores and
-//! their states, PD members and schedule settings, and how samples, containers and pods map to
-//! stores. Nothing here does I/O; every other module may import it, and it
+//! their states, PD members and schedule settings, how samples, containers and pods map to
+//! stores, and name patterns. Nothing here does I/O; every other module may import it, and it
 //! imports none of them.
 
 mod mapping;
+mod pattern;
 mod pd;
 mod store;
 
 use serde::{Deserialize, Serialize};
 
 pub use mapping::{DEFAULT_STATUS_PORT, MAPPING_LABELS, MappingRule, StoreMatcher};
+pub use pattern::{Part, PathPattern, PatternError, glob_match, is_pattern};
 pub use pd::{Member, MemberHealth, Members, PdHealth, ScheduleConfig};
 pub use store::{Store, StoreState, host_of};
 

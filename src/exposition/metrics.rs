@@ -16,6 +16,7 @@ use crate::clock::unix_now;
 use crate::invariants::engine::Phase;
 use crate::logs::events::EventKind;
 use crate::logs::file::GapReason;
+use crate::logs::ingest::SourceStats;
 use crate::logs::parse::Level;
 
 /// Content type of the exposition.
@@ -107,6 +108,19 @@ fn counters<'a>(
 
 fn b(v: bool) -> f64 {
     if v { 1.0 } else { 0.0 }
+}
+
+/// One `source_up` per log source label: a file pattern has a series per store under one
+/// label, up only when all of them are.
+fn log_sources_up(logs: &[Arc<SourceStats>]) -> Vec<(&str, bool)> {
+    let mut out: Vec<(&str, bool)> = Vec::with_capacity(logs.len());
+    for s in logs {
+        match out.iter_mut().find(|(n, _)| *n == s.source) {
+            Some((_, up)) => *up &= s.is_up(),
+            None => out.push((&s.source, s.is_up())),
+        }
+    }
+    out
 }
 
 impl Collector for StateCollector {
@@ -334,6 +348,17 @@ impl Collector for StateCollector {
         )?;
         gauges(
             &mut enc,
+            "tikv_log_followed_files",
+            "File patterns: how many matching files are followed for the store",
+            snaps.iter().filter_map(|(s, _)| {
+                Some((
+                    vec![("source", s.source.as_str()), ("store", s.store.as_str())],
+                    s.files()? as f64,
+                ))
+            }),
+        )?;
+        gauges(
+            &mut enc,
             "tikv_log_last_line_timestamp_seconds",
             "The log time of the newest line read from the source",
             snaps.iter().filter_map(|(s, sn)| {
@@ -395,8 +420,9 @@ impl Collector for StateCollector {
             src.iter()
                 .map(|(n, h)| (vec![("source", n.as_str())], b(h.up)))
                 .chain(
-                    logs.iter()
-                        .map(|s| (vec![("source", s.source.as_str())], b(s.is_up()))),
+                    log_sources_up(&logs)
+                        .into_iter()
+                        .map(|(n, up)| (vec![("source", n)], b(up))),
                 ),
         )?;
         gauges(

@@ -654,7 +654,7 @@ fn older_first(pa: &Path, ma: &fs::Metadata, pb: &Path, mb: &fs::Metadata) -> st
 }
 
 /// True when the file was created at or after `t` (allowing for the coarse file clock).
-fn born_since(m: &fs::Metadata, t: SystemTime) -> bool {
+pub(crate) fn born_since(m: &fs::Metadata, t: SystemTime) -> bool {
     birth(m).is_some_and(|b| b + BIRTH_SLACK >= t)
 }
 
@@ -710,6 +710,19 @@ fn is_rotated_name(name: &str, candidate: &str) -> bool {
     after_name || stem_and_ext
 }
 
+/// Whether `name` is a rotated, compressed or temporary copy of a log file rather than a log
+/// file of its own: it ends in a compressed or temporary suffix, it is a rotated name of one of
+/// `siblings` (other names of its directory), or it continues a `….log` name with a rotation
+/// suffix (kubelet's `0.log.20261201-101010`), also while the file it came from is not there
+/// (renamed away, not yet reopened).
+pub(crate) fn is_rotated_copy(name: &str, siblings: &[String]) -> bool {
+    SKIPPED_SUFFIXES.iter().any(|s| name.ends_with(s))
+        || siblings.iter().any(|s| is_rotated_name(s, name))
+        || name
+            .match_indices(".log")
+            .any(|(i, _)| is_rotated_name(&name[..i + 4], name))
+}
+
 /// Reads up to `buf.len()` bytes at `off`; fewer at the end of the file.
 fn read_at_most(file: &File, off: u64, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
@@ -733,7 +746,32 @@ fn starts_with(file: &File, head: &[u8]) -> io::Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_rotated_name;
+    use super::{is_rotated_copy, is_rotated_name};
+
+    #[test]
+    fn rotated_copies_are_not_log_files_of_their_own() {
+        let siblings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let none = siblings(&[]);
+        for copy in [
+            "0.log.20261201-101010",
+            "0.log.20261201-101010.gz",
+            "0.log.20261201-101010.tmp",
+            "tikv.log.1",
+            "tikv.log-20240712",
+        ] {
+            assert!(is_rotated_copy(copy, &none), "{copy}");
+        }
+        for live in ["0.log", "1.log", "10.log", "tikv.log", "rocksdb.info"] {
+            assert!(
+                !is_rotated_copy(live, &siblings(&["0.log", "1.log"])),
+                "{live}"
+            );
+        }
+        // TiKV's own rotation keeps the extension: a copy only next to its live file.
+        let tikv = "tikv.2024-07-12T09-26-10.005.log";
+        assert!(is_rotated_copy(tikv, &siblings(&["tikv.log", tikv])));
+        assert!(!is_rotated_copy(tikv, &siblings(&[tikv])));
+    }
 
     #[test]
     fn rotated_names_are_recognised_and_compressed_or_other_files_are_not() {

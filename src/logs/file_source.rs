@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use super::cri::CriJoiner;
 use super::file::{FileFollower, FileStatus, FollowCounters, FollowOptions, GapReason};
 use super::file_watch::Wakeup;
-use super::ingest::{FileState, Ingestor, SourceStats};
+use super::ingest::{FileState, Ingestor};
 use super::source::{SourceContext, SourceHandle};
 
 /// The shortest time between two polls, however often changes are notified.
-const MIN_POLL_GAP: Duration = Duration::from_millis(25);
+pub(crate) const MIN_POLL_GAP: Duration = Duration::from_millis(25);
 
 /// One file to follow.
 #[derive(Clone, Debug)]
@@ -64,7 +64,14 @@ impl FileSource {
                     let started = Instant::now();
                     let polled = follower.poll(|l| joiner.push(l, &mut |l| ing.ingest_line(l)));
                     ing.flush();
-                    report.polled(&stats, &follower, polled);
+                    let status = report.polled(&stats.source, &follower, polled);
+                    stats.set_up(status.is_some_and(|s| s != FileStatus::Missing));
+                    if let Some(status) = status {
+                        stats.set_file_state(&FileState {
+                            deleted: status == FileStatus::Deleted,
+                            gaps: follower.counters().gaps,
+                        });
+                    }
                     match follower.current_file() {
                         Some(real) => wakeup.follow(&[follower.path(), real]),
                         None => wakeup.follow(&[follower.path()]),
@@ -83,42 +90,51 @@ impl FileSource {
     }
 }
 
-/// What was last reported about the file, so that each change is logged once.
+/// What was last reported about a followed file, so that each change is logged once.
 #[derive(Default)]
-struct Report {
+pub(crate) struct Report {
     last_error: String,
     deleted: bool,
     counters: FollowCounters,
+    /// Deletion is expected (a file pattern's files go with their pod): not logged.
+    quiet_deletion: bool,
 }
 
 impl Report {
-    fn polled(
+    /// A report for a file of a pattern, whose deletion is no news.
+    pub(crate) fn of_pattern_file() -> Self {
+        Report {
+            quiet_deletion: true,
+            ..Report::default()
+        }
+    }
+
+    /// Logs what changed about `follower`'s file with this poll (an error or its end, a
+    /// deletion or a new file, new gaps), naming `source`; the poll's status, `None` on error.
+    pub(crate) fn polled(
         &mut self,
-        stats: &SourceStats,
+        source: &str,
         follower: &FileFollower,
         polled: std::io::Result<FileStatus>,
-    ) {
+    ) -> Option<FileStatus> {
         let path = follower.path().display();
-        let source = &stats.source;
         let status = match polled {
             Ok(status) => status,
             Err(e) => {
-                stats.set_up(false);
                 let msg = format!("{path}: {e}");
                 if msg != self.last_error {
                     crate::log::warn(&format!("log source {source}: {msg}"));
                     self.last_error = msg;
                 }
-                return;
+                return None;
             }
         };
-        stats.set_up(status != FileStatus::Missing);
         if !self.last_error.is_empty() {
             crate::log::info(&format!("log source {source}: {path} readable again"));
             self.last_error.clear();
         }
         let deleted = status == FileStatus::Deleted;
-        if deleted != self.deleted {
+        if deleted != self.deleted && !self.quiet_deletion {
             if deleted {
                 crate::log::warn(&format!(
                     "log source {source}: {path} was deleted; still reading the open file until a new one appears"
@@ -128,8 +144,8 @@ impl Report {
                     "log source {source}: {path} is back; following the new file"
                 ));
             }
-            self.deleted = deleted;
         }
+        self.deleted = deleted;
         let counters = follower.counters();
         for reason in GapReason::ALL {
             let (was, now) = (
@@ -149,9 +165,6 @@ impl Report {
             }
         }
         self.counters = counters;
-        stats.set_file_state(&FileState {
-            deleted,
-            gaps: counters.gaps,
-        });
+        Some(status)
     }
 }

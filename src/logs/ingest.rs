@@ -28,6 +28,8 @@ pub struct SourceStats {
     file_deleted: AtomicU8,
     /// File sources only: places where lines may have been lost, by [`GapReason::index`].
     gaps: [AtomicU64; GapReason::ALL.len()],
+    /// File patterns only: how many followed files map to this series; -1 for other sources.
+    files: AtomicI64,
 }
 
 /// What a file source reports about its file, apart from the lines.
@@ -72,7 +74,19 @@ impl SourceStats {
             up: AtomicBool::new(false),
             file_deleted: AtomicU8::new(0),
             gaps: Default::default(),
+            files: AtomicI64::new(-1),
         }
+    }
+
+    /// Records how many files of a file pattern this series counts now.
+    pub fn set_files(&self, n: usize) {
+        self.files
+            .store(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+
+    /// How many followed files a file pattern's series counts; `None` for other sources.
+    pub fn files(&self) -> Option<u64> {
+        u64::try_from(self.files.load(Ordering::Relaxed)).ok()
     }
 
     /// Records the state of a file source's file (the gaps are totals so far).

@@ -47,6 +47,25 @@ impl LogRegistry {
         }
     }
 
+    /// The counters of `source` for `store`, registered (zeroed) if there are none yet. A
+    /// source that spans several stores (a file pattern) has one entry per store under one
+    /// label; it never uses [`LogRegistry::register`], which keeps one entry per label.
+    pub fn series(&self, source: &str, store: &str) -> Arc<SourceStats> {
+        let mut v = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = v.iter().find(|s| s.source == source && s.store == store) {
+            return s.clone();
+        }
+        let stats = Arc::new(SourceStats::new(source, store));
+        v.push(stats.clone());
+        stats
+    }
+
+    /// Removes the counters of `source` for `store` (their series leave the exposition).
+    pub fn remove(&self, source: &str, store: &str) {
+        let mut v = self.0.write().unwrap_or_else(|p| p.into_inner());
+        v.retain(|s| !(s.source == source && s.store == store));
+    }
+
     /// A copy of the current list.
     pub fn list(&self) -> Vec<Arc<SourceStats>> {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
@@ -78,6 +97,12 @@ impl StoreLookup {
     /// The stores known now (empty before the first poll).
     pub fn stores(&self) -> Arc<[Store]> {
         self.0.borrow().clone().unwrap_or_else(|| Arc::new([]))
+    }
+
+    /// Whether the poller published a store list yet (after its first poll; empty when PD has
+    /// not answered so far).
+    pub fn is_known(&self) -> bool {
+        self.0.borrow().is_some()
     }
 
     /// Waits until the first store list is known, at most `timeout` or until `cancel`.

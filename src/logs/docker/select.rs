@@ -2,29 +2,7 @@
 
 use std::collections::HashMap;
 
-/// Whether `name` matches `pattern`, where `*` matches any run of characters and `?` one.
-/// Without wildcards this is exact equality (Docker's own `name=` filter matches substrings).
-fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, s) = (pattern.as_bytes(), name.as_bytes());
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
-            pi += 1;
-            si += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, si));
-            pi += 1;
-        } else if let Some((sp, ss)) = star {
-            pi = sp + 1;
-            si = ss + 1;
-            star = Some((sp, ss + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
+use crate::domain::glob_match;
 
 /// Which containers to follow: any name pattern (none given: any name) and every label.
 #[derive(Clone, Debug, Default)]
@@ -72,22 +50,6 @@ impl Selector {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs_are_exact_unless_wildcards() {
-        assert!(glob_match("tikv0", "tikv0"));
-        assert!(!glob_match("tikv", "tikv0"));
-        assert!(!glob_match("tikv", "my-tikv"));
-        assert!(glob_match("tikv-*", "tikv-0"));
-        assert!(glob_match("tikv-*", "tikv-"));
-        assert!(!glob_match("tikv-*", "pd-tikv-0"));
-        assert!(glob_match("*tikv*", "pd-tikv-0"));
-        assert!(glob_match("tikv?", "tikv1"));
-        assert!(!glob_match("tikv?", "tikv10"));
-        assert!(glob_match("a*b*c", "aXXbYYbZc"));
-        assert!(!glob_match("a*b*c", "aXXbYYbZ"));
-        assert!(glob_match("*", ""));
-    }
 
     #[test]
     fn selector_combines_names_and_labels() {
