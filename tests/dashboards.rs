@@ -4,7 +4,9 @@
 //! - Structure: importable through the UI (`__inputs`/`__requires`) and provisionable from a file
 //!   (every panel and variable query uses the `${datasource}` variable, never `${DS_PROMETHEUS}`,
 //!   grafana/grafana#10786), stable uid, unique panel ids, every query filtered by `$job` (and
-//!   `$store` where the metric has a store), only `$__rate_interval`/`$__range` windows.
+//!   `$store` where the metric has a store), only `$__rate_interval`/`$__range` windows; the
+//!   `cluster` variable narrowed by a hidden `tidb_cluster` text box, so links from TiDB's
+//!   dashboards (`var-tidb_cluster=...`) open on their cluster (checked against real series).
 //! - Data: the real exporter (fake PD with 3 stores, a followed log file, its Prometheus-based
 //!   invariants reading a fake TiKV from the same Prometheus) scraped by a real Prometheus; every panel query, with the template variables substituted the way Grafana
 //!   does, must parse and return a non-empty result, and every variable query must list values.
@@ -304,8 +306,16 @@ fn dashboard_is_importable_and_provisionable() {
     let cluster = variable(&d, "cluster");
     assert_eq!(
         variable_query(cluster),
-        r#"label_values(tikv_health_exporter_build_info{job=~"$job"}, cluster)"#
+        r#"label_values(tikv_health_exporter_build_info{job=~"$job",cluster=~"$tidb_cluster"}, cluster)"#
     );
+    // TiDB's dashboards call the cluster `tidb_cluster`: their links set it in the URL
+    // (var-tidb_cluster=...), which a hidden, URL-synced text box takes; every cluster by default.
+    let tidb = variable(&d, "tidb_cluster");
+    assert_eq!(tidb["type"], "textbox");
+    assert_eq!(tidb["hide"], 2, "hidden");
+    assert_eq!(tidb["skipUrlSync"], false, "set from the URL");
+    assert_eq!(tidb["query"], ".*");
+    assert_eq!(tidb["current"]["value"], ".*");
     // One cluster at a time: store ids of different clusters overlap.
     assert_eq!(cluster["multi"], false);
     assert_eq!(cluster["includeAll"], false);
@@ -353,6 +363,14 @@ fn provisioning_files_are_grafana_provisioning() {
     if p["options"]["foldersFromFilesStructure"] == true {
         assert!(p["folder"].is_null() && p["folderUid"].is_null());
     }
+}
+
+/// The hidden `tidb_cluster` text box's value when no link sets it.
+fn tidb_cluster_default(d: &Value) -> String {
+    variable(d, "tidb_cluster")["query"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// Grafana's interpolation of `expr` with `vars` (name → already formatted value).
@@ -541,8 +559,12 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
 
     // Template variable queries, as Grafana runs label_values(): the label values API.
     let mut var_values: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let base: BTreeMap<&str, String> =
-        [("job", JOB.to_owned()), ("cluster", CLUSTER.to_owned())].into();
+    let base: BTreeMap<&str, String> = [
+        ("job", JOB.to_owned()),
+        ("cluster", CLUSTER.to_owned()),
+        ("tidb_cluster", tidb_cluster_default(&d)),
+    ]
+    .into();
     for v in variables(&d).iter().filter(|v| v["type"] == "query") {
         let name = v["name"].as_str().unwrap();
         let q = interpolate(variable_query(v), &base);
@@ -774,11 +796,20 @@ fn two_clusters_with_overlapping_store_ids_stay_apart_in_alerts_and_dashboard() 
             })
             .unwrap_or_default()
     };
-    let job_only: BTreeMap<&str, String> = [("job", JOB.to_owned())].into();
-    assert_eq!(
-        label_values(variable_query(variable(&d, "cluster")), &job_only),
-        ["a", "b"]
-    );
+    let job_only: BTreeMap<&str, String> = [
+        ("job", JOB.to_owned()),
+        ("tidb_cluster", tidb_cluster_default(&d)),
+    ]
+    .into();
+    let cluster_query = variable_query(variable(&d, "cluster"));
+    assert_eq!(label_values(cluster_query, &job_only), ["a", "b"]);
+    // Opened from a TiDB dashboard's link with var-tidb_cluster=b: only cluster b is offered,
+    // so Grafana selects it; a cluster no exporter watches offers none.
+    let mut linked = job_only.clone();
+    linked.insert("tidb_cluster", "b".into());
+    assert_eq!(label_values(cluster_query, &linked), ["b"]);
+    linked.insert("tidb_cluster", "tidb-cluster-c".into());
+    assert!(label_values(cluster_query, &linked).is_empty());
     let invariants: Vec<String> = {
         let mut v = job_only.clone();
         v.insert("cluster", "a".into());
