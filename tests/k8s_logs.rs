@@ -6,6 +6,9 @@
 //! TiDB Operator addresses (`basic-tikv-<n>.basic-tikv-peer.tidb-cluster.svc:20160`), so each
 //! file maps to a store through the pod name in its path.
 //!
+//! The shipped node agent (`deploy/kubernetes/node-logs`) runs with its own config and its
+//! PodMonitor's relabeling against a real Prometheus, next to a cluster watcher.
+//!
 //! What is written is counted exactly once per store (lines by level, malformed lines,
 //! leadership events: never lost, never doubled, nothing from a `.gz`), and the series stay one
 //! per (pattern, store) over any pod churn.
@@ -14,11 +17,13 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::time::Duration;
 
 use support::docker::leader_line;
 use support::exporter::{Exporter, sample, samples};
 use support::fake_pd::{FakePd, StoreSpec};
 use support::kubelet::{ContainerLog, PodLogs};
+use support::prometheus::{RealPrometheus, render_config_jobs};
 use support::wait::PATIENCE;
 
 const NS: &str = "tidb-cluster";
@@ -344,6 +349,181 @@ fn a_pod_maps_once_pd_lists_its_store_and_a_gone_store_leaves_no_series() {
             stores_of(&m, metric),
             BTreeSet::from([String::new()]),
             "{metric}"
+        );
+    }
+}
+
+/// The shipped node agent (`deploy/kubernetes/node-logs`: its config, its PodMonitor's job and
+/// metric relabeling) next to a cluster watcher, both scraped by a real Prometheus the way the
+/// Prometheus Operator renders the PodMonitor: the agent's per-store log counters join the
+/// watcher's store series on (cluster, store) under one job, and only log series come from
+/// the agent (a second `tikv_store_info` per store would make the join fail).
+#[test]
+fn the_shipped_node_agent_joins_the_watchers_store_series_in_prometheus() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/node-logs");
+    let read = |name: &str| std::fs::read_to_string(shipped.join(name)).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let pods = PodLogs::new(&tmp.path().join("pods"));
+    let mut c0 = pods.start_pod(NS, "basic-tikv-0").container("tikv");
+    let mut c1 = pods.start_pod(NS, "basic-tikv-1").container("tikv");
+    let pd = FakePd::with_live_stores(&[operator_store(1, 0), operator_store(2, 1)]);
+
+    // The shipped config, pointed at the fake PD and this node's pod log directory.
+    let shipped_config = read("config.yml");
+    let config = shipped_config
+        .replace("http://basic-pd.tidb-cluster.svc:2379", &pd.url())
+        .replace("/var/log/pods/", &format!("{}/", pods.root.display()));
+    assert_eq!(config.matches(&pd.url()).count(), 1, "{config}");
+    assert!(config.contains(&format!("path: {}/", pods.root.display())));
+    let agent_cfg = tmp.path().join("agent.yml");
+    std::fs::write(&agent_cfg, &config).unwrap();
+    let common = |extra: &[String]| -> Vec<String> {
+        let mut v: Vec<String> = ["--cluster.name", "basic", "--poll-interval", "200ms"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend_from_slice(extra);
+        v
+    };
+    let agent = Exporter::start(&common(&[
+        "--config.file".into(),
+        agent_cfg.display().to_string(),
+    ]));
+    let watcher = Exporter::start(&common(&["--pd.endpoints".into(), pd.url()]));
+    agent.wait_metrics("the agent follows both pods", PATIENCE, |m| {
+        followed(m, "1") == Some(1.0) && followed(m, "2") == Some(1.0)
+    });
+    let mut want: BTreeMap<&str, Tally> = [("1", Tally::default()), ("2", Tally::default())].into();
+    write_batch(&mut c0, 12, want.get_mut("1").unwrap());
+    write_batch(&mut c1, 8, want.get_mut("2").unwrap());
+    let m = wait_counts(&agent, &want, "the agent's counts per store");
+    assert!(
+        !m.contains("tikv_invariant_"),
+        "the agent evaluates no invariant:\n{m}"
+    );
+
+    // The PodMonitor as the Prometheus Operator renders it: job from the pods' jobLabel
+    // label, its metricRelabelings as metric_relabel_configs.
+    let monitor: serde_json::Value = serde_saphyr::from_str(&read("podmonitor.yaml")).unwrap();
+    let daemonset: serde_json::Value = serde_saphyr::from_str(&read("daemonset.yaml")).unwrap();
+    let job_label = monitor["spec"]["jobLabel"].as_str().unwrap();
+    let job = daemonset["spec"]["template"]["metadata"]["labels"][job_label]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        job, "tikv-health-exporter",
+        "the watcher's job (its Service name)"
+    );
+    let mut relabel = String::new();
+    for r in monitor["spec"]["podMetricsEndpoints"][0]["metricRelabelings"]
+        .as_array()
+        .unwrap()
+    {
+        let obj = r.as_object().unwrap();
+        relabel += "      - action: ";
+        relabel += &serde_json::to_string(&obj["action"]).unwrap();
+        relabel += "\n";
+        for (from, to) in [
+            ("sourceLabels", "source_labels"),
+            ("regex", "regex"),
+            ("separator", "separator"),
+            ("targetLabel", "target_label"),
+            ("replacement", "replacement"),
+        ] {
+            if let Some(v) = obj.get(from) {
+                relabel += &format!("        {to}: {}\n", serde_json::to_string(v).unwrap());
+            }
+        }
+    }
+    let watcher_job = format!(
+        "  - job_name: {job:?}\n    static_configs:\n      - targets: [\"{}\"]\n",
+        watcher.addr()
+    );
+    let agent_job = format!(
+        "  - job_name: node-logs\n    static_configs:\n      - targets: [\"{}\"]\n    relabel_configs:\n      - target_label: job\n        replacement: {job:?}\n    metric_relabel_configs:\n{relabel}",
+        agent.addr()
+    );
+    let prom = RealPrometheus::launch_config(
+        &render_config_jobs(&[watcher_job, agent_job], Duration::from_secs(1), &[]),
+        &[],
+        "",
+    );
+
+    // One query joins the agent's log counters to the watcher's stores.
+    let join = format!(
+        r#"tikv_log_lines_total{{job="{job}",level="INFO",source="file:tikv"}} * on(cluster, store) group_left(address) tikv_store_info{{job="{job}"}}"#
+    );
+    let joined = prom.wait_for(
+        &join,
+        |v| v["data"]["result"].as_array().is_some_and(|r| r.len() == 2),
+        PATIENCE,
+    );
+    let mut by_store: Vec<(String, String, String, String)> = joined["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let l = &s["metric"];
+            let text = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+            (
+                text("store"),
+                text("address"),
+                text("cluster"),
+                s["value"][1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    by_store.sort();
+    assert_eq!(
+        by_store,
+        [
+            (
+                "1".to_owned(),
+                format!("basic-tikv-0.basic-tikv-peer.{NS}.svc:20160"),
+                "basic".to_owned(),
+                want["1"].info.to_string()
+            ),
+            (
+                "2".to_owned(),
+                format!("basic-tikv-1.basic-tikv-peer.{NS}.svc:20160"),
+                "basic".to_owned(),
+                want["2"].info.to_string()
+            ),
+        ],
+        "{joined}"
+    );
+    // What the agent's target holds: its log series and its file source's health, nothing of
+    // the cluster's (Prometheus' own scrape series apart).
+    let names = prom.query_blocking(&format!(
+        r#"count by (__name__, source) ({{instance="{}"}})"#,
+        agent.addr()
+    ));
+    let kept: BTreeSet<(String, String)> = names["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let l = &s["metric"];
+            let text = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+            (text("__name__"), text("source"))
+        })
+        .collect();
+    assert!(
+        kept.contains(&("tikv_log_lines_total".into(), SOURCE.into())),
+        "{kept:?}"
+    );
+    assert!(
+        kept.contains(&("tikv_health_exporter_source_up".into(), SOURCE.into())),
+        "{kept:?}"
+    );
+    for (name, source) in &kept {
+        let log_series = name.starts_with("tikv_log_") || name == "tikv_leadership_changes_total";
+        let file_health = name == "tikv_health_exporter_source_up" && source == SOURCE;
+        let scrape = name == "up" || name.starts_with("scrape_");
+        assert!(
+            log_series || file_health || scrape,
+            "kept from the agent: {name} {source:?}"
         );
     }
 }

@@ -3,7 +3,9 @@
 //! Prometheus Operator objects pass their CRD schemas (`tests/data/k8s-crds/validate.py`), the
 //! PrometheusRule holds exactly the groups of `alerts/*.rules.yml` and passes `promtool check
 //! rules`, the dashboard ConfigMap holds the shipped dashboard, the objects select each other,
-//! the pod is hardened, and its config is one the real binary accepts.
+//! the pod is hardened, and its config is one the real binary accepts. The same for the
+//! optional node agents (`deploy/kubernetes/node-logs`: DaemonSet, PodMonitor), whose pods read
+//! the node's `/var/log/pods` read-only and nothing else, under the watcher's job.
 //!
 //! Needs `kubectl` (for `kubectl kustomize`, which runs offline; part of this machine kind's
 //! image), `promtool` (Debian's `prometheus`) and a Python with `kubernetes-validate`, PyYAML and
@@ -110,20 +112,62 @@ fn the_base_renders_to_valid_objects_for_old_and_new_kubernetes() {
             "ServiceMonitor"
         ]
     );
+    let stdout = assert_valid(
+        &file,
+        &[
+            "serviceaccount/tikv-health-exporter",
+            "deployment/tikv-health-exporter",
+            "service/tikv-health-exporter",
+            "networkpolicy/tikv-health-exporter",
+            "configmap/tikv-health-exporter-dashboard",
+        ],
+    );
+    assert!(
+        stdout.contains("ok   ") && stdout.contains("PrometheusRule/tikv-health-exporter"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ServiceMonitor/tikv-health-exporter"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 checked, 0 invalid"), "{stdout}");
+}
+
+/// What both pods share: no service-account token, RuntimeDefault seccomp, one container
+/// without privilege escalation or capabilities on a read-only root filesystem, with requests,
+/// a memory limit and the readiness and health probes. Returns the container.
+fn assert_locked_down(spec: &Value) -> &Value {
+    assert_eq!(spec["automountServiceAccountToken"], false);
+    assert_eq!(
+        spec["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let containers = spec["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    let sc = &c["securityContext"];
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert!(sc["capabilities"]["add"].is_null() && sc["privileged"].is_null());
+    assert!(c["resources"]["requests"]["cpu"].is_string());
+    assert!(c["resources"]["requests"]["memory"].is_string());
+    assert!(c["resources"]["limits"]["memory"].is_string());
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/-/ready");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/-/healthy");
+    c
+}
+
+/// `kubernetes-validate --strict` for the oldest and newest Kubernetes it bundles schemas for,
+/// which each of `objects` (`kind/name`) must pass, then the CRD validator: both must pass.
+/// Returns what the CRD validator printed.
+fn assert_valid(file: &Path, objects: &[&str]) -> String {
     let py = python();
-    // The oldest and newest Kubernetes that kubernetes-validate bundles schemas for.
     let mut cmd = Command::new(kubernetes_validate(&py));
-    cmd.args(["--strict", "-k", "1.25", "-k", "1.37"])
-        .arg(&file);
+    cmd.args(["--strict", "-k", "1.25", "-k", "1.37"]).arg(file);
     let out = run_ok(cmd, "kubernetes-validate");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for object in [
-        "serviceaccount/tikv-health-exporter",
-        "deployment/tikv-health-exporter",
-        "service/tikv-health-exporter",
-        "networkpolicy/tikv-health-exporter",
-        "configmap/tikv-health-exporter-dashboard",
-    ] {
+    for object in objects {
         for version in ["1.25", "1.37"] {
             assert!(
                 stdout.contains(&format!(
@@ -136,18 +180,9 @@ fn the_base_renders_to_valid_objects_for_old_and_new_kubernetes() {
     }
     assert!(!stdout.contains("ERROR"), "{}", show(&out));
     let mut cmd = Command::new(&py);
-    cmd.arg("tests/data/k8s-crds/validate.py").arg(&file);
+    cmd.arg("tests/data/k8s-crds/validate.py").arg(file);
     let out = run_ok(cmd, "validate.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("ok   ") && stdout.contains("PrometheusRule/tikv-health-exporter"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("ServiceMonitor/tikv-health-exporter"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("2 checked, 0 invalid"), "{stdout}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The validators are not rubber stamps: a base with a typo'd field in the Deployment and the
@@ -305,27 +340,9 @@ fn the_objects_fit_together_and_the_pod_is_hardened() {
     );
 
     let spec = &pod["spec"];
-    assert_eq!(spec["automountServiceAccountToken"], false);
+    let c = assert_locked_down(spec);
     assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
     assert_eq!(spec["securityContext"]["runAsUser"], 65534);
-    assert_eq!(
-        spec["securityContext"]["seccompProfile"]["type"],
-        "RuntimeDefault"
-    );
-    let containers = spec["containers"].as_array().unwrap();
-    assert_eq!(containers.len(), 1);
-    let c = &containers[0];
-    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
-    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
-    assert_eq!(
-        c["securityContext"]["capabilities"]["drop"],
-        serde_json::json!(["ALL"])
-    );
-    assert!(c["resources"]["requests"]["cpu"].is_string());
-    assert!(c["resources"]["requests"]["memory"].is_string());
-    assert!(c["resources"]["limits"]["memory"].is_string());
-    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/-/ready");
-    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/-/healthy");
 
     // The config volume is the generated ConfigMap (name with its content hash), mounted where
     // the args point, and its config.yml is accepted by the real binary.
@@ -386,5 +403,154 @@ fn the_objects_fit_together_and_the_pod_is_hardened() {
     assert_eq!(
         policy["spec"]["ingress"][0]["ports"][0]["port"],
         c["ports"][0]["name"]
+    );
+}
+
+/// The optional node agents (`deploy/kubernetes/node-logs`): valid objects (core kinds for old
+/// and new Kubernetes, the PodMonitor against its CRD); a DaemonSet that reads the node's
+/// `/var/log/pods` read-only as UID 0 with nothing else (no capability, no writable volume);
+/// a PodMonitor that selects the agents (and not the watcher) on a declared port under the
+/// watcher's job; a config the binary accepts, that follows a pattern under the mount and
+/// evaluates no invariant.
+#[test]
+fn the_node_agents_render_valid_hardened_and_under_the_watchers_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, docs) = render(&base().join("node-logs"), tmp.path());
+    let mut kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "ConfigMap",
+            "DaemonSet",
+            "NetworkPolicy",
+            "PodMonitor",
+            "ServiceAccount"
+        ]
+    );
+    let daemonset = find(&docs, "DaemonSet");
+    let cm_name = daemonset["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|v| v["configMap"]["name"].as_str())
+        .unwrap()
+        .to_owned();
+    assert!(
+        cm_name.starts_with("tikv-health-exporter-node-logs-config-"),
+        "{cm_name}"
+    );
+    let stdout = assert_valid(
+        &file,
+        &[
+            "serviceaccount/tikv-health-exporter-node-logs",
+            "daemonset/tikv-health-exporter-node-logs",
+            "networkpolicy/tikv-health-exporter-node-logs",
+            &format!("configmap/{cm_name}"),
+        ],
+    );
+    assert!(
+        stdout.contains("PodMonitor/tikv-health-exporter-node-logs")
+            && stdout.contains("1 checked, 0 invalid"),
+        "{stdout}"
+    );
+
+    let pod = &daemonset["spec"]["template"];
+    let spec = &pod["spec"];
+    let c = assert_locked_down(spec);
+    // kubelet's runtimes write the files root-owned, mode 0640: read as their owner.
+    assert_eq!(spec["securityContext"]["runAsUser"], 0);
+    assert!(spec["hostNetwork"].is_null() && spec["hostPID"].is_null());
+    let volumes = spec["volumes"].as_array().unwrap();
+    let host: Vec<&Value> = volumes
+        .iter()
+        .filter(|v| !v["hostPath"].is_null())
+        .collect();
+    assert_eq!(host.len(), 1, "{volumes:?}");
+    assert_eq!(host[0]["hostPath"]["path"], "/var/log/pods");
+    let mounts = c["volumeMounts"].as_array().unwrap();
+    assert!(
+        mounts.iter().all(|m| m["readOnly"] == true),
+        "nothing writable: {mounts:?}"
+    );
+    let logs_mount = mounts
+        .iter()
+        .find(|m| m["name"] == host[0]["name"])
+        .unwrap();
+    assert_eq!(logs_mount["mountPath"], "/var/log/pods");
+
+    // The PodMonitor scrapes the agents, and only them, under the watcher's job.
+    let monitor = find(&docs, "PodMonitor");
+    let pod_labels = pod["metadata"]["labels"].as_object().unwrap();
+    let selector = monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap();
+    for (k, v) in selector {
+        assert_eq!(pod_labels.get(k), Some(v), "PodMonitor selector {k}");
+    }
+    let (watcher_docs, watcher_service) = {
+        let out = tmp.path().join("base");
+        std::fs::create_dir(&out).unwrap();
+        let (_, d) = render(&base(), &out);
+        let name = find(&d, "Service")["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (d, name)
+    };
+    let watcher_pod = &find(&watcher_docs, "Deployment")["spec"]["template"]["metadata"]["labels"];
+    assert!(
+        selector.iter().any(|(k, v)| watcher_pod.get(k) != Some(v)),
+        "the PodMonitor must not scrape the watcher twice"
+    );
+    let watcher_selects = find(&watcher_docs, "Service")["spec"]["selector"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .all(|(k, v)| pod_labels.get(k) == Some(v));
+    assert!(
+        !watcher_selects,
+        "the watcher's Service must not select the agents"
+    );
+    let job_label = monitor["spec"]["jobLabel"].as_str().unwrap();
+    assert_eq!(pod_labels[job_label], watcher_service.as_str());
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["port"], c["ports"][0]["name"]);
+    assert_eq!(endpoint["path"], "/metrics");
+    assert_eq!(
+        monitor["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    let policy = find(&docs, "NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["ingress"][0]["ports"][0]["port"],
+        c["ports"][0]["name"]
+    );
+
+    // Its config: accepted, a pattern under the mount, no invariant evaluated.
+    let cm = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == cm_name.as_str())
+        .unwrap();
+    let config = tmp.path().join("config.yml");
+    std::fs::write(&config, cm["data"]["config.yml"].as_str().unwrap()).unwrap();
+    let mut cmd = Command::new(support::exporter::binary());
+    cmd.arg("check-config").arg(&config);
+    let out = run_ok(cmd, "check-config");
+    let effective = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        effective.contains("- path: /var/log/pods/tidb-cluster_basic-tikv-*_*/tikv/*.log"),
+        "{effective}"
+    );
+    let (_, evaluated) = effective
+        .split_once("# Effective invariants")
+        .expect("check-config lists the invariants");
+    assert!(!evaluated.contains("severity="), "{evaluated}");
+    assert!(
+        c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--config.file=/etc/tikv-health-exporter/config.yml")
     );
 }
