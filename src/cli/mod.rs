@@ -103,7 +103,9 @@ pub struct RunArgs {
     /// File that keeps active violations across restarts (state_file).
     #[arg(long = "state-file", value_name = "FILE")]
     pub state_file: Option<PathBuf>,
-    /// Log file to follow, as PATH or PATH=STORE_ID; repeatable (logs.files).
+    /// Log file to follow, as PATH or PATH=STORE_ID; repeatable (logs.files). A PATH with `*`
+    /// or `?` (quote it) is a pattern of files, e.g. '/var/log/pods/*_basic-tikv-*_*/tikv/*.log',
+    /// each mapped to a store by the pod in its path unless STORE_ID is given.
     #[arg(long = "logs.file", alias = "log.file", value_name = "PATH[=STORE]")]
     pub log_files: Vec<String>,
     /// Follow Docker containers' logs (logs.docker.enabled); select them with

@@ -607,6 +607,16 @@ mod tests {
         assert_eq!(cfg.unknown_hold.0, Duration::from_secs(300));
         assert_eq!(cfg.custom_invariants[0].op, Op::Gt);
         assert_eq!(cfg.logs.files[0].source_label(), "file:tikv-1");
+        assert!(cfg.logs.files[1].is_pattern() && !cfg.logs.files[0].is_pattern());
+        assert_eq!(cfg.logs.files[1].source_label(), "file:tikv-pods");
+        let unnamed = LogFileConfig {
+            name: None,
+            ..cfg.logs.files[1].clone()
+        };
+        assert_eq!(
+            unnamed.source_label(),
+            "file:/var/log/pods/tidb-cluster_basic-tikv-*_*/tikv/*.log"
+        );
         assert_eq!(cfg.alerting.alertmanagers.len(), 2);
         assert_eq!(cfg.alerting.external_labels["region"], "east");
         assert_eq!(cfg.cluster_name.as_deref(), Some("prod-east"));
