@@ -519,3 +519,32 @@ pub fn render(registry: &Registry) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::source::LogRegistry;
+
+    #[test]
+    fn a_pattern_with_several_store_series_has_one_source_up() {
+        let reg = LogRegistry::new();
+        let (a, b) = (reg.series("file:tikv", ""), reg.series("file:tikv", "1"));
+        reg.register("file:pd.log", "").set_up(true);
+        assert!(
+            Arc::ptr_eq(&b, &reg.series("file:tikv", "1")),
+            "one entry per store"
+        );
+        a.set_up(true);
+        b.set_up(true);
+        let list = reg.list();
+        assert_eq!(list.len(), 3);
+        assert_eq!(
+            log_sources_up(&list),
+            [("file:tikv", true), ("file:pd.log", true)]
+        );
+        b.set_up(false);
+        assert_eq!(log_sources_up(&list)[0], ("file:tikv", false));
+        reg.remove("file:tikv", "1");
+        assert_eq!(reg.list().len(), 2);
+    }
+}
