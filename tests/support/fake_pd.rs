@@ -958,6 +958,14 @@ impl FakePd {
         }
     }
 
+    /// Sets store `id`'s `start_timestamp` (unix s): what TiKV reports when it (re)starts.
+    pub fn set_start_timestamp(&self, id: u64, secs: u64) {
+        self.edit_store(id, |s| {
+            s["store"]["start_timestamp"] = json!(secs);
+            refresh_timestamps(s);
+        });
+    }
+
     /// Sets a `pd_regions_status` count of the leader (`ty` in PD's spelling, e.g.
     /// `down-peer-region-count`); `None` removes the type (a PD that does not count it).
     pub fn set_region_status(&self, ty: &str, n: Option<f64>) {
@@ -968,6 +976,12 @@ impl FakePd {
     /// collected region statistics yet).
     pub fn clear_region_status(&self) {
         self.lock().coverage.regions.clear();
+    }
+
+    /// Before each `/metrics` answer, `n` WAL fsyncs of `seconds` each are added to etcd's
+    /// histogram (default 10 of 2 ms: a p99 of 2 ms).
+    pub fn set_wal_fsync_per_read(&self, seconds: f64, n: u64) {
+        self.lock().coverage.fsync_per_read = (seconds, n);
     }
 
     /// Adds `n` WAL fsyncs of `seconds` each to every member's etcd histogram.
@@ -1340,6 +1354,9 @@ fn handler(
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         st.requests.push(req.clone());
         st.served.push((me.clone(), req.path_only().to_owned()));
+        if req.path_only() == "/metrics" {
+            st.coverage.tick();
+        }
         let scripted = if req.path_only() == "/pd/api/v1/stores" {
             st.next_stores.pop_front()
         } else {

@@ -60,6 +60,8 @@ pub struct Coverage {
     pub resolved_stores: Vec<(u64, Option<Duration>)>,
     /// `pd-server.min-resolved-ts-persistence-interval`; `None`: the version's default.
     pub persist_interval: Option<&'static str>,
+    /// WAL fsyncs (seconds each, how many) added before each `/metrics` answer: a live etcd.
+    pub fsync_per_read: (f64, u64),
 }
 
 impl Default for Coverage {
@@ -93,6 +95,7 @@ impl Default for Coverage {
             resolved_cluster_age: Some(Duration::from_secs(2)),
             resolved_stores: Vec::new(),
             persist_interval: None,
+            fsync_per_read: (0.002, 10),
         };
         c.observe_fsync(0.002, 1000);
         c
@@ -109,6 +112,12 @@ impl Coverage {
             *b += n as f64;
         }
         self.fsync_sum += seconds * n as f64;
+    }
+
+    /// Advances the WAL fsync histogram by one read's worth (see `fsync_per_read`).
+    pub fn tick(&mut self) {
+        let (seconds, n) = self.fsync_per_read;
+        self.observe_fsync(seconds, n);
     }
 
     /// Sets a region count (PD's type name); `None` removes the type (a PD version without it).
