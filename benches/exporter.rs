@@ -70,6 +70,7 @@ fn snapshot(stores: u64) -> Snapshot {
             capacity_bytes: Some(1 << 40),
             available_bytes: Some(1 << 39),
             slow_score: Some(1.0),
+            start_timestamp: Some(1.7e9 - 86400.0),
         })
         .collect();
     let mut sources = std::collections::BTreeMap::new();

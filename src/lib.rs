@@ -31,6 +31,7 @@ pub mod log;
 pub mod logs;
 pub mod notifier;
 pub mod observations;
+pub(crate) mod pd_coverage;
 pub(crate) mod poller;
 pub mod snapshot;
 pub mod sources;

@@ -1,11 +1,16 @@
-//! What one poll observed: PD's stores, health and schedule settings and the Prometheus query
-//! results, each either fresh, or missing with the reason (so invariants can report `unknown`),
-//! plus how samples map to stores.
+//! What one poll observed: PD's stores, health and schedule settings, PD's cluster-wide state
+//! (the leader's region counts and etcd, the GC safe point, the min resolved ts: read every
+//! `pd.health_interval`, see [`Polled`]) and the Prometheus query results, each either fresh,
+//! or missing with the reason (so invariants can report `unknown`), plus how samples map to
+//! stores.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::domain::{PdHealth, ScheduleConfig, Store, StoreMatcher, StoreState};
+use crate::domain::{
+    GcSafePoints, MinResolvedTs, PdHealth, PdLeaderMetrics, ScheduleConfig, Store, StoreMatcher,
+    StoreState,
+};
 use crate::sources::prometheus::Sample;
 
 /// Why an input is missing this round; shown to users as the reason an invariant is unknown.
@@ -18,6 +23,67 @@ impl Unavailable {
     pub fn new(reason: impl Into<String>) -> Self {
         Unavailable(reason.into())
     }
+}
+
+/// A PD source read every `pd.health_interval` (not every poll): its last reading, or why
+/// there is none.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Polled<T> {
+    /// Not read yet.
+    NotYet,
+    /// This PD does not serve it (an older version answered 404): what depends on it has no
+    /// series, and is not unknown either.
+    NotServed,
+    /// The last attempt read `value` at `at` (Unix seconds).
+    Read {
+        /// When it was read.
+        at: f64,
+        /// What was read.
+        value: T,
+    },
+    /// The last attempt failed; `last` is the reading before it, if any.
+    Failed {
+        /// Why.
+        reason: Unavailable,
+        /// The last good reading (when, what).
+        last: Option<(f64, T)>,
+    },
+}
+
+impl<T> Polled<T> {
+    /// The last good reading, fresh or not.
+    pub fn last(&self) -> Option<(f64, &T)> {
+        match self {
+            Polled::Read { at, value } => Some((*at, value)),
+            Polled::Failed { last, .. } => last.as_ref().map(|(at, v)| (*at, v)),
+            Polled::NotYet | Polled::NotServed => None,
+        }
+    }
+
+    /// This source failed with `reason`; the last good reading is kept.
+    pub fn fail(&mut self, reason: Unavailable) {
+        let last = match std::mem::replace(self, Polled::NotYet) {
+            Polled::Read { at, value } => Some((at, value)),
+            Polled::Failed { last, .. } => last,
+            Polled::NotYet | Polled::NotServed => None,
+        };
+        *self = Polled::Failed { reason, last };
+    }
+}
+
+/// The PD leader's `/metrics` as last read, with the WAL fsync p99 over the time since the
+/// reading before.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeaderReading {
+    /// The PD leader's name (from `/members`).
+    pub member: String,
+    /// The endpoint that served its page.
+    pub endpoint: String,
+    /// The families read.
+    pub metrics: PdLeaderMetrics,
+    /// `(p99 in seconds, window in seconds)` of the WAL fsyncs since the previous reading of
+    /// the same member, or why there is none (first reading, counters restarted, no histogram).
+    pub wal_fsync_p99: Result<(f64, f64), String>,
 }
 
 /// The result of each Prometheus query of a round, by query text.
@@ -38,6 +104,12 @@ pub struct Observations {
     pub pd_health: Result<PdHealth, Unavailable>,
     /// PD's schedule settings, as last read.
     pub schedule: ScheduleConfig,
+    /// The PD leader's own `/metrics`.
+    pub pd_leader_metrics: Polled<LeaderReading>,
+    /// PD's `/gc/safepoint`.
+    pub gc_safepoint: Polled<GcSafePoints>,
+    /// PD's `/min-resolved-ts?scope=cluster`.
+    pub min_resolved_ts: Polled<MinResolvedTs>,
     /// Result of each Prometheus query, by query text.
     pub prom: QueryResults,
     /// Maps samples to `stores`.
@@ -57,7 +129,8 @@ pub struct MappedSamples {
 
 impl Observations {
     /// A round at `now` over `stores`, with healthy-looking defaults for everything else
-    /// (no PD error, PD health not polled, no query results) and the built-in mapping rules.
+    /// (no PD error, PD health and the cluster-wide PD sources not polled, no query results)
+    /// and the built-in mapping rules.
     pub fn new(now: f64, stores: Vec<Store>) -> Observations {
         let matcher = Arc::new(StoreMatcher::new(&stores, None));
         Observations {
@@ -67,6 +140,9 @@ impl Observations {
             doubtful: BTreeMap::new(),
             pd_health: Err(Unavailable::new("PD health not polled")),
             schedule: ScheduleConfig::default(),
+            pd_leader_metrics: Polled::NotYet,
+            gc_safepoint: Polled::NotYet,
+            min_resolved_ts: Polled::NotYet,
             prom: QueryResults::new(),
             matcher,
         }

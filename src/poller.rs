@@ -1,6 +1,8 @@
 //! The poller: one round queries PD (`/stores` every poll; every member's `/members`, one
 //! member's `/health` and `/config/schedule` less often, and at once while `/stores` fails or PD
-//! looks unhealthy) and Prometheus (one query per invariant, whatever the number of stores),
+//! looks unhealthy; the PD leader's `/metrics`, `/gc/safepoint` and `/min-resolved-ts` at most
+//! once per `pd.health_interval`, see [`crate::pd_coverage`]) and Prometheus (one query per
+//! invariant, whatever the number of stores),
 //! builds [`Observations`], runs the invariant engine and returns the [`Snapshot`] to publish.
 //! A failing source marks itself down, keeps its last good data, and makes what depends on it
 //! unknown. Every source failure and recovery, and every invariant turning firing or resolved,
@@ -22,6 +24,7 @@ use crate::invariants::engine::{Engine, Persisted, Phase, SeriesState};
 use crate::invariants::state_file::{self, StateFileError};
 use crate::log::{error, info, warn};
 use crate::observations::{MappedSamples, Observations, QueryResults, Unavailable};
+use crate::pd_coverage::{self, Coverage};
 use crate::snapshot::{
     InvariantView, Snapshot, SourceHealth, StateFileHealth, StoreView, UnmappedView,
 };
@@ -154,6 +157,8 @@ pub struct Poller {
     pd_health: Result<PdHealth, Unavailable>,
     last_health: Option<f64>,
     schedule: ScheduleConfig,
+    /// PD's cluster-wide sources (leader `/metrics`, GC safe point, min resolved ts).
+    coverage: Coverage,
     leader_id: Option<u64>,
     leader_changes: u64,
     sources: BTreeMap<String, SourceHealth>,
@@ -208,6 +213,9 @@ impl Poller {
         }
         let mut sources = BTreeMap::new();
         sources.insert("pd".to_owned(), SourceHealth::default());
+        for s in pd_coverage::SOURCES {
+            sources.insert(s.to_owned(), SourceHealth::default());
+        }
         if prom.is_some() {
             sources.insert("prometheus".to_owned(), SourceHealth::default());
         }
@@ -229,6 +237,7 @@ impl Poller {
             pd_health: Err(Unavailable::new("PD health not polled yet")),
             last_health: None,
             schedule: ScheduleConfig::default(),
+            coverage: Coverage::new(cfg.pd.health_interval.0.as_secs_f64()),
             leader_id: None,
             leader_changes: 0,
             sources,
@@ -253,6 +262,7 @@ impl Poller {
         self.mapping_rule = setup.mapping_rule;
         self.tiflash = cfg.pd.tiflash;
         self.health_interval = cfg.pd.health_interval.0.as_secs_f64();
+        self.coverage.set_interval(self.health_interval);
         self.prometheus_warmup = cfg.prometheus.warmup.0.as_secs_f64();
         if self.prom.is_some() {
             self.sources.entry("prometheus".to_owned()).or_default();
@@ -324,6 +334,13 @@ impl Poller {
             self.last_health = Some(now);
         }
         self.record("pd", t, err.clone().map_or(Ok(()), Err));
+        let attempts = self
+            .coverage
+            .poll(&self.pd, &self.pd_health, err.as_ref(), now)
+            .await;
+        for a in attempts {
+            self.record(a.source, a.started, a.result);
+        }
         err
     }
 
@@ -532,7 +549,7 @@ impl Poller {
     /// The observations of a round at `now`: the last good PD data, with `pd_error` when it is
     /// not fresh.
     fn observations(&self, pd_error: Option<Unavailable>, prom: QueryResults) -> Observations {
-        Observations {
+        let mut obs = Observations {
             now: self.clock.now(),
             stores: self.stores.clone(),
             pd_error,
@@ -541,7 +558,12 @@ impl Poller {
             schedule: self.schedule,
             prom,
             matcher: Arc::new(StoreMatcher::new(&self.stores, self.mapping_rule.clone())),
-        }
+            pd_leader_metrics: crate::observations::Polled::NotYet,
+            gc_safepoint: crate::observations::Polled::NotYet,
+            min_resolved_ts: crate::observations::Polled::NotYet,
+        };
+        self.coverage.fill(&mut obs);
+        obs
     }
 
     /// One round: poll, evaluate, persist, and return the snapshot to publish.
@@ -640,6 +662,7 @@ impl Poller {
             unmapped,
             rejected_stores: self.rejected.clone(),
             state_file: self.state_file.as_ref().map(|_| self.state_health),
+            pd_cluster: self.coverage.view(),
         }
     }
 
@@ -774,6 +797,7 @@ fn store_view(s: &Store) -> StoreView {
         capacity_bytes: s.capacity_bytes,
         available_bytes: s.available_bytes,
         slow_score: s.slow_score,
+        start_timestamp: s.start_timestamp.filter(|&t| t > 0).map(|t| t as f64),
     }
 }
 

@@ -68,6 +68,19 @@ pub struct StoreView {
     pub available_bytes: Option<u64>,
     /// PD slow score.
     pub slow_score: Option<f64>,
+    /// When the store's process started (Unix seconds, TiKV's clock).
+    pub start_timestamp: Option<f64>,
+}
+
+/// PD's cluster-wide state as last read (kept while its source fails), for the gauges.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PdClusterView {
+    /// `pd_regions_status` of the PD leader, by type (PD's spelling).
+    pub region_status: Vec<(&'static str, f64)>,
+    /// The GC safe point's wall time (Unix seconds), when GC has run.
+    pub gc_safepoint: Option<f64>,
+    /// The min resolved ts's wall time (Unix seconds): `""` for the cluster, then per store id.
+    pub min_resolved_ts: Vec<(String, f64)>,
 }
 
 /// Health of one polled source.
@@ -122,6 +135,8 @@ pub struct Snapshot {
     pub rejected_stores: BTreeMap<String, u64>,
     /// The state file's counters; `None` without a state file.
     pub state_file: Option<StateFileHealth>,
+    /// PD's cluster-wide state (region counts, GC safe point, min resolved ts).
+    pub pd_cluster: PdClusterView,
 }
 
 /// The latest snapshot, replaced after every poll; read by scrapes and API calls.

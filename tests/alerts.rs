@@ -166,6 +166,8 @@ fn alertmanager_inhibits_warnings_of_a_down_store_and_duplicate_pages_only() {
       {"labels":{"alertname":"PDLeaderUnhealthy","name":"pd_leader","severity":"critical","instance":"e:19180","job":"tikv-health-exporter"}},
       {"labels":{"alertname":"TiKVHealthExporterSourceDown","source":"pd","severity":"critical","instance":"e:19180","job":"tikv-health-exporter"}},
       {"labels":{"alertname":"TiKVHealthExporterSourceDown","source":"pd","severity":"critical","instance":"third:19180","job":"tikv-health-exporter"}},
+      {"labels":{"alertname":"TiKVHealthExporterSourceDown","source":"pd:metrics","severity":"warning","instance":"e:19180","job":"tikv-health-exporter"}},
+      {"labels":{"alertname":"TiKVHealthExporterSourceDown","source":"pd:gc_safepoint","severity":"warning","instance":"fourth:19180","job":"tikv-health-exporter"}},
       {"labels":{"alertname":"TiKVStoreDown","name":"store_down","store":"7","cluster":"a","severity":"critical","instance":"ea:19180","job":"tikv-health-exporter"}},
       {"labels":{"alertname":"TiKVStoreSlow","name":"store_slow","store":"7","cluster":"a","severity":"warning","instance":"ea:19180","job":"tikv-health-exporter"}},
       {"labels":{"alertname":"TiKVStoreSlow","name":"store_slow","store":"7","cluster":"b","severity":"warning","instance":"eb:19180","job":"tikv-health-exporter"}},
@@ -226,6 +228,15 @@ fn alertmanager_inhibits_warnings_of_a_down_store_and_duplicate_pages_only() {
             "TiKVHealthExporterSourceDown/pd store= instance=third:19180",
             false,
         ),
+        // PD down: its cluster-wide sources are not asked either; PD's alert is the one.
+        (
+            "TiKVHealthExporterSourceDown/pd:metrics store= instance=e:19180",
+            true,
+        ),
+        (
+            "TiKVHealthExporterSourceDown/pd:gc_safepoint store= instance=fourth:19180",
+            false,
+        ),
         // Store ids overlap between clusters: a down store mutes only its own cluster's store.
         ("TiKVStoreDown store=7 instance=ea:19180 cluster=a", false),
         ("TiKVStoreSlow store=7 instance=ea:19180 cluster=a", true),
@@ -257,6 +268,7 @@ fn alertmanager_inhibits_warnings_of_a_down_store_and_duplicate_pages_only() {
             && applied("TiKVInvariantUnknown store=3 instance=e:19180")
             && applied("TiKVDiskUsageHigh store=4 instance=e:19180")
             && applied("TiKVHealthExporterSourceDown/pd store= instance=e:19180")
+            && applied("TiKVHealthExporterSourceDown/pd:metrics store= instance=e:19180")
             && applied("TiKVStoreSlow store=7 instance=ea:19180 cluster=a")
             && applied("TiKVHealthExporterClusterUnwatched store= instance= cluster=c")
         {
@@ -619,7 +631,7 @@ fn rules_reference_only_contract_metrics() {
 }
 
 /// The alerts the issue asks for, by name.
-const EXPECTED_ALERTS: [&str; 20] = [
+const EXPECTED_ALERTS: [&str; 28] = [
     "TiKVStoreDown",
     "TiKVWriteLatencyHigh",
     "TiKVDiskUsageHigh",
@@ -627,6 +639,14 @@ const EXPECTED_ALERTS: [&str; 20] = [
     "TiKVCPUUsageHigh",
     "TiKVStoreSlow",
     "PDLeaderUnhealthy",
+    "PDRegionDownPeers",
+    "PDRegionMissPeers",
+    "PDRegionPendingPeers",
+    "PDRegionOfflinePeers",
+    "PDEtcdUnhealthy",
+    "TiKVGCStuck",
+    "TiKVResolvedTsLagging",
+    "TiKVStoreRestarted",
     "TiKVInvariantViolated",
     "TiKVInvariantUnknown",
     "TiKVHealthExporterSourceDown",

@@ -275,6 +275,7 @@ fn dashboard_is_importable_and_provisionable() {
                     "tikv_invariant_",
                     "tikv_leadership_",
                     "tikv_log_",
+                    "tikv_min_resolved_ts_",
                 ]
                 .iter()
                 .any(|p| metric.starts_with(p));
@@ -488,7 +489,12 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
     // Prometheus first (the exporter needs its URL), then the exporter on a port of its own,
     // then Prometheus told to scrape it too.
     let prom = RealPrometheus::start(&[("tikv", vec![tikv.addr()])], Duration::from_secs(1));
+    // PD's cluster-wide sources every second: pd_etcd has a value from the second read on.
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(&cfg, "pd:\n  health_interval: 1s\n").unwrap();
     let exporter = Exporter::start(&[
+        "--config.file".into(),
+        cfg.display().to_string(),
         "--pd.endpoints".into(),
         pd.url(),
         "--poll-interval".into(),
@@ -501,6 +507,14 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
         CLUSTER.into(),
     ]);
     exporter.wait_ready();
+    exporter.wait_metrics("pd_etcd known", PATIENCE, |m| {
+        support::exporter::sample(
+            m,
+            "tikv_invariant_observed_value",
+            &[("name", "pd_etcd"), ("store", "")],
+        )
+        .is_some()
+    });
     // The file source opens the file at its end: append once it has.
     exporter.wait_source_up("file:tikv.log", 1.0);
     let append = |part: &[&str]| {
@@ -597,8 +611,16 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
             "cpu_usage",
             "disk_low_space",
             "disk_usage",
+            "gc_safepoint_lag",
+            "pd_etcd",
             "pd_leader",
+            "region_down_peers",
+            "region_miss_peers",
+            "region_offline_peers",
+            "region_pending_peers",
+            "resolved_ts_lag",
             "store_down",
+            "store_restarted",
             "store_slow",
             "write_latency_p99"
         ],

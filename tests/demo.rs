@@ -212,6 +212,34 @@ fn demo_goes_pending_firing_resolved_within_a_minute() {
         "{text}"
     );
     assert!(text.contains("firing: store_down/2 disk_usage/3"), "{text}");
+    // The simulated PD serves its cluster-wide state too: nothing of it is unknown or firing
+    // (store 2's resolved ts stops while it is away, for less than the 1m threshold).
+    let m = metrics();
+    for (name, store, sev) in [
+        ("region_down_peers", "", "warning"),
+        ("region_miss_peers", "", "warning"),
+        ("pd_etcd", "", "critical"),
+        ("gc_safepoint_lag", "", "warning"),
+        ("resolved_ts_lag", "", "warning"),
+        ("resolved_ts_lag", "2", "warning"),
+        ("store_restarted", "2", "info"),
+    ] {
+        for metric in ["tikv_invariant_unknown", "tikv_invariant_violation"] {
+            assert_eq!(
+                sample(&m, metric, &inv(name, store, sev)),
+                Some(0.0),
+                "{metric} {name}/{store}:\n{m}"
+            );
+        }
+    }
+    let status_lines: Vec<&String> = out.iter().filter(|l| status(l).is_some()).collect();
+    assert!(
+        status_lines
+            .iter()
+            .skip(1)
+            .all(|l| l.contains("| unknown: - |")),
+        "{text}"
+    );
 }
 
 /// With a Prometheus, the demo serves per-store TiKV metrics (targets printed at start) and the

@@ -211,7 +211,8 @@ fn contract_series_for_a_healthy_cluster() {
                     "level",
                     "revision",
                     "rustc_version",
-                    "reason"
+                    "reason",
+                    "type"
                 ]
                 .contains(&k.as_str()),
                 "unexpected label {k}"
@@ -248,9 +249,16 @@ fn pd_is_asked_for_stores_once_per_poll_and_never_for_regions() {
         "{} /stores requests over {span:?} (at most {most} at one per {POLL})",
         stores.len()
     );
-    // Health and members (each member asked directly) once per 30 s: at the start, and never
-    // twice within 30 s.
-    for path in ["/pd/api/v1/health", "/pd/api/v1/members"] {
+    // Health and members (each member asked directly), and PD's cluster-wide sources (the
+    // leader's own /metrics, the GC safe point, the min resolved ts) once per 30 s: at the
+    // start, and never twice within 30 s.
+    for path in [
+        "/pd/api/v1/health",
+        "/pd/api/v1/members",
+        "/metrics",
+        "/pd/api/v1/gc/safepoint",
+        "/pd/api/v1/min-resolved-ts",
+    ] {
         let asked = arrivals(path);
         assert!(!asked.is_empty(), "{path}: {:?}", pd.paths());
         for w in asked.windows(2) {
@@ -258,6 +266,15 @@ fn pd_is_asked_for_stores_once_per_poll_and_never_for_regions() {
         }
     }
     assert!(!pd.regions_requested());
+    // One request each for the whole cluster: the per-store values come in the same body.
+    assert!(
+        pd.paths()
+            .iter()
+            .filter(|p| p.starts_with("/pd/api/v1/min-resolved-ts"))
+            .all(|p| p == "/pd/api/v1/min-resolved-ts?scope=cluster"),
+        "{:?}",
+        pd.paths()
+    );
 }
 
 /// The store's last heartbeat as the exporter published it (Unix seconds).

@@ -155,6 +155,12 @@ pub struct InvariantOverride {
     /// PromQL replacing the built-in query (Prometheus-based invariants only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// `pd_etcd`: the WAL fsync p99 above which the PD leader's etcd is too slow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_fsync_threshold: Option<Dur>,
+    /// `pd_etcd`: the fraction of `quota-backend-bytes` above which etcd's database is too big.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_quota_ratio: Option<f64>,
 }
 
 /// One entry of `custom_invariants`.

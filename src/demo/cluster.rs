@@ -1,5 +1,6 @@
 //! A simulated TiKV cluster for `demo`: a PD-API compatible HTTP server on loopback (the v8.1
-//! JSON shapes of `/stores`, `/members`, `/health`, `/config/schedule`), per-store TiKV metric
+//! JSON shapes of `/stores`, `/members`, `/health`, `/config/schedule`, `/gc/safepoint`,
+//! `/min-resolved-ts`, and the PD leader's own `/metrics`: region counts, etcd), per-store TiKV metric
 //! endpoints (write-latency histogram, process CPU and quota) for a Prometheus to scrape, and a
 //! TiKV-format log file written as things happen.
 
@@ -53,6 +54,10 @@ pub struct SimCluster {
     /// Per store: write requests observed in each latency bucket, CPU seconds, and when they
     /// were last advanced (at each scrape).
     counters: Mutex<Vec<Counters>>,
+    /// The simulated PD's URL (what its member advertises), once it listens.
+    pd_url: Mutex<String>,
+    /// WAL fsyncs the simulated PD's etcd has made (2 ms each, 20 a second).
+    fsyncs: Mutex<(f64, Instant)>,
 }
 
 /// Latency buckets of the simulated gRPC histogram: 50 µs · 2^k, k < 22 (TiKV's
@@ -110,6 +115,8 @@ impl SimCluster {
                     })
                     .collect(),
             ),
+            pd_url: Mutex::new("http://pd-0:2379".into()),
+            fsyncs: Mutex::new((0.0, Instant::now())),
         }))
     }
 
@@ -185,7 +192,13 @@ impl SimCluster {
     }
 
     fn pd_response(&self, path: &str) -> (u16, String) {
-        let member = |name: &str, id: u64| json!({"name": name, "member_id": id, "client_urls": [format!("http://{name}:2379")]});
+        let url = self
+            .pd_url
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let member =
+            |name: &str, id: u64| json!({"name": name, "member_id": id, "client_urls": [url]});
         match path {
             "/pd/api/v1/stores" => (200, self.stores_json().to_string()),
             "/pd/api/v1/members" => (
@@ -199,9 +212,41 @@ impl SimCluster {
             ),
             "/pd/api/v1/health" => (
                 200,
-                json!([{"name": "pd-0", "member_id": 1, "client_urls": ["http://pd-0:2379"], "health": true}])
+                json!([{"name": "pd-0", "member_id": 1, "client_urls": [url], "health": true}])
                     .to_string(),
             ),
+            "/metrics" => (200, self.pd_metrics_text()),
+            "/pd/api/v1/gc/safepoint" => {
+                // TiDB's GC worker keeps 10 minutes of history.
+                let sp = tso_ago(600);
+                (
+                    200,
+                    json!({"service_gc_safe_points": [{"service_id": "gc_worker", "expired_at": i64::MAX, "safe_point": sp}],
+                           "min_service_gc_safe_point": sp, "gc_safe_point": sp})
+                    .to_string(),
+                )
+            }
+            "/pd/api/v1/min-resolved-ts" => {
+                let stores: serde_json::Map<String, Value> = self
+                    .stores()
+                    .iter()
+                    .map(|s| {
+                        // A store that stopped heartbeating stops advancing its resolved ts.
+                        let hb = s
+                            .last_heartbeat
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0.0, |d| d.as_secs_f64());
+                        let ts = crate::domain::tso_from_unix_seconds(hb - 1.0);
+                        (s.id.to_string(), json!(ts))
+                    })
+                    .collect();
+                (
+                    200,
+                    json!({"is_real_time": true, "min_resolved_ts": tso_ago(1), "persist_interval": "1s",
+                           "stores_min_resolved_ts": stores})
+                    .to_string(),
+                )
+            }
             "/pd/api/v1/leader" => (200, member("pd-0", 1).to_string()),
             "/pd/api/v1/config/schedule" => (
                 200,
@@ -210,6 +255,51 @@ impl SimCluster {
             ),
             _ => (404, "\"404 page not found\"".into()),
         }
+    }
+
+    /// The simulated PD leader's own metrics (the families the exporter reads): its roles, no
+    /// unhealthy region, an etcd WAL fsync histogram of 2 ms fsyncs advanced with wall-clock
+    /// time, and a small database well under its 8 GiB quota.
+    fn pd_metrics_text(&self) -> String {
+        let n = {
+            let mut f = self.fsyncs.lock().unwrap_or_else(|p| p.into_inner());
+            f.0 += (20.0 * f.1.elapsed().as_secs_f64()).floor();
+            f.1 = Instant::now();
+            f.0
+        };
+        let mut out = String::from(
+            "# TYPE service_member_role gauge
+service_member_role{service=\"PD\"} 1
+             # TYPE etcd_server_is_leader gauge
+etcd_server_is_leader 1
+             # TYPE etcd_server_quota_backend_bytes gauge
+etcd_server_quota_backend_bytes 8.589934592e+09
+             # TYPE etcd_mvcc_db_total_size_in_bytes gauge
+etcd_mvcc_db_total_size_in_bytes 2.1336064e+08
+             # TYPE etcd_disk_wal_fsync_duration_seconds histogram
+",
+        );
+        for k in 0..14 {
+            let le = 0.001 * 2f64.powi(k);
+            let c = if le >= 0.002 { n } else { 0.0 };
+            out.push_str(&format!(
+                "etcd_disk_wal_fsync_duration_seconds_bucket{{le=\"{le}\"}} {c}
+"
+            ));
+        }
+        out.push_str(&format!(
+            "etcd_disk_wal_fsync_duration_seconds_bucket{{le=\"+Inf\"}} {n}
+             etcd_disk_wal_fsync_duration_seconds_count {n}
+# TYPE pd_regions_status gauge
+"
+        ));
+        for t in crate::domain::REGION_STATUS_TYPES {
+            out.push_str(&format!(
+                "pd_regions_status{{type=\"{t}\"}} 0
+"
+            ));
+        }
+        out
     }
 
     /// TiKV metrics of one store: a real cumulative gRPC duration histogram
@@ -266,6 +356,14 @@ impl SimCluster {
     }
 }
 
+/// A TSO `secs` seconds ago.
+fn tso_ago(secs: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    crate::domain::tso_from_unix_seconds(now - secs as f64)
+}
+
 /// Answers a path with (status, body, content type).
 type Answer = Arc<dyn Fn(&str) -> (u16, String, &'static str) + Send + Sync>;
 
@@ -292,16 +390,22 @@ fn serve(listener: TcpListener, answer: Answer, cancel: CancellationToken) {
 /// Starts the PD API on a loopback port; returns its URL.
 pub async fn start_pd(sim: Arc<SimCluster>, cancel: CancellationToken) -> std::io::Result<String> {
     let l = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = l.local_addr()?;
+    let url = format!("http://{}", l.local_addr()?);
+    *sim.pd_url.lock().unwrap_or_else(|p| p.into_inner()) = url.clone();
     serve(
         l,
         Arc::new(move |path: &str| {
             let (code, body) = sim.pd_response(path);
-            (code, body, "application/json")
+            let ctype = if path == "/metrics" {
+                "text/plain; version=0.0.4"
+            } else {
+                "application/json"
+            };
+            (code, body, ctype)
         }),
         cancel,
     );
-    Ok(format!("http://{addr}"))
+    Ok(url)
 }
 
 /// Starts one TiKV metrics endpoint per store (their status addresses); returns the addresses.

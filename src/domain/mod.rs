@@ -1,11 +1,13 @@
 //! The shared vocabulary of every layer: severities and comparisons of invariants, PD stores and
-//! their states, PD members and schedule settings, how samples, containers and pods map to
-//! stores, and name patterns. Nothing here does I/O; every other module may import it, and it
+//! their states, PD members and schedule settings, PD's cluster-wide state (region health, etcd,
+//! GC and resolved-ts safe points), how samples, containers and pods map to stores, and name
+//! patterns. Nothing here does I/O; every other module may import it, and it
 //! imports none of them.
 
 mod mapping;
 mod pattern;
 mod pd;
+mod pd_cluster;
 mod store;
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +15,10 @@ use serde::{Deserialize, Serialize};
 pub use mapping::{DEFAULT_STATUS_PORT, MAPPING_LABELS, MappingRule, StoreMatcher};
 pub use pattern::{Part, PathPattern, PatternError, glob_match, is_pattern};
 pub use pd::{Member, MemberHealth, Members, PdHealth, ScheduleConfig};
+pub use pd_cluster::{
+    GcSafePoints, Histogram, MinResolvedTs, PdLeaderMetrics, REGION_STATUS_TYPES, ServiceSafePoint,
+    region_status_type, resolved_ts_known, tso_from_unix_seconds, tso_unix_seconds,
+};
 pub use store::{Store, StoreState, host_of};
 
 /// Default upper bound on the length of one log line (1 MiB).

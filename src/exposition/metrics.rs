@@ -267,6 +267,35 @@ impl Collector for StateCollector {
             "PD slow score of the store (>= 80 is slow)",
             per_store(|s| s.slow_score),
         )?;
+        gauges(
+            &mut enc,
+            "tikv_store_start_timestamp_seconds",
+            "When the store's process started (PD start_timestamp, from TiKV's own clock)",
+            per_store(|s| s.start_timestamp),
+        )?;
+        let pc = &snap.pd_cluster;
+        gauges(
+            &mut enc,
+            "tikv_region_status",
+            "Regions by health problem, as the PD leader counts them (pd_regions_status of its own /metrics)",
+            pc.region_status
+                .iter()
+                .map(|(t, v)| (vec![("type", *t)], *v)),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_gc_safepoint_timestamp_seconds",
+            "Wall time of PD's GC safe point (versions older than it may be collected)",
+            pc.gc_safepoint.map(|t| (Vec::new(), t)),
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_min_resolved_ts_timestamp_seconds",
+            "Wall time of PD's min resolved ts: store=\"\" for the cluster, else per store",
+            pc.min_resolved_ts
+                .iter()
+                .map(|(s, t)| (vec![("store", s.as_str())], *t)),
+        )?;
 
         let logs = self.view.logs.list();
         let snaps: Vec<_> = logs.iter().map(|s| (s, s.snapshot())).collect();

@@ -26,6 +26,14 @@ pub const WRITE_LATENCY_P99_TEMPLATE: &str = "histogram_quantile(0.99, sum by (l
 /// other processes drop out of the division). `{bare}`: the selector in braces, or nothing.
 pub const CPU_USAGE_TEMPLATE: &str = "sum by ({by}) (rate(process_cpu_seconds_total{bare}[1m])) / on ({by}) max by ({by}) (tikv_server_cpu_cores_quota{bare})";
 
+/// `pd_etcd`'s default limit on the PD leader's etcd WAL fsync p99, in seconds: PD's own
+/// `PD_etcd_write_disk_latency` rule (`metrics/alertmanager/pd.rules.yml`, `> 1`).
+pub const WAL_FSYNC_P99_LIMIT: f64 = 1.0;
+
+/// `pd_etcd`'s default limit on etcd's database size as a fraction of `quota-backend-bytes`:
+/// PD's own `pd_etcd_quota` rule (`> 0.8`).
+pub const DB_QUOTA_RATIO_LIMIT: f64 = 0.8;
+
 /// A default threshold PD itself configures (a configured `threshold` overrides it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PdThreshold {
@@ -154,7 +162,7 @@ impl Builtin {
 }
 
 /// Every built-in invariant, in the order they are listed and evaluated.
-pub static BUILTINS: [Builtin; 7] = [
+pub static BUILTINS: [Builtin; 15] = [
     Builtin {
         name: "store_down",
         scope: Scope::Store,
@@ -292,6 +300,175 @@ pub static BUILTINS: [Builtin; 7] = [
             name: "PDLeaderUnhealthy",
             summary: "PD has no leader, a leader that is not the etcd leader, or unhealthy members.",
             detail: "has {value} problem(s): no PD leader while its members answer, a PD leader that is not the etcd leader, members disagreeing on the leader, and/or unhealthy members (the exporter's /api/v1/invariants names them).",
+        },
+    },
+    // The region invariants read `pd_regions_status` from the PD leader's own /metrics (no
+    // Prometheus needed); thresholds, graces and severities follow PD's own rules
+    // (`metrics/alertmanager/pd.rules.yml`) except where the coverage issue asks for more.
+    Builtin {
+        name: "region_down_peers",
+        scope: Scope::Cluster,
+        // PD_down_peer_region_nums: `> 0 for 1m`, level warning.
+        severity: Severity::Warning,
+        op: Op::Gt,
+        threshold: 0.0,
+        pd_threshold: None,
+        grace: Duration::from_secs(60),
+        threshold_kind: ThresholdKind::Number,
+        keys: &["threshold", "clear_threshold"],
+        data: Data::Pd,
+        evaluate: evaluate::region_down_peers,
+        description: "regions with a down peer (one that stopped answering its Raft leader), from pd_regions_status of the PD leader's own /metrics",
+        alert: AlertText {
+            name: "PDRegionDownPeers",
+            summary: "Regions have down peers.",
+            detail: "reports {value} region(s) with a down peer (threshold {threshold}): a replica stopped answering its Raft leader.",
+        },
+    },
+    Builtin {
+        name: "region_miss_peers",
+        scope: Scope::Cluster,
+        severity: Severity::Warning,
+        op: Op::Gt,
+        // PD's PD_miss_peer_region_count (`> 100`) never fires on PD >= v3.1 (it matches the
+        // old underscore spelling, tikv-metrics-and-rules.md §5); any region short of replicas
+        // for 10 m is past PD's normal replica repair.
+        threshold: 0.0,
+        pd_threshold: None,
+        grace: Duration::from_secs(600),
+        threshold_kind: ThresholdKind::Number,
+        keys: &["threshold", "clear_threshold"],
+        data: Data::Pd,
+        evaluate: evaluate::region_miss_peers,
+        description: "regions with fewer replicas than max-replicas, from pd_regions_status of the PD leader's own /metrics",
+        alert: AlertText {
+            name: "PDRegionMissPeers",
+            summary: "Regions lack replicas.",
+            detail: "reports {value} region(s) with fewer replicas than max-replicas past the grace period (threshold {threshold}).",
+        },
+    },
+    Builtin {
+        name: "region_pending_peers",
+        scope: Scope::Cluster,
+        // PD_pending_peer_region_count: `> 100 for 1m`, level warning.
+        severity: Severity::Warning,
+        op: Op::Gt,
+        threshold: 100.0,
+        pd_threshold: None,
+        grace: Duration::from_secs(60),
+        threshold_kind: ThresholdKind::Number,
+        keys: &["threshold", "clear_threshold"],
+        data: Data::Pd,
+        evaluate: evaluate::region_pending_peers,
+        description: "regions with a pending peer (a replica whose Raft log lags its leader's), from pd_regions_status of the PD leader's own /metrics",
+        alert: AlertText {
+            name: "PDRegionPendingPeers",
+            summary: "Many regions have pending peers.",
+            detail: "reports {value} region(s) with a pending peer, a replica whose Raft log lags behind its leader's (threshold {threshold}).",
+        },
+    },
+    Builtin {
+        name: "region_offline_peers",
+        scope: Scope::Cluster,
+        severity: Severity::Warning,
+        op: Op::Gt,
+        // No PD rule; a scale-in moves a store's peers away in minutes to hours: 10 m without
+        // getting to zero is worth a look (the runbook says what is slow and what is stuck).
+        threshold: 0.0,
+        pd_threshold: None,
+        grace: Duration::from_secs(600),
+        threshold_kind: ThresholdKind::Number,
+        keys: &["threshold", "clear_threshold"],
+        data: Data::Pd,
+        evaluate: evaluate::region_offline_peers,
+        description: "regions with a peer on a store being removed (Offline), from pd_regions_status of the PD leader's own /metrics",
+        alert: AlertText {
+            name: "PDRegionOfflinePeers",
+            summary: "Regions still have peers on stores being removed.",
+            detail: "reports {value} region(s) with a peer on an Offline store (being removed) past the grace period (threshold {threshold}).",
+        },
+    },
+    Builtin {
+        name: "pd_etcd",
+        scope: Scope::Cluster,
+        // PD_etcd_write_disk_latency: critical, `for: 1m`; pd_etcd_quota: warning. One
+        // invariant: a PD whose etcd cannot write stalls TSO and scheduling either way.
+        severity: Severity::Critical,
+        op: Op::Gt,
+        threshold: 0.0,
+        pd_threshold: None,
+        grace: Duration::from_secs(60),
+        threshold_kind: ThresholdKind::Number,
+        keys: &["wal_fsync_threshold", "db_quota_ratio"],
+        data: Data::Pd,
+        evaluate: evaluate::pd_etcd,
+        description: "the PD leader's embedded etcd: WAL fsync p99 since the previous read of its /metrics above wal_fsync_threshold (1s), or its database above db_quota_ratio (0.8) of quota-backend-bytes (value: problems found)",
+        alert: AlertText {
+            name: "PDEtcdUnhealthy",
+            summary: "PD's etcd fsyncs slowly or nears its space quota.",
+            detail: "has {value} etcd problem(s) on its leader: a WAL fsync p99 above the limit and/or a database near its quota-backend-bytes (the exporter's /api/v1/invariants has the numbers).",
+        },
+    },
+    Builtin {
+        name: "gc_safepoint_lag",
+        scope: Scope::Cluster,
+        severity: Severity::Warning,
+        op: Op::Gt,
+        // TiDB's GC keeps 10 m of history by default (`tidb_gc_life_time`) and runs every
+        // 10 m; a safe point a day old means GC is blocked (coverage issue default).
+        threshold: 86400.0,
+        pd_threshold: None,
+        grace: Duration::ZERO,
+        threshold_kind: ThresholdKind::Seconds,
+        keys: &["threshold", "clear_threshold"],
+        data: Data::Pd,
+        evaluate: evaluate::gc_safepoint_lag,
+        description: "age of PD's GC safe point (seconds): GC has not advanced, old MVCC versions pile up; the message names the service holding the oldest service safe point",
+        alert: AlertText {
+            name: "TiKVGCStuck",
+            summary: "TiKV garbage collection does not advance.",
+            detail: "has a GC safe point {value} old (threshold {threshold}); the exporter's /api/v1/invariants names the service holding the oldest service safe point.",
+        },
+    },
+    Builtin {
+        name: "resolved_ts_lag",
+        scope: Scope::Cluster,
+        severity: Severity::Warning,
+        op: Op::Gt,
+        // TiKV advances resolved ts every 20 s (1 s before v7.1); a minute behind for 5 m
+        // (coverage issue default) is a stuck lock or region, not the interval.
+        threshold: 60.0,
+        pd_threshold: None,
+        grace: Duration::from_secs(300),
+        threshold_kind: ThresholdKind::Seconds,
+        keys: &["threshold", "clear_threshold"],
+        data: Data::Pd,
+        evaluate: evaluate::resolved_ts_lag,
+        description: "how far PD's min resolved ts lags behind (seconds), cluster-wide and per store where PD reports it (PD >= 7.2); stale reads, TiCDC and log backup lag as much",
+        alert: AlertText {
+            name: "TiKVResolvedTsLagging",
+            summary: "TiKV resolved ts lags behind.",
+            detail: "has a min resolved ts {value} behind (threshold {threshold}): stale reads, TiCDC and log backup lag as much.",
+        },
+    },
+    Builtin {
+        name: "store_restarted",
+        scope: Scope::Store,
+        // For dashboards and context (the shipped Alertmanager config drops info).
+        severity: Severity::Info,
+        op: Op::Lt,
+        threshold: 600.0,
+        pd_threshold: None,
+        grace: Duration::ZERO,
+        threshold_kind: ThresholdKind::Seconds,
+        keys: &["threshold"],
+        data: Data::Pd,
+        evaluate: evaluate::store_restarted,
+        description: "seconds since the store's process started (PD start_timestamp, TiKV's own clock): it restarted within the threshold",
+        alert: AlertText {
+            name: "TiKVStoreRestarted",
+            summary: "TiKV store restarted.",
+            detail: "restarted {value} ago (threshold {threshold}).",
         },
     },
 ];

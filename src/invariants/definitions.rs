@@ -27,7 +27,28 @@ pub struct Definition {
     pub description: String,
     /// The threshold comes from PD's schedule configuration (none was configured).
     pub pd_threshold: Option<PdThreshold>,
+    /// `pd_etcd`'s two limits (the catalog's defaults for every other invariant).
+    pub etcd: EtcdLimits,
     evaluate: Evaluator,
+}
+
+/// The limits of `pd_etcd`, which judges two numbers (`invariants.pd_etcd.wal_fsync_threshold`,
+/// `invariants.pd_etcd.db_quota_ratio`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EtcdLimits {
+    /// WAL fsync p99 limit, seconds.
+    pub wal_fsync_p99: f64,
+    /// Database size limit as a fraction of `quota-backend-bytes`.
+    pub db_quota_ratio: f64,
+}
+
+impl Default for EtcdLimits {
+    fn default() -> Self {
+        EtcdLimits {
+            wal_fsync_p99: catalog::WAL_FSYNC_P99_LIMIT,
+            db_quota_ratio: catalog::DB_QUOTA_RATIO_LIMIT,
+        }
+    }
 }
 
 impl PartialEq for Definition {
@@ -37,6 +58,7 @@ impl PartialEq for Definition {
             && self.query == other.query
             && self.description == other.description
             && self.builtin.map(|b| b.name) == other.builtin.map(|b| b.name)
+            && self.etcd == other.etcd
     }
 }
 
@@ -179,6 +201,12 @@ fn builtin(b: &'static Builtin, o: &InvariantOverride, cfg: &Config) -> Definiti
         pd_threshold: b
             .pd_threshold
             .filter(|_| o.threshold.is_none() && o.threshold_percent.is_none()),
+        etcd: EtcdLimits {
+            wal_fsync_p99: o
+                .wal_fsync_threshold
+                .map_or(catalog::WAL_FSYNC_P99_LIMIT, |d| secs(d.0)),
+            db_quota_ratio: o.db_quota_ratio.unwrap_or(catalog::DB_QUOTA_RATIO_LIMIT),
+        },
         evaluate: b.evaluate,
     }
 }
@@ -199,6 +227,7 @@ fn custom(c: &CustomInvariant, unknown_hold: f64) -> Definition {
         query: Some(c.query.clone()),
         builtin: None,
         pd_threshold: None,
+        etcd: EtcdLimits::default(),
         description: format!("custom: {} {} {}", c.query, c.op.as_str(), c.threshold),
         evaluate: evaluate::custom_query,
     }
@@ -225,6 +254,8 @@ fn check_override(name: &str, o: &InvariantOverride) -> Result<(), ConfigError> 
         ("threshold_percent", o.threshold_percent.is_some()),
         ("clear_threshold", o.clear_threshold.is_some()),
         ("query", o.query.is_some()),
+        ("wal_fsync_threshold", o.wal_fsync_threshold.is_some()),
+        ("db_quota_ratio", o.db_quota_ratio.is_some()),
     ];
     for (k, is_set) in set {
         if is_set && !b.accepts(k) {
@@ -258,6 +289,20 @@ fn check_override(name: &str, o: &InvariantOverride) -> Result<(), ConfigError> 
         if v.is_some_and(|v| !v.is_finite()) {
             return Err(ConfigError::new(key(k), "must be a finite number"));
         }
+    }
+    if o.wal_fsync_threshold.is_some_and(|d| d.0.is_zero()) {
+        return Err(ConfigError::new(
+            key("wal_fsync_threshold"),
+            "must be greater than 0",
+        ));
+    }
+    if let Some(r) = o.db_quota_ratio
+        && !(r > 0.0 && r <= 1.0)
+    {
+        return Err(ConfigError::new(
+            key("db_quota_ratio"),
+            format!("{r} is not in (0, 1] (a fraction of quota-backend-bytes, e.g. 0.8)"),
+        ));
     }
     if o.query.as_deref().is_some_and(|q| q.trim().is_empty()) {
         return Err(ConfigError::new(key("query"), "empty query"));
@@ -353,6 +398,26 @@ mod tests {
                 Some(3),
             ),
             (
+                "invariants:\n  pd_etcd:\n    threshold: 2\n",
+                "invariants.pd_etcd.threshold",
+                Some(3),
+            ),
+            (
+                "invariants:\n  gc_safepoint_lag:\n    db_quota_ratio: 0.5\n",
+                "invariants.gc_safepoint_lag.db_quota_ratio",
+                Some(3),
+            ),
+            (
+                "invariants:\n  pd_etcd:\n    db_quota_ratio: 80\n",
+                "invariants.pd_etcd.db_quota_ratio",
+                Some(3),
+            ),
+            (
+                "invariants:\n  pd_etcd:\n    wal_fsync_threshold: 0s\n",
+                "invariants.pd_etcd.wal_fsync_threshold",
+                Some(3),
+            ),
+            (
                 "prometheus:\n  selector: 'tidb_cluster=basic'\n",
                 "prometheus.selector",
                 Some(2),
@@ -387,7 +452,15 @@ mod tests {
                 "disk_usage",
                 "disk_low_space",
                 "store_slow",
-                "pd_leader"
+                "pd_leader",
+                "region_down_peers",
+                "region_miss_peers",
+                "region_pending_peers",
+                "region_offline_peers",
+                "pd_etcd",
+                "gc_safepoint_lag",
+                "resolved_ts_lag",
+                "store_restarted"
             ]
         );
         for d in &defs {
@@ -468,6 +541,33 @@ mod tests {
         assert_eq!(t(&obs, "disk_low_space"), 0.9, "configured");
         obs.schedule = Default::default();
         assert_eq!(t(&obs, "disk_usage"), 0.7, "fallback");
+    }
+
+    #[test]
+    fn pd_etcd_takes_its_two_limits() {
+        let defs = load(
+            "invariants:\n  pd_etcd:\n    wal_fsync_threshold: 500ms\n    db_quota_ratio: 0.9\n",
+        )
+        .unwrap();
+        let etcd = defs.iter().find(|d| d.rule.name == "pd_etcd").unwrap();
+        assert_eq!(
+            etcd.etcd,
+            EtcdLimits {
+                wal_fsync_p99: 0.5,
+                db_quota_ratio: 0.9
+            }
+        );
+        let defs = load("").unwrap();
+        let etcd = defs.iter().find(|d| d.rule.name == "pd_etcd").unwrap();
+        assert_eq!(
+            (etcd.etcd.wal_fsync_p99, etcd.etcd.db_quota_ratio),
+            (1.0, 0.8)
+        );
+        let e = load("invariants:\n  store_down:\n    wal_fsync_threshold: 1s\n").unwrap_err();
+        assert_eq!(
+            e.message,
+            "store_down does not take wal_fsync_threshold (only pd_etcd do)"
+        );
     }
 
     #[test]

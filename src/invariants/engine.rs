@@ -46,6 +46,17 @@ pub enum Input {
     Unknown(String),
     /// A value compared against the rule's thresholds.
     Value(f64),
+    /// A value compared against the rule's thresholds like [`Input::Value`], with what it was
+    /// measured on (shown after the comparison) and, when the inputs tell, when a violation
+    /// began (e.g. when a stuck safe point crossed the threshold; never later than now).
+    Measured {
+        /// The value compared.
+        value: f64,
+        /// Where it comes from, for users (`GC safe point at ...; held by ...`).
+        note: String,
+        /// When the value began to violate the threshold, if known (Unix seconds).
+        since: Option<f64>,
+    },
     /// A value with the verdict already decided (e.g. PD's store state); hysteresis does not apply.
     Verdict {
         /// The observed value shown to users.
@@ -217,23 +228,12 @@ impl Engine {
                 since,
             } => (value, violated, violated, reason, since),
             Input::Value(v) => {
-                let violated = rule.op.holds(v, rule.threshold);
-                let still = match rule.clear_threshold {
-                    Some(c) => rule.op.holds(v, c),
-                    None => violated,
-                };
-                let reason = format!(
-                    "{} {} {} {}",
-                    fmt_value(v),
-                    if violated { rule.op.as_str() } else { "within" },
-                    fmt_value(rule.threshold),
-                    if violated {
-                        "(violated)"
-                    } else {
-                        "(threshold)"
-                    }
-                );
+                let (violated, still, reason) = compare(rule, v);
                 (v, violated, still, reason, None)
+            }
+            Input::Measured { value, note, since } => {
+                let (violated, still, reason) = compare(rule, value);
+                (value, violated, still, format!("{reason}; {note}"), since)
             }
         };
         st.unknown = false;
@@ -288,6 +288,28 @@ impl Engine {
     pub fn get(&self, name: &str, store: &str) -> Option<&SeriesState> {
         self.states.get(&(name.to_owned(), store.to_owned()))
     }
+}
+
+/// Whether `v` violates the rule, whether a firing invariant stays violated (hysteresis), and
+/// the comparison in words.
+fn compare(rule: &Rule, v: f64) -> (bool, bool, String) {
+    let violated = rule.op.holds(v, rule.threshold);
+    let still = match rule.clear_threshold {
+        Some(c) => rule.op.holds(v, c),
+        None => violated,
+    };
+    let reason = format!(
+        "{} {} {} {}",
+        fmt_value(v),
+        if violated { rule.op.as_str() } else { "within" },
+        fmt_value(rule.threshold),
+        if violated {
+            "(violated)"
+        } else {
+            "(threshold)"
+        }
+    );
+    (violated, still, reason)
 }
 
 fn fmt_value(v: f64) -> String {
@@ -598,6 +620,38 @@ mod tests {
         let pd_down = || Input::Unknown("PD unavailable".into());
         assert_eq!(phase(&mut e, &r, pd_down(), 1299.0).0, Phase::Firing);
         assert_eq!(phase(&mut e, &r, pd_down(), 1300.0).0, Phase::Ok);
+    }
+
+    #[test]
+    fn a_measured_value_compares_with_hysteresis_and_may_say_when_it_began() {
+        let r = rule(600.0, 0.0, Some(0.6));
+        let mut e = Engine::new();
+        let m = |v: f64, since: Option<f64>| Input::Measured {
+            value: v,
+            note: "on the PD leader pd-1".into(),
+            since,
+        };
+        // Began 900 s before the first look: past the 600 s grace at once.
+        assert_eq!(
+            phase(&mut e, &r, m(0.9, Some(100.0)), 1000.0),
+            (Phase::Firing, Some(100.0), false)
+        );
+        assert_eq!(
+            e.get("disk_usage", "1").unwrap().message,
+            "0.9000 > 0.7000 (violated); on the PD leader pd-1"
+        );
+        // Below the threshold but above clear_threshold: still firing.
+        assert_eq!(phase(&mut e, &r, m(0.65, None), 1010.0).0, Phase::Firing);
+        assert_eq!(phase(&mut e, &r, m(0.5, None), 1020.0).0, Phase::Ok);
+        // A `since` in the future counts from now; without one, from now too.
+        assert_eq!(
+            phase(&mut e, &r, m(0.9, Some(5000.0)), 1030.0),
+            (Phase::Pending, Some(1030.0), false)
+        );
+        assert_eq!(
+            e.get("disk_usage", "1").unwrap().message,
+            "0.9000 > 0.7000 (violated); on the PD leader pd-1"
+        );
     }
 
     #[test]

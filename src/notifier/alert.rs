@@ -319,6 +319,7 @@ mod tests {
                 capacity_bytes: None,
                 available_bytes: None,
                 slow_score: None,
+                start_timestamp: None,
             }],
             ..Snapshot::default()
         }

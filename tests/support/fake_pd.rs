@@ -1,7 +1,8 @@
 //! A fake PD (placement driver) HTTP API for integration tests, built on [`super::http`].
 //!
 //! It serves the real JSON shapes of `/pd/api/v1/{stores,store/<id>,members,leader,health,
-//! config/schedule}` (see [`samples`]), lets a test change the cluster while it runs (store
+//! config/schedule,gc/safepoint,min-resolved-ts}` (see [`samples`] and [`coverage`]) and each
+//! member's own `/metrics` (region counts, role gauges, etcd), lets a test change the cluster while it runs (store
 //! state, heartbeat, sizes, slow score, PD health and leader), inject faults (HTTP errors, garbage
 //! bodies, delays, per-path responses, stop/restart on the same port) and records every request,
 //! so tests can count requests and check that `/pd/api/v1/regions` is never asked for.
@@ -36,6 +37,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 
 use super::http::{Acceptor, ReadWrite, Request, Response, TestServer};
+
+pub mod coverage;
+
+pub use coverage::ServiceSafePoint;
 
 /// Real PD response bodies, copied from /work/shared/reference/pd-api.md (§ numbers refer to it).
 pub mod samples {
@@ -335,11 +340,20 @@ pub mod samples {
     }
 }
 
-/// How a PD member behaves without a leader (cluster-signals.md §0, §1.2).
+/// How a PD member behaves without a leader (cluster-signals.md §0, §1.2), and which
+/// cluster-wide endpoints and metrics it has (see [`coverage`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PdVersion {
+    /// PD v4.0: no `/gc/safepoint`, no `/min-resolved-ts` (404), no `service_member_role`,
+    /// followers without `pd_regions_status`; leaderless as v8.1.0.
+    V4_0_0,
+    /// PD v6.0–v7.1: `/gc/safepoint` without `min_service_gc_safe_point`, `/min-resolved-ts`
+    /// without the store map and with persistence off (the default before v6.3); no
+    /// `service_member_role`; leaderless as v8.1.0.
+    V6_1_0,
     /// PD ≤ v8.1.0 (and 6.x/7.x ≤ v7.5.5): 503 `no leader` at once; the health probe is
-    /// redirected, so `/health` reports every member unhealthy.
+    /// redirected, so `/health` reports every member unhealthy. Every cluster-wide endpoint
+    /// and metric in its v8 shape.
     V8_1_0,
     /// PD v8.1.1–v8.5.4: 503 `[PD:apiutil:ErrRedirectNoLeader]redirect finds no leader` (after
     /// waiting up to 3 s for a leader; the fake answers at once); probe redirected as above.
@@ -600,6 +614,10 @@ struct State {
     overrides: HashMap<String, Response>,
     /// Store lists the next `/stores` answers use (front first), before the live ones again.
     next_stores: VecDeque<Vec<Value>>,
+    /// Region counts, etcd, GC and resolved ts.
+    coverage: coverage::Coverage,
+    /// (member, path without query) of every request, for per-member counts.
+    served: Vec<(String, String)>,
     requests: Vec<Request>,
 }
 
@@ -927,6 +945,82 @@ impl FakePd {
         };
     }
 
+    /// This member advertises its real URL in `/members` and `/health` (instead of the
+    /// samples' TiDB Operator names, which do not resolve here), as a TiUP-deployed PD does.
+    pub fn advertise_own_url(&self) {
+        let url = self.url();
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        for list in [&mut st.members, &mut st.health] {
+            for m in list.iter_mut().filter(|m| m["name"] == self.me.as_str()) {
+                m["client_urls"] = json!([url]);
+            }
+        }
+    }
+
+    /// Sets store `id`'s `start_timestamp` (unix s): what TiKV reports when it (re)starts.
+    pub fn set_start_timestamp(&self, id: u64, secs: u64) {
+        self.edit_store(id, |s| {
+            s["store"]["start_timestamp"] = json!(secs);
+            refresh_timestamps(s);
+        });
+    }
+
+    /// Sets a `pd_regions_status` count of the leader (`ty` in PD's spelling, e.g.
+    /// `down-peer-region-count`); `None` removes the type (a PD that does not count it).
+    pub fn set_region_status(&self, ty: &str, n: Option<f64>) {
+        self.lock().coverage.set_region_count(ty, n);
+    }
+
+    /// Removes the whole `pd_regions_status` family from every member (a leader that has not
+    /// collected region statistics yet).
+    pub fn clear_region_status(&self) {
+        self.lock().coverage.regions.clear();
+    }
+
+    /// Before each `/metrics` answer, `n` WAL fsyncs of `seconds` each are added to etcd's
+    /// histogram (default 10 of 2 ms: a p99 of 2 ms).
+    pub fn set_wal_fsync_per_read(&self, seconds: f64, n: u64) {
+        self.lock().coverage.fsync_per_read = (seconds, n);
+    }
+
+    /// Adds `n` WAL fsyncs of `seconds` each to every member's etcd histogram.
+    pub fn observe_wal_fsync(&self, seconds: f64, n: u64) {
+        self.lock().coverage.observe_fsync(seconds, n);
+    }
+
+    /// Sets etcd's database size and `quota-backend-bytes`.
+    pub fn set_etcd_db(&self, size_bytes: f64, quota_bytes: f64) {
+        let mut st = self.lock();
+        st.coverage.db_size_bytes = size_bytes;
+        st.coverage.quota_bytes = quota_bytes;
+    }
+
+    /// Sets the GC safe point's age (`None`: 0, GC never ran) and the service safe points.
+    pub fn set_gc_safepoint(&self, age: Option<Duration>, services: Vec<ServiceSafePoint>) {
+        let mut st = self.lock();
+        st.coverage.gc_age = age;
+        st.coverage.services = services;
+    }
+
+    /// Sets how far the min resolved ts lags: the cluster's (`store` `None`) or one store's;
+    /// a lag of `None` is PD's `u64::MAX` (no data).
+    pub fn set_resolved_ts_lag(&self, store: Option<u64>, lag: Option<Duration>) {
+        let mut st = self.lock();
+        match store {
+            None => st.coverage.resolved_cluster_age = lag,
+            Some(id) => {
+                st.coverage.resolved_stores.retain(|(i, _)| *i != id);
+                st.coverage.resolved_stores.push((id, lag));
+            }
+        }
+    }
+
+    /// Sets `min-resolved-ts-persistence-interval` (`"0s"`: off, the value is frozen).
+    pub fn set_resolved_ts_persist_interval(&self, interval: &'static str) {
+        self.lock().coverage.persist_interval = Some(interval);
+    }
+
     /// Every request answers `status` with this raw body (e.g. a JSON string like PD's errors).
     pub fn fail_with(&self, status: u16, body: &str) {
         self.lock().failure = Some(Response::json(body).status(status));
@@ -989,6 +1083,16 @@ impl FakePd {
             .count()
     }
 
+    /// Number of requests to exactly this path (query ignored) that this member answered
+    /// (the other counts are over every member of the fake cluster).
+    pub fn member_requests_to(&self, path: &str) -> usize {
+        self.lock()
+            .served
+            .iter()
+            .filter(|(m, p)| *m == self.me && p == path)
+            .count()
+    }
+
     /// Whether any `/pd/api/v1/regions...` path was requested.
     pub fn regions_requested(&self) -> bool {
         self.lock()
@@ -1030,7 +1134,9 @@ impl FakePd {
 
     /// Forgets the recorded requests.
     pub fn clear_requests(&self) {
-        self.lock().requests.clear();
+        let mut st = self.lock();
+        st.requests.clear();
+        st.served.clear();
     }
 }
 
@@ -1069,6 +1175,8 @@ impl State {
             delay: None,
             overrides: HashMap::new(),
             next_stores: VecDeque::new(),
+            coverage: coverage::Coverage::default(),
+            served: Vec::new(),
             requests: Vec::new(),
         }
     }
@@ -1113,6 +1221,16 @@ impl State {
                 Response::json(Value::Object(self.schedule.clone()).to_string())
             }
             "/pd/api/v1/ping" => Response::json("").status(200),
+            "/pd/api/v1/gc/safepoint" => match self.coverage.gc_safepoint(self.version) {
+                Some(body) => Response::json(body),
+                None => Response::text(404, "404 page not found\n"),
+            },
+            "/pd/api/v1/min-resolved-ts" => {
+                match self.coverage.min_resolved_ts(self.version, &self.stores) {
+                    Some(body) => Response::json(body),
+                    None => Response::text(404, "404 page not found\n"),
+                }
+            }
             p if p.starts_with("/pd/api/v1/regions") => {
                 Response::json(r#"{"count":0,"regions":[]}"#)
             }
@@ -1152,6 +1270,7 @@ fn needs_cluster(path: &str) -> bool {
         "/pd/api/v1/store/",
         "/pd/api/v1/regions",
         "/pd/api/v1/region/",
+        "/pd/api/v1/min-resolved-ts",
     ]
     .iter()
     .any(|p| path.starts_with(p))
@@ -1175,6 +1294,10 @@ impl State {
         let path = req.path_only();
         let follower_handle = req.header(FOLLOWER_HEADER).is_some_and(|v| !v.is_empty());
         let is_leader = self.leader.as_deref() == Some(me);
+        if path == "/metrics" {
+            let etcd = self.etcd_leader.as_deref() == Some(me);
+            return Response::text(200, self.coverage.metrics(self.version, is_leader, etcd));
+        }
         if !path.starts_with("/pd/") || is_leader {
             return self.route(req);
         }
@@ -1186,9 +1309,10 @@ impl State {
             Some(_) => self.route(req),
             None if self.version >= PdVersion::V8_5_5 && served_locally(path) => self.local(req),
             None => {
-                let body = match self.version {
-                    PdVersion::V8_1_0 => samples::NO_LEADER_OLD,
-                    _ => samples::NO_LEADER,
+                let body = if self.version <= PdVersion::V8_1_0 {
+                    samples::NO_LEADER_OLD
+                } else {
+                    samples::NO_LEADER
                 };
                 Response::text(503, format!("{body}\n"))
             }
@@ -1229,6 +1353,10 @@ fn handler(
     move |req: &Request| {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         st.requests.push(req.clone());
+        st.served.push((me.clone(), req.path_only().to_owned()));
+        if req.path_only() == "/metrics" {
+            st.coverage.tick();
+        }
         let scripted = if req.path_only() == "/pd/api/v1/stores" {
             st.next_stores.pop_front()
         } else {

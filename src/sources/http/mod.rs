@@ -9,7 +9,9 @@
 //! A request is built with [`HttpClient::get`] or [`HttpClient::post_json`], completed with what
 //! the endpoint needs (e.g. `Accept`, or PD's `PD-Allow-follower-handle` header), and run with
 //! [`HttpClient::fetch`] (status and body, whatever the status) or [`HttpClient::fetch_ok`] (the
-//! body of a 2xx answer; any other status becomes [`HttpError::Status`]).
+//! body of a 2xx answer; any other status becomes [`HttpError::Status`]), or, for a big text
+//! body such as a `/metrics` page, [`HttpClient::fetch_ok_lines`] (one line at a time as it
+//! arrives).
 
 use std::path::PathBuf;
 use std::sync::Once;
@@ -249,13 +251,67 @@ impl HttpClient {
         if status.is_success() {
             return body;
         }
-        let detail = match body {
-            Ok(body) => summarize_error_body(&body, ERROR_MESSAGE_CHARS),
-            Err(e) => e.to_string(),
+        Err(status_error(status, body))
+    }
+
+    /// Like [`fetch_ok`](Self::fetch_ok) for a big text body read line by line: `on_line` gets
+    /// each line (without its `\n`) as the body arrives, so at most one line of at most
+    /// `max_line` bytes is held (longer lines are skipped whole); the body may be `limit` bytes
+    /// in all, and the whole exchange takes at most the client's timeout.
+    pub(crate) async fn fetch_ok_lines(
+        &self,
+        req: RequestBuilder,
+        limit: usize,
+        max_line: usize,
+        mut on_line: impl FnMut(&[u8]) + Send,
+    ) -> Result<(), HttpError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let work = async {
+            let mut resp = self.send(req).await?;
+            let status = resp.status();
+            if !status.is_success() {
+                let body = self.read_body(resp, ERROR_BODY_LIMIT.min(limit)).await;
+                return Err(status_error(status, body));
+            }
+            if resp.content_length().is_some_and(|n| n > limit as u64) {
+                return Err(HttpError::TooLarge { limit });
+            }
+            let mut lines = LineSplitter::new(max_line);
+            let mut total = 0usize;
+            loop {
+                match resp.chunk().await {
+                    Ok(Some(chunk)) => {
+                        self.response_bytes
+                            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                        total += chunk.len();
+                        if total > limit {
+                            return Err(HttpError::TooLarge { limit });
+                        }
+                        lines.feed(&chunk, &mut on_line);
+                    }
+                    Ok(None) => {
+                        lines.finish(&mut on_line);
+                        return Ok(());
+                    }
+                    Err(e) if e.is_timeout() => return Err(HttpError::BodyTimeout(self.timeout)),
+                    Err(e) => return Err(HttpError::Body(e)),
+                }
+            }
         };
-        Err(HttpError::Status {
-            status: status.as_u16(),
-            detail,
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(HttpError::Timeout(self.timeout)),
+        }
+    }
+
+    /// Sends `req`, mapping reqwest's failures.
+    async fn send(&self, req: RequestBuilder) -> Result<reqwest::Response, HttpError> {
+        req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                HttpError::Timeout(self.timeout)
+            } else {
+                HttpError::Send(e)
+            }
         })
     }
 
@@ -269,13 +325,7 @@ impl HttpClient {
     ) -> Result<(StatusCode, Result<Vec<u8>, HttpError>), HttpError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let work = async {
-            let resp = req.send().await.map_err(|e| {
-                if e.is_timeout() {
-                    HttpError::Timeout(self.timeout)
-                } else {
-                    HttpError::Send(e)
-                }
-            })?;
+            let resp = self.send(req).await?;
             let status = resp.status();
             let limit = if status.is_success() {
                 ok_limit
@@ -316,6 +366,72 @@ impl HttpClient {
                 Err(e) => return Err(HttpError::Body(e)),
             }
         }
+    }
+}
+
+/// The [`HttpError::Status`] of a non-2xx answer, summarising its (bounded) body.
+fn status_error(status: StatusCode, body: Result<Vec<u8>, HttpError>) -> HttpError {
+    let detail = match body {
+        Ok(body) => summarize_error_body(&body, ERROR_MESSAGE_CHARS),
+        Err(e) => e.to_string(),
+    };
+    HttpError::Status {
+        status: status.as_u16(),
+        detail,
+    }
+}
+
+/// Cuts a body arriving in chunks into lines, holding at most one line of at most `max` bytes.
+struct LineSplitter {
+    max: usize,
+    partial: Vec<u8>,
+    /// The line being read is longer than `max`: it is dropped up to its end.
+    overlong: bool,
+}
+
+impl LineSplitter {
+    fn new(max: usize) -> Self {
+        LineSplitter {
+            max,
+            partial: Vec::new(),
+            overlong: false,
+        }
+    }
+
+    /// Hands every line completed by `chunk` to `on_line`.
+    fn feed(&mut self, mut chunk: &[u8], on_line: &mut impl FnMut(&[u8])) {
+        while let Some(i) = chunk.iter().position(|&b| b == b'\n') {
+            let (head, rest) = (&chunk[..i], &chunk[i + 1..]);
+            if !self.overlong && self.partial.len() + head.len() <= self.max {
+                if self.partial.is_empty() {
+                    on_line(head);
+                } else {
+                    self.partial.extend_from_slice(head);
+                    on_line(&self.partial);
+                }
+            }
+            self.partial.clear();
+            self.overlong = false;
+            chunk = rest;
+        }
+        if self.overlong {
+            return;
+        }
+        if self.partial.len() + chunk.len() <= self.max {
+            self.partial.extend_from_slice(chunk);
+        } else {
+            self.partial.clear();
+            self.overlong = true;
+        }
+    }
+
+    /// Hands a last line without `\n` to `on_line`.
+    fn finish(&mut self, on_line: &mut impl FnMut(&[u8])) {
+        if !self.overlong && !self.partial.is_empty() {
+            on_line(&self.partial);
+        }
+        self.partial.clear();
+        self.overlong = false;
     }
 }
 
@@ -471,6 +587,43 @@ mod tests {
         assert_eq!(e.to_string(), "response larger than 1000 bytes");
         assert!(http.response_bytes_total() > 1000);
         assert!(!e.is_timeout() && e.status().is_none());
+    }
+
+    #[test]
+    fn lines_are_cut_across_chunks_and_overlong_ones_skipped() {
+        let mut got: Vec<String> = Vec::new();
+        let mut on = |l: &[u8]| got.push(String::from_utf8_lossy(l).into_owned());
+        let mut s = LineSplitter::new(5);
+        for chunk in ["ab", "c\nde", "\n\n12345", "6789\nxy\nlast"] {
+            s.feed(chunk.as_bytes(), &mut on);
+        }
+        s.finish(&mut on);
+        assert_eq!(got, ["abc", "de", "", "xy", "last"]);
+    }
+
+    #[tokio::test]
+    async fn a_body_is_streamed_line_by_line_within_its_limit() {
+        let body = "a 1\n# long comment line\nb 2\n";
+        let (url, _server) = serve_once(response("200 OK", "", body)).await;
+        let http = client(Duration::from_secs(5));
+        let mut lines = Vec::new();
+        http.fetch_ok_lines(http.get(url), 1000, 5, |l| lines.push(l.to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(lines, [b"a 1".to_vec(), b"b 2".to_vec()]);
+        let (url, _server) = serve_once(response("200 OK", "", &"x 1\n".repeat(100))).await;
+        let e = http
+            .fetch_ok_lines(http.get(url), 100, 5, |_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "response larger than 100 bytes");
+        let (url, _server) =
+            serve_once(response("404 Not Found", "", "404 page not found\n")).await;
+        let e = http
+            .fetch_ok_lines(http.get(url), 100, 5, |_| panic!("no line of an error"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "HTTP 404 (404 page not found)");
     }
 
     #[tokio::test]

@@ -1,8 +1,10 @@
 //! A small, tolerant client for PD's HTTP API (`/pd/api/v1/...`).
 //!
-//! Only cheap endpoints are read: `/stores`, `/members`, `/health`, `/leader` and
-//! `/config/schedule`. `/regions` is never requested (it serialises every region of the cluster in
-//! one body and is expensive for PD on big clusters).
+//! Only cheap endpoints are read: `/stores`, `/members`, `/health`, `/leader`,
+//! `/config/schedule`, `/gc/safepoint`, `/min-resolved-ts?scope=cluster` (`safepoints.rs`) and
+//! the PD leader's own `/metrics` (`leader_metrics.rs`), each one request whatever the number of
+//! regions. `/regions` and `/regions/check/*` are never requested (they serialise every region
+//! of the cluster in one body and are expensive for PD on big clusters).
 //!
 //! Parsing is deliberately lenient across PD versions (2.x/3.0 to 8.x): unknown fields are
 //! ignored, every status field is optional, a field of an unexpected type or an unparsable size
@@ -24,8 +26,8 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::ACCEPT;
@@ -33,7 +35,9 @@ use reqwest::header::ACCEPT;
 use super::http::{self, BuildError, ClientConfig, HttpClient, TlsFiles};
 use crate::domain::{Member, MemberHealth, Members, ScheduleConfig, Store};
 
+mod leader_metrics;
 mod members;
+mod safepoints;
 mod units;
 mod wire;
 
@@ -227,6 +231,10 @@ struct Inner {
     http: HttpClient,
     max_response_bytes: usize,
     preferred: AtomicUsize,
+    /// Whether PD is reached over HTTPS (bare advertised addresses get `https://`).
+    tls: bool,
+    /// The endpoint whose `/metrics` was the PD leader's last time.
+    metrics_endpoint: Mutex<Option<String>>,
 }
 
 impl fmt::Debug for PdClient {
@@ -278,6 +286,8 @@ impl PdClient {
                 http,
                 max_response_bytes: cfg.max_response_bytes,
                 preferred: AtomicUsize::new(0),
+                tls: cfg.tls.is_some(),
+                metrics_endpoint: Mutex::new(None),
             }),
         })
     }
@@ -353,6 +363,16 @@ impl PdClient {
 
     /// GETs `API + path` from the endpoints in preference order and parses the body.
     async fn get<T>(&self, path: &str, parse: Parse<T>) -> Result<T, PdError> {
+        self.get_until(path, parse, false).await
+    }
+
+    /// [`get`](Self::get), stopping at the first 404 when `stop_at_404`.
+    async fn get_until<T>(
+        &self,
+        path: &str,
+        parse: Parse<T>,
+        stop_at_404: bool,
+    ) -> Result<T, PdError> {
         let full_path = format!("{API}{path}");
         let n = self.inner.endpoints.len();
         let first = self.inner.preferred.load(Ordering::Relaxed).min(n - 1);
@@ -365,13 +385,51 @@ impl PdClient {
                     self.inner.preferred.store(idx, Ordering::Relaxed);
                     return Ok(v);
                 }
-                Err(f) => failures.push(f),
+                Err(f) => {
+                    let stop = stop_at_404 && f.status == Some(404);
+                    failures.push(f);
+                    if stop {
+                        break;
+                    }
+                }
             }
         }
         Err(PdError::AllFailed {
             path: full_path,
             failures,
         })
+    }
+
+    /// Like [`get`](Self::get), but a 404 (this PD version has no such endpoint) is `Ok(None)`,
+    /// at once: the other members run the same version.
+    async fn get_if_served<T>(&self, path: &str, parse: Parse<T>) -> Result<Option<T>, PdError> {
+        match self.get_until(path, parse, true).await {
+            Ok(v) => Ok(Some(v)),
+            Err(PdError::AllFailed { failures, .. })
+                if failures.iter().any(|f| f.status == Some(404)) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The endpoint whose `/metrics` was the leader's last time.
+    fn last_metrics_endpoint(&self) -> Option<String> {
+        self.inner
+            .metrics_endpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Remembers the endpoint that served the leader's `/metrics`.
+    fn set_last_metrics_endpoint(&self, endpoint: &str) {
+        *self
+            .inner
+            .metrics_endpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(endpoint.to_owned());
     }
 
     /// GETs `API + path` from the member at `endpoint` only, with the follower-handle header.

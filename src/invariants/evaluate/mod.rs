@@ -1,12 +1,22 @@
 //! The evaluators of the invariants: each turns one round's [`Observations`] into engine
 //! [`Input`]s, one per store it applies to (or one `""` series for cluster-wide invariants).
 //! Stores being removed (Offline) are only looked at by `store_down`; PD-based inputs are
-//! unknown while PD is failing; a query that failed makes every store it covers unknown.
+//! unknown while PD is failing; a query that failed makes every store it covers unknown. The
+//! invariants on PD's cluster-wide sources (the leader's `/metrics`, `/gc/safepoint`,
+//! `/min-resolved-ts`) are unknown while their source fails and have no series where this PD
+//! does not serve it.
+
+mod cluster;
+
+pub use cluster::{
+    gc_safepoint_lag, pd_etcd, region_down_peers, region_miss_peers, region_offline_peers,
+    region_pending_peers, resolved_ts_lag,
+};
 
 use super::definitions::Definition;
 use super::engine::Input;
 use crate::domain::{Op, PdHealth, Scope, Store, StoreState};
-use crate::observations::{Observations, is_leaving};
+use crate::observations::{Observations, Polled, is_leaving};
 
 /// Turns observations into per-store inputs for one definition.
 pub type Evaluator = fn(&Definition, &Observations) -> Vec<(String, Input)>;
@@ -67,6 +77,19 @@ pub fn pd_leader(_: &Definition, obs: &Observations) -> Vec<(String, Input)> {
         Ok(h) => pd_leader_input(h),
     };
     vec![(String::new(), input)]
+}
+
+/// `store_restarted`: seconds since the store's process started; no series for a store that
+/// reports no start time.
+pub fn store_restarted(_: &Definition, obs: &Observations) -> Vec<(String, Input)> {
+    per_store(obs, false, |s| {
+        let started = s.start_timestamp.filter(|&t| t > 0)? as f64;
+        Some(Input::Measured {
+            value: (obs.now - started).max(0.0),
+            note: format!("started at {}", rfc3339(started)),
+            since: Some(started),
+        })
+    })
 }
 
 /// A built-in PromQL invariant over TiKV metrics: per store, TiFlash stores skipped.
@@ -228,6 +251,40 @@ fn pd_leader_input(h: &PdHealth) -> Input {
     }
 }
 
+/// The last reading of a PD source read every health interval: `Ok(None)` when this PD does
+/// not serve it, `Err` (why it is unknown) before the first reading and while it fails.
+pub(super) fn reading<'a, T>(p: &'a Polled<T>, what: &str) -> Result<Option<(f64, &'a T)>, String> {
+    match p {
+        Polled::NotYet => Err(format!("{what} not read yet")),
+        Polled::NotServed => Ok(None),
+        Polled::Read { at, value } => Ok(Some((*at, value))),
+        Polled::Failed { reason, .. } => Err(format!("{what}: {reason}")),
+    }
+}
+
+/// A Unix time as RFC 3339 in UTC (seconds).
+pub(super) fn rfc3339(t: f64) -> String {
+    chrono::DateTime::from_timestamp(t.floor() as i64, 0).map_or_else(
+        || format!("{t:.0}"),
+        |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
+}
+
+/// Seconds as `0.002s` / `1.5s`.
+pub(super) fn seconds(v: f64) -> String {
+    format!("{}s", (v * 10000.0).round() / 10000.0)
+}
+
+/// Text from PD (a service id) fit for a message: control characters dropped, at most 128
+/// characters.
+pub(super) fn printable(s: &str) -> String {
+    let mut out: String = s.chars().filter(|c| !c.is_control()).take(128).collect();
+    if s.chars().filter(|c| !c.is_control()).count() > 128 {
+        out.push('…');
+    }
+    out
+}
+
 /// The sample that decides for a store with several: the one worst for `op` — the largest for
 /// `>`/`>=`, the smallest for `<`/`<=`, one equal to the threshold for `==`, the farthest from
 /// it for `!=` (and for `==` when none is equal). NaN samples are ignored unless all are NaN.
@@ -310,6 +367,59 @@ fn query_cluster(obs: &Observations, query: &str, op: Op, threshold: f64) -> Inp
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::invariants::engine::{Engine, Phase};
+
+    #[test]
+    fn a_store_restarted_within_ten_minutes_is_info_until_then() {
+        let d = crate::invariants::definitions::build(&crate::config::Config::default())
+            .unwrap()
+            .into_iter()
+            .find(|d| d.rule.name == "store_restarted")
+            .unwrap();
+        assert_eq!(d.rule.severity, crate::domain::Severity::Info);
+        let t0 = 1_700_000_000.0;
+        let store = |id: u64, state: StoreState, start: Option<u64>| Store {
+            start_timestamp: start,
+            ..Store::new(id, state)
+        };
+        let stores = vec![
+            store(1, StoreState::Up, Some(t0 as u64 - 120)),
+            store(2, StoreState::Up, Some(t0 as u64 - 7200)),
+            // No start time reported (PD 3.0 without start_ts), or being removed: no series.
+            store(3, StoreState::Up, None),
+            store(4, StoreState::Offline, Some(t0 as u64 - 120)),
+        ];
+        let obs = Observations::new(t0, stores);
+        let inputs = store_restarted(&d, &obs);
+        let ids: Vec<&str> = inputs.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(ids, ["1", "2"]);
+        let mut e = Engine::new();
+        let st = e.evaluate(&d.rule, "1", inputs[0].1.clone(), t0);
+        assert_eq!(
+            (st.phase, st.active_since, st.value),
+            (Phase::Firing, Some(t0 - 120.0), Some(120.0))
+        );
+        assert_eq!(
+            st.message,
+            "120 < 600 (violated); started at 2023-11-14T22:11:20Z"
+        );
+        assert_eq!(
+            e.evaluate(&d.rule, "2", inputs[1].1.clone(), t0).phase,
+            Phase::Ok
+        );
+        // Ten minutes after the restart it resolves by itself.
+        let later = Observations::new(t0 + 480.0, obs.stores.clone());
+        let again = store_restarted(&d, &later);
+        assert_eq!(
+            e.evaluate(&d.rule, "1", again[0].1.clone(), t0 + 480.0)
+                .phase,
+            Phase::Ok
+        );
+        // PD unavailable: unknown, like every PD-based store invariant.
+        let mut down = Observations::new(t0, obs.stores.clone());
+        down.pd_error = Some(crate::observations::Unavailable::new("refused"));
+        assert!(matches!(store_restarted(&d, &down)[0].1, Input::Unknown(_)));
+    }
 
     #[test]
     fn the_worst_sample_follows_the_comparison() {

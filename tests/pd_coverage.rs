@@ -1,0 +1,429 @@
+//! End to end: the exporter binary's PD-side coverage invariants against the fake PD (real
+//! shapes, several versions): region health from the PD leader's own `/metrics`, the leader's
+//! etcd, the GC safe point, the min resolved ts and store restarts — their series, gauges,
+//! transitions, a source of the wrong shape (unknown, never resolved) and a PD too old to serve
+//! an endpoint (no series, not unknown).
+
+mod support;
+
+use std::time::Duration;
+
+use support::exporter::{Exporter, inv, sample};
+use support::fake_pd::{FakePd, PdVersion, ServiceSafePoint, StoreSpec, cluster};
+use support::http::Response;
+use support::wait::{PATIENCE, unix_now};
+
+const CLUSTER_INVARIANTS: [(&str, &str); 7] = [
+    ("region_down_peers", "warning"),
+    ("region_miss_peers", "warning"),
+    ("region_pending_peers", "warning"),
+    ("region_offline_peers", "warning"),
+    ("pd_etcd", "critical"),
+    ("gc_safepoint_lag", "warning"),
+    ("resolved_ts_lag", "warning"),
+];
+
+/// The exporter on `pd` with a 1 s health interval (the cluster-wide PD sources' period),
+/// polling every 200 ms, plus `yaml` in the config file.
+fn start(pd: &FakePd, dir: &tempfile::TempDir, yaml: &str) -> Exporter {
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "pd:\n  endpoints: [{}]\n  timeout: 2s\n  health_interval: 1s\npoll_interval: 200ms\n{yaml}",
+            pd.url()
+        ),
+    )
+    .unwrap();
+    let e = Exporter::start(&["--config.file".into(), cfg.display().to_string()]);
+    e.wait_ready();
+    e
+}
+
+fn message(e: &Exporter, name: &str, store: &str) -> String {
+    e.invariant(name, store)
+        .unwrap_or_else(|| panic!("no {name}/{store}"))["message"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn firing(m: &str, name: &str, store: &str, severity: &str) -> bool {
+    sample(m, "tikv_invariant_violation", &inv(name, store, severity)) == Some(1.0)
+}
+
+#[test]
+fn a_healthy_cluster_has_every_series_known_and_ok_with_the_gauges() {
+    let mut specs = cluster(3);
+    specs.push(StoreSpec::tiflash(20));
+    let pd = FakePd::with_live_stores(&specs);
+    let dir = tempfile::tempdir().unwrap();
+    let e = start(&pd, &dir, "");
+    // pd_etcd is known from the second reading of the leader's page on.
+    let m = e.wait_metrics("every coverage invariant known", PATIENCE, |m| {
+        CLUSTER_INVARIANTS
+            .iter()
+            .all(|(n, sev)| sample(m, "tikv_invariant_unknown", &inv(n, "", sev)) == Some(0.0))
+    });
+    for (name, sev) in CLUSTER_INVARIANTS {
+        for metric in ["tikv_invariant_violation", "tikv_invariant_pending"] {
+            assert_eq!(
+                sample(&m, metric, &inv(name, "", sev)),
+                Some(0.0),
+                "{metric} {name}"
+            );
+        }
+    }
+    for s in ["pd:metrics", "pd:gc_safepoint", "pd:min_resolved_ts", "pd"] {
+        assert_eq!(
+            sample(&m, "tikv_health_exporter_source_up", &[("source", s)]),
+            Some(1.0),
+            "{s}"
+        );
+    }
+    // Region counts of the leader: every known type, as PD counts them.
+    for t in [
+        "miss-peer-region-count",
+        "down-peer-region-count",
+        "pending-peer-region-count",
+        "offline-peer-region-count",
+        "witness-leader-region-count",
+    ] {
+        assert_eq!(
+            sample(&m, "tikv_region_status", &[("type", t)]),
+            Some(0.0),
+            "{t}"
+        );
+    }
+    let now = unix_now();
+    let gc = sample(&m, "tikv_gc_safepoint_timestamp_seconds", &[]).unwrap();
+    assert!(
+        (now - gc - 600.0).abs() < 60.0,
+        "GC safe point 10 min old: {}",
+        now - gc
+    );
+    let ts = |store: &str| {
+        sample(
+            &m,
+            "tikv_min_resolved_ts_timestamp_seconds",
+            &[("store", store)],
+        )
+    };
+    for store in ["", "1", "2", "3"] {
+        let lag = now - ts(store).unwrap_or_else(|| panic!("no resolved ts of {store:?}"));
+        assert!((0.0..60.0).contains(&lag), "{store}: {lag}");
+    }
+    // TiFlash has no resolved ts (PD reports u64::MAX): no series at all, not unknown.
+    assert_eq!(ts("20"), None);
+    assert!(e.invariant("resolved_ts_lag", "20").is_none());
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_observed_value",
+            &[("name", "resolved_ts_lag"), ("store", "2")]
+        )
+        .map(|v| v < 60.0),
+        Some(true)
+    );
+    // Stores started an hour ago: not restarted; the start time is exported.
+    for store in ["1", "2", "3", "20"] {
+        assert_eq!(
+            sample(
+                &m,
+                "tikv_invariant_violation",
+                &inv("store_restarted", store, "info")
+            ),
+            Some(0.0)
+        );
+        let start = sample(
+            &m,
+            "tikv_store_start_timestamp_seconds",
+            &[("store", store)],
+        )
+        .unwrap();
+        assert!((now - start - 3600.0).abs() < 120.0, "{store}: {start}");
+    }
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_threshold",
+            &[("name", "gc_safepoint_lag"), ("store", "")]
+        ),
+        Some(86400.0)
+    );
+    // 10 fsyncs of 2 ms per read of the fake's page.
+    let etcd = message(&e, "pd_etcd", "");
+    assert!(
+        etcd.starts_with("PD leader basic-53pe89: WAL fsync p99 0.002s over ")
+            && etcd.ends_with("; database 203.5 MiB, 2.5% of quota-backend-bytes 8192.0 MiB"),
+        "{etcd}"
+    );
+    assert!(!pd.regions_requested(), "{:?}", pd.paths());
+    assert!(
+        !pd.paths()
+            .iter()
+            .any(|p| p.starts_with("/pd/api/v1/regions/check"))
+    );
+}
+
+#[test]
+fn each_coverage_invariant_fires_on_its_fault_and_resolves() {
+    let pd = FakePd::with_live_stores(&cluster(3));
+    let dir = tempfile::tempdir().unwrap();
+    // Graces of 0 s, except resolved_ts_lag: its 5 m grace counts from when the lag crossed
+    // the threshold, which PD's TSO tells.
+    let e = start(
+        &pd,
+        &dir,
+        "invariants:\n  region_down_peers: {grace: 0s}\n  region_miss_peers: {grace: 0s}\n  region_offline_peers: {grace: 0s}\n  region_pending_peers: {grace: 0s}\n  pd_etcd: {grace: 0s}\n",
+    );
+    e.wait_metrics("pd_etcd known", PATIENCE, |m| {
+        sample(m, "tikv_invariant_unknown", &inv("pd_etcd", "", "critical")) == Some(0.0)
+    });
+    pd.set_region_status("down-peer-region-count", Some(3.0));
+    pd.set_region_status("miss-peer-region-count", Some(7.0));
+    pd.set_region_status("offline-peer-region-count", Some(1.0));
+    pd.set_region_status("pending-peer-region-count", Some(100.0));
+    pd.set_wal_fsync_per_read(2.5, 100);
+    pd.set_gc_safepoint(
+        Some(Duration::from_secs(90_000)),
+        vec![
+            ServiceSafePoint {
+                service_id: "gc_worker".into(),
+                expires_in_secs: None,
+                age: Duration::from_secs(600),
+            },
+            ServiceSafePoint {
+                service_id: "ticdc-default-1139748333935545375".into(),
+                expires_in_secs: Some(3600),
+                age: Duration::from_secs(90_000),
+            },
+        ],
+    );
+    pd.set_resolved_ts_lag(Some(2), Some(Duration::from_secs(900)));
+    pd.set_start_timestamp(3, unix_now() as u64 - 30);
+    let m = e.wait_metrics("every fault firing", PATIENCE, |m| {
+        firing(m, "region_down_peers", "", "warning")
+            && firing(m, "region_miss_peers", "", "warning")
+            && firing(m, "region_offline_peers", "", "warning")
+            && firing(m, "pd_etcd", "", "critical")
+            && firing(m, "gc_safepoint_lag", "", "warning")
+            && firing(m, "resolved_ts_lag", "2", "warning")
+            && firing(m, "store_restarted", "3", "info")
+    });
+    // 100 pending peers is PD's limit, not past it; the cluster-wide resolved ts is fresh.
+    assert!(!firing(&m, "region_pending_peers", "", "warning"));
+    assert!(!firing(&m, "resolved_ts_lag", "", "warning"));
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_region_status",
+            &[("type", "down-peer-region-count")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_observed_value",
+            &[("name", "region_miss_peers"), ("store", "")]
+        ),
+        Some(7.0)
+    );
+    let gc = message(&e, "gc_safepoint_lag", "");
+    assert!(
+        gc.contains("the oldest service safe point is held by `ticdc-default-1139748333935545375`"),
+        "{gc}"
+    );
+    let etcd = message(&e, "pd_etcd", "");
+    assert!(
+        etcd.contains("WAL fsync p99 ") && etcd.contains(" > 1s"),
+        "{etcd}"
+    );
+    // The resolved ts stuck for 15 min fired at once: its violation began 14 min ago.
+    let since = sample(
+        &m,
+        "tikv_invariant_active_since_timestamp_seconds",
+        &inv("resolved_ts_lag", "2", "warning"),
+    )
+    .unwrap();
+    assert!(
+        (unix_now() - since - 840.0).abs() < 60.0,
+        "{}",
+        unix_now() - since
+    );
+    let restarted = message(&e, "store_restarted", "3");
+    assert!(
+        restarted.contains("< 600 (violated); started at "),
+        "{restarted}"
+    );
+    // The log says each firing once.
+    let log = e.stderr();
+    assert_eq!(log.matches("firing: gc_safepoint_lag").count(), 1, "{log}");
+
+    // Everything back to normal: each resolves.
+    for t in [
+        "down-peer-region-count",
+        "miss-peer-region-count",
+        "offline-peer-region-count",
+    ] {
+        pd.set_region_status(t, Some(0.0));
+    }
+    pd.set_gc_safepoint(Some(Duration::from_secs(600)), vec![]);
+    pd.set_resolved_ts_lag(Some(2), Some(Duration::from_secs(1)));
+    pd.set_wal_fsync_per_read(0.002, 10);
+    pd.set_etcd_db(7e9, 8_589_934_592.0);
+    let m = e.wait_metrics("resolved but the database", PATIENCE, |m| {
+        !firing(m, "region_down_peers", "", "warning")
+            && !firing(m, "gc_safepoint_lag", "", "warning")
+            && !firing(m, "resolved_ts_lag", "2", "warning")
+            // fsyncs fast again; the database is 81 % full
+            && message(&e, "pd_etcd", "").starts_with(
+                "PD leader basic-53pe89: database 6675.7 MiB, 81.5% of quota-backend-bytes 8192.0 MiB > 80% (ok: WAL fsync p99 0.002s over ",
+            )
+    });
+    assert!(firing(&m, "pd_etcd", "", "critical"));
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_observed_value",
+            &[("name", "pd_etcd"), ("store", "")]
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn a_source_of_the_wrong_shape_is_unknown_and_never_resolves() {
+    let pd = FakePd::with_live_stores(&cluster(3));
+    pd.set_gc_safepoint(Some(Duration::from_secs(90_000)), vec![]);
+    pd.clear_region_status();
+    let dir = tempfile::tempdir().unwrap();
+    let e = start(&pd, &dir, "");
+    let m = e.wait_metrics("GC stuck firing", PATIENCE, |m| {
+        firing(m, "gc_safepoint_lag", "", "warning")
+    });
+    // A leader whose page has no pd_regions_status yet: unknown, not 0.
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_unknown",
+            &inv("region_down_peers", "", "warning")
+        ),
+        Some(1.0)
+    );
+    assert!(message(&e, "region_down_peers", "").contains("exports no pd_regions_status"));
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_region_status",
+            &[("type", "down-peer-region-count")]
+        ),
+        None
+    );
+    // `{}`: a failure of pd:gc_safepoint; the invariant stays firing, unknown.
+    pd.respond_with("/pd/api/v1/gc/safepoint", Response::json("{}"));
+    let m = e.wait_source_up("pd:gc_safepoint", 0.0);
+    let m = if sample(
+        &m,
+        "tikv_invariant_unknown",
+        &inv("gc_safepoint_lag", "", "warning"),
+    ) == Some(1.0)
+    {
+        m
+    } else {
+        e.wait_metrics("gc unknown", PATIENCE, |m| {
+            sample(
+                m,
+                "tikv_invariant_unknown",
+                &inv("gc_safepoint_lag", "", "warning"),
+            ) == Some(1.0)
+        })
+    };
+    assert!(firing(&m, "gc_safepoint_lag", "", "warning"));
+    assert_eq!(
+        sample(&m, "tikv_health_exporter_source_up", &[("source", "pd")]),
+        Some(1.0)
+    );
+    let why = message(&e, "gc_safepoint_lag", "");
+    assert!(why.contains("no `gc_safe_point` in the reply"), "{why}");
+    // The last good GC safe point stays exported.
+    assert!(sample(&m, "tikv_gc_safepoint_timestamp_seconds", &[]).is_some());
+    // PD down altogether: the cluster-wide sources are not asked and read as down too.
+    pd.fail_with(503, "no leader\n");
+    let m = e.wait_source_up("pd:metrics", 0.0);
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_health_exporter_source_up",
+            &[("source", "pd:min_resolved_ts")]
+        ),
+        Some(0.0)
+    );
+    assert!(firing(&m, "gc_safepoint_lag", "", "warning"));
+    // Back: everything answers again, logged once per source.
+    pd.heal();
+    e.wait_source_up("pd:gc_safepoint", 1.0);
+    e.wait_source_up("pd:metrics", 1.0);
+    let log = e.stderr();
+    assert_eq!(log.matches("pd:gc_safepoint down").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("pd:gc_safepoint answers again").count(),
+        1,
+        "{log}"
+    );
+}
+
+#[test]
+fn a_pd_without_the_endpoints_has_no_series_for_them_and_nothing_unknown() {
+    let pd = FakePd::with_live_stores(&cluster(3));
+    pd.set_version(PdVersion::V4_0_0);
+    let dir = tempfile::tempdir().unwrap();
+    let e = start(&pd, &dir, "");
+    let m = e.wait_metrics("pd_etcd known", PATIENCE, |m| {
+        sample(m, "tikv_invariant_unknown", &inv("pd_etcd", "", "critical")) == Some(0.0)
+    });
+    assert!(!m.contains("name=\"gc_safepoint_lag\""), "{m}");
+    assert!(!m.contains("name=\"resolved_ts_lag\""), "{m}");
+    assert!(!m.contains("tikv_gc_safepoint_timestamp_seconds"));
+    assert!(!m.contains("tikv_min_resolved_ts_timestamp_seconds"));
+    for s in ["pd:gc_safepoint", "pd:min_resolved_ts", "pd:metrics"] {
+        assert_eq!(
+            sample(&m, "tikv_health_exporter_source_up", &[("source", s)]),
+            Some(1.0)
+        );
+    }
+    // Region counts come from the leader as etcd's role names it (no service_member_role).
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_unknown",
+            &inv("region_down_peers", "", "warning")
+        ),
+        Some(0.0)
+    );
+    let log = e.stderr();
+    assert_eq!(
+        log.matches("PD does not serve /gc/safepoint (PD < v5.0): gc_safepoint_lag has no series")
+            .count(),
+        1,
+        "{log}"
+    );
+    // PD 6.0–7.1 with min-resolved-ts persistence off: still no resolved-ts series.
+    pd.set_version(PdVersion::V6_1_0);
+    let m = e.wait_metrics("GC served", PATIENCE, |m| {
+        m.contains("tikv_gc_safepoint_timestamp_seconds")
+    });
+    assert!(!m.contains("name=\"resolved_ts_lag\""), "{m}");
+    // Persistence on: the cluster-wide value only (no per-store map before 7.2).
+    pd.set_resolved_ts_persist_interval("1s");
+    let m = e.wait_metrics("cluster resolved ts", PATIENCE, |m| {
+        sample(
+            m,
+            "tikv_invariant_violation",
+            &inv("resolved_ts_lag", "", "warning"),
+        ) == Some(0.0)
+    });
+    assert!(!m.contains("name=\"resolved_ts_lag\",store=\"1\""), "{m}");
+    assert!(e.stderr().contains("PD serves /gc/safepoint now"));
+}
