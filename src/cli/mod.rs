@@ -154,6 +154,11 @@ pub struct RunArgs {
     /// Path of the metrics endpoint (web.telemetry_path, default /metrics).
     #[arg(long = "web.telemetry-path", value_name = "PATH")]
     pub telemetry_path: Option<String>,
+    /// Serve OpenMetrics to scrapers that prefer it, as Prometheus does (web.openmetrics);
+    /// without it /metrics is always the text format 0.0.4, which files counters' HELP under
+    /// their _total names in Prometheus.
+    #[arg(long = "web.enable-openmetrics")]
+    pub enable_openmetrics: bool,
 }
 
 /// Top-level subcommands.
@@ -505,6 +510,9 @@ pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
     }
     if let Some(p) = run.telemetry_path {
         cfg.web.telemetry_path = p;
+    }
+    if run.enable_openmetrics {
+        cfg.web.openmetrics = true;
     }
     crate::poller::check(&cfg, &text).map_err(|e| match &file {
         Some(f) => anyhow::anyhow!("invalid configuration ({} and flags): {e}", f.display()),
