@@ -218,8 +218,13 @@ fn stable(text: &str) -> Vec<&str> {
 #[test]
 fn gzip_when_accepted_and_the_same_body() {
     let pd = FakePd::with_live_stores(&cluster(3));
-    // One poll, then none for the test's length: two scrapes show the same state.
-    let e = exporter(&pd, "1h", &["--web.enable-openmetrics"]);
+    // One poll, then none for the test's length: two scrapes show the same state. OpenMetrics
+    // enabled by the config file's key this time.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(&config, "web:\n  openmetrics: true\n").unwrap();
+    let config = config.display().to_string();
+    let e = exporter(&pd, "1h", &["--config.file", &config]);
     let plain = scrape(&e, &[]);
     assert_eq!(plain.header("content-encoding"), None);
     let plain = decoded(&plain);

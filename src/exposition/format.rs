@@ -274,6 +274,16 @@ fn push_sample(out: &mut String, line: &str) {
             None => memchr::memchr(b' ', b).unwrap_or(b.len()),
         }
     };
+    // The usual line, ` value` after the series: kept as it is.
+    if let [b' ', value @ ..] = &b[end..]
+        && !has_hash
+        && !value.is_empty()
+        && memchr::memchr(b' ', value).is_none()
+    {
+        out.push_str(line);
+        out.push('\n');
+        return;
+    }
     let (series, rest) = line.split_at(end);
     let rest = match has_hash.then(|| rest.find('#')).flatten() {
         Some(i) => &rest[..i],
