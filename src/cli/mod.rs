@@ -16,7 +16,8 @@ use crate::logs::parse::DEFAULT_MAX_LINE_BYTES;
 ///
 /// Without a subcommand, runs the exporter: polls PD (and Prometheus, if given), evaluates the
 /// health invariants with their grace periods, follows the configured log files, and serves
-/// /metrics (OpenMetrics), /, /-/healthy, /-/ready, /-/reload, /api/v1/invariants and
+/// /metrics (the Prometheus text format, or OpenMetrics with --web.enable-openmetrics; gzip
+/// when accepted), /, /-/healthy, /-/ready, /-/reload, /api/v1/invariants and
 /// /api/v1/leadership.
 /// Flags override the YAML config file; every flag can also be given in the environment as
 /// TIKV_HEALTH_EXPORTER_<FLAG> (upper case, `.` and `-` become `_`), a flag on the command line
