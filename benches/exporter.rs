@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group};
 use tikv_health_exporter::domain::{Op, Severity};
 use tikv_health_exporter::exposition::View;
-use tikv_health_exporter::exposition::metrics::{BuildInfo, registry, render};
+use tikv_health_exporter::exposition::format;
+use tikv_health_exporter::exposition::metrics::{BuildInfo, registry, render, render_text};
 use tikv_health_exporter::exposition::process::ProcessCollector;
 use tikv_health_exporter::invariants::engine::Phase;
 use tikv_health_exporter::logs::ingest::EventHistory;
@@ -106,10 +107,32 @@ fn scrape(c: &mut Criterion) {
     });
     view.published.publish(snapshot(STORES));
     let reg = registry(view, BuildInfo::current(), None);
-    let bytes = render(&reg).len();
+    let om = render(&reg);
+    let text = render_text(&reg);
+    let bytes = om.len();
     let mut g = c.benchmark_group("scrape");
     g.throughput(criterion::Throughput::Bytes(bytes as u64));
+    // OpenMetrics, as prometheus-client encodes it.
     g.bench_function("render_1000_stores", |b| b.iter(|| black_box(render(&reg))));
+    // The text format 0.0.4: the same render, then the conversion.
+    g.bench_function("render_text_1000_stores", |b| {
+        b.iter(|| black_box(render_text(&reg)))
+    });
+    g.bench_function("to_text_1000_stores", |b| {
+        b.iter(|| black_box(format::to_text(&om)))
+    });
+    // What a Prometheus scrape costs: the text format, gzipped (fast level, as served).
+    g.bench_function("render_text_gzip_1000_stores", |b| {
+        b.iter(|| black_box(format::gzip(render_text(&reg).as_bytes())))
+    });
+    // The compression alone at the served level and at zlib's default (client_golang uses
+    // Go's default level).
+    g.bench_function("gzip_fast_1000_stores", |b| {
+        b.iter(|| black_box(format::gzip(text.as_bytes())))
+    });
+    g.bench_function("gzip_default_level_1000_stores", |b| {
+        b.iter(|| black_box(gzip_at(text.as_bytes(), flate2::Compression::default())))
+    });
     // The process_* part of every scrape alone (reads /proc/self/{stat,status,limits,fd}).
     let mut process = prometheus_client::registry::Registry::default();
     process.register_collector(Box::new(ProcessCollector));
@@ -117,7 +140,20 @@ fn scrape(c: &mut Criterion) {
         b.iter(|| black_box(render(&process)))
     });
     g.finish();
-    eprintln!("exposition size at {STORES} stores: {bytes} bytes");
+    eprintln!(
+        "exposition size at {STORES} stores: OpenMetrics {bytes} bytes, text {} bytes, \
+         gzip fast {} bytes, gzip default level {} bytes",
+        text.len(),
+        format::gzip(text.as_bytes()).len(),
+        gzip_at(text.as_bytes(), flate2::Compression::default()).len()
+    );
+}
+
+fn gzip_at(body: &[u8], level: flate2::Compression) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), level);
+    enc.write_all(body).unwrap();
+    enc.finish().unwrap()
 }
 
 fn rss_kib(pid: u32, field: &str) -> u64 {
@@ -144,6 +180,7 @@ fn end_to_end() {
         pd.url(),
         "--poll-interval".into(),
         "1s".into(),
+        "--web.enable-openmetrics".into(),
     ]);
     e.wait_ready();
     // PD traffic per poll over 10 polls (health once per 30 s).
@@ -163,21 +200,35 @@ fn end_to_end() {
         body,
         pd.regions_requested()
     );
-    // Scrape latency through HTTP and RSS.
-    let mut times = Vec::new();
-    let mut size = 0;
-    for _ in 0..50 {
-        let t = Instant::now();
-        size = e.metrics().len();
-        times.push(t.elapsed());
+    // Scrape latency through HTTP (each format and coding) and RSS.
+    let prometheus_accept = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+    for (what, headers) in [
+        ("text 0.0.4", vec![]),
+        ("text 0.0.4 gzip", vec![("Accept-Encoding", "gzip")]),
+        ("OpenMetrics", vec![("Accept", prometheus_accept)]),
+        (
+            "OpenMetrics gzip",
+            vec![("Accept", prometheus_accept), ("Accept-Encoding", "gzip")],
+        ),
+    ] {
+        let mut times = Vec::new();
+        let mut size = 0;
+        for _ in 0..50 {
+            let t = Instant::now();
+            size = e.raw("GET", "/metrics", &headers).body.len();
+            times.push(t.elapsed());
+        }
+        times.sort();
+        println!(
+            "scrape over HTTP at {STORES} stores, {what}: p50 {:?}, p99 {:?}, {} bytes",
+            times[times.len() / 2],
+            times[times.len() * 99 / 100],
+            size,
+        );
     }
-    times.sort();
     let pid = e.pid();
     println!(
-        "scrape over HTTP at {STORES} stores: p50 {:?}, p99 {:?}, {} bytes; RSS {} KiB, peak RSS {} KiB",
-        times[times.len() / 2],
-        times[times.len() * 99 / 100],
-        size,
+        "RSS {} KiB, peak RSS {} KiB",
         rss_kib(pid, "VmRSS:"),
         rss_kib(pid, "VmHWM:")
     );

@@ -263,6 +263,7 @@ async fn run_inner(
             cfg.cluster_name.as_deref(),
         ),
         telemetry_path: cfg.web.telemetry_path.clone(),
+        openmetrics: cfg.web.openmetrics,
         reload: reload_http,
     });
     let http_cancel = CancellationToken::new();

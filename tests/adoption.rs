@@ -391,7 +391,7 @@ fn process_metrics_match_proc_of_the_process() {
         stat[20]
     );
     for name in [
-        "process_cpu_seconds",
+        "process_cpu_seconds_total",
         "process_resident_memory_bytes",
         "process_virtual_memory_bytes",
         "process_open_fds",

@@ -2,7 +2,8 @@
 //! PromQL invariants against a Prometheus that scrapes fake TiKV status endpoints (with
 //! backfilled history, so `[1m]` rates are right from the start), survives a Prometheus outage
 //! and a TiKV that stops answering, maps `instance` to stores by status address, and is itself
-//! scraped by a real Prometheus (OpenMetrics accepted, label sets and counter types kept).
+//! scraped by a real Prometheus (its exposition accepted, label sets and counter types kept;
+//! formats and gzip in `tests/exposition.rs`).
 //!
 //! Every test owns its fakes, Prometheus and exporter; all are stopped on drop, also when an
 //! assertion panics. Waits are bounded.
@@ -17,7 +18,7 @@ use serde_json::Value;
 use support::exporter::{Exporter, inv, sample, samples};
 use support::fake_pd::{FakePd, StoreSpec};
 use support::fake_tikv::{FakeTikv, expected_async_quantile, expected_quantile};
-use support::prometheus::{RealPrometheus, render_config_jobs, tidb_monitor_job};
+use support::prometheus::{RealPrometheus, render_config_jobs, result, tidb_monitor_job, value_of};
 use support::wait::unix_now;
 use tikv_health_exporter::invariants::definitions::default_query;
 use tikv_health_exporter::logs::events::EventKind;
@@ -147,25 +148,6 @@ fn observed(m: &str, name: &str, store: &str) -> Option<f64> {
 /// `tikv_health_exporter_source_up{source}`.
 fn source_up(m: &str, source: &str) -> Option<f64> {
     sample(m, "tikv_health_exporter_source_up", &[("source", source)])
-}
-
-/// The `result` array of a Prometheus query answer (panics unless it succeeded).
-fn result(answer: &Value) -> &Vec<Value> {
-    assert_eq!(answer["status"], "success", "{answer}");
-    answer["data"]["result"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no result in {answer}"))
-}
-
-/// A sample's value as Prometheus formats it (`"0.5"`, `"NaN"`, `"+Inf"`).
-fn value_of(item: &Value) -> f64 {
-    match item["value"][1].as_str() {
-        Some("NaN") => f64::NAN,
-        Some("+Inf") => f64::INFINITY,
-        Some("-Inf") => f64::NEG_INFINITY,
-        Some(s) => s.parse().unwrap_or_else(|_| panic!("bad value in {item}")),
-        None => panic!("no value in {item}"),
-    }
 }
 
 /// What Prometheus itself answers for `query`: `instance` → value.
@@ -842,7 +824,7 @@ fn prometheus_scrapes_the_exporter() {
     let job = "tikv-health-exporter";
     let prom = RealPrometheus::start(&[(job, vec![e.addr()])], SCRAPE);
     let instance = e.addr().to_string();
-    // The OpenMetrics exposition is accepted: the target is up.
+    // The exposition (the text format 0.0.4, gzip) is accepted: the target is up.
     let up = prom.wait_for(
         &format!(r#"up{{job="{job}"}}"#),
         |v| result(v).len() == 1 && value_of(&result(v)[0]) == 1.0,
@@ -921,16 +903,10 @@ fn prometheus_scrapes_the_exporter() {
             "{event}"
         );
     }
-    let (_, meta) = prom.get(&format!(
-        "/api/v1/targets/metadata?match_target={}&metric=tikv_leadership_changes",
-        urlencode(&format!(r#"{{job="{job}"}}"#))
-    ));
-    let meta: Value = serde_json::from_str(&meta).unwrap();
-    let kinds: Vec<&str> = meta["data"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|m| m["type"].as_str()).collect())
-        .unwrap_or_default();
-    assert_eq!(kinds, ["counter"], "{meta}");
+    // The text format names the counter by its samples' name (tests/exposition.rs has more).
+    let meta = prom.target_metadata(job, "tikv_leadership_changes_total");
+    let kinds: Vec<&str> = meta.iter().filter_map(|m| m["type"].as_str()).collect();
+    assert_eq!(kinds, ["counter"], "{meta:?}");
     // Over two scrapes with no new lines, a counter increases by 0 (no reset, no jump).
     let increase = prom.wait_for(
         &format!(
@@ -1223,18 +1199,6 @@ fn wait_scraped_since(prom: &RealPrometheus, since: f64, n: usize) {
         |v| result(v).first().is_some_and(|s| value_of(s) == n as f64),
         WAIT,
     );
-}
-
-/// Percent-encodes a query parameter value.
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The user Prometheus' `--web.config.file` accepts, with [`PROM_PASSWORD`].

@@ -16,7 +16,8 @@ use crate::logs::parse::DEFAULT_MAX_LINE_BYTES;
 ///
 /// Without a subcommand, runs the exporter: polls PD (and Prometheus, if given), evaluates the
 /// health invariants with their grace periods, follows the configured log files, and serves
-/// /metrics (OpenMetrics), /, /-/healthy, /-/ready, /-/reload, /api/v1/invariants and
+/// /metrics (the Prometheus text format, or OpenMetrics with --web.enable-openmetrics; gzip
+/// when accepted), /, /-/healthy, /-/ready, /-/reload, /api/v1/invariants and
 /// /api/v1/leadership.
 /// Flags override the YAML config file; every flag can also be given in the environment as
 /// TIKV_HEALTH_EXPORTER_<FLAG> (upper case, `.` and `-` become `_`), a flag on the command line
@@ -156,6 +157,11 @@ pub struct RunArgs {
     /// Path of the metrics endpoint (web.telemetry_path, default /metrics).
     #[arg(long = "web.telemetry-path", value_name = "PATH")]
     pub telemetry_path: Option<String>,
+    /// Serve OpenMetrics to scrapers that prefer it, as Prometheus does (web.openmetrics);
+    /// without it /metrics is always the text format 0.0.4, which files counters' HELP under
+    /// their _total names in Prometheus.
+    #[arg(long = "web.enable-openmetrics")]
+    pub enable_openmetrics: bool,
 }
 
 /// Top-level subcommands.
@@ -507,6 +513,9 @@ pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
     }
     if let Some(p) = run.telemetry_path {
         cfg.web.telemetry_path = p;
+    }
+    if run.enable_openmetrics {
+        cfg.web.openmetrics = true;
     }
     crate::poller::check(&cfg, &text).map_err(|e| match &file {
         Some(f) => anyhow::anyhow!("invalid configuration ({} and flags): {e}", f.display()),

@@ -395,6 +395,9 @@ pub struct WebConfig {
     pub listen_address: String,
     /// Path of the metrics endpoint.
     pub telemetry_path: String,
+    /// Offer OpenMetrics to scrapers that prefer it (Prometheus does); off: the text format
+    /// 0.0.4 always, as client_golang's default (see README "Exposition formats").
+    pub openmetrics: bool,
 }
 
 impl Default for WebConfig {
@@ -402,6 +405,7 @@ impl Default for WebConfig {
         WebConfig {
             listen_address: ":19180".into(),
             telemetry_path: "/metrics".into(),
+            openmetrics: false,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The HTTP endpoints: `/metrics` (OpenMetrics), a landing page, `/-/healthy`, `/-/ready`,
+//! The HTTP endpoints: `/metrics` (the text format 0.0.4 or OpenMetrics, as negotiated, gzip
+//! when accepted: [`super::format`]), a landing page, `/-/healthy`, `/-/ready`,
 //! `/api/v1/invariants` and `/api/v1/leadership`. Every handler reads the published snapshot;
 //! the accept loop is [`crate::http_server`].
 
@@ -10,11 +11,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{
+    ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
+    VARY,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
+use super::format::{self, Encoding};
 use super::{View, metrics};
 use crate::http_server::Handler;
 use crate::invariants::engine::Phase;
@@ -27,6 +32,8 @@ pub struct Endpoints {
     pub registry: Registry,
     /// Path of the metrics endpoint.
     pub telemetry_path: String,
+    /// Whether OpenMetrics is offered to scrapers that prefer it (`web.openmetrics`).
+    pub openmetrics: bool,
     /// What `POST /-/reload` calls (`None`: no reload, 404).
     pub reload: Option<ReloadTrigger>,
 }
@@ -56,8 +63,51 @@ fn json(v: &impl Serialize) -> Resp {
     }
 }
 
+/// Every value of header `name`, joined by commas as RFC 9110 allows (`None`: absent).
+fn header_list(headers: &HeaderMap, name: HeaderName) -> Option<String> {
+    let mut values = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
+    let first = values.next()?;
+    Some(values.fold(first.to_owned(), |mut all, v| {
+        all.push(',');
+        all.push_str(v);
+        all
+    }))
+}
+
+/// `/metrics` in the negotiated format and coding; the answer varies with both headers.
+fn metrics_reply(state: &Endpoints, headers: &HeaderMap) -> Resp {
+    let format = format::negotiate(header_list(headers, ACCEPT).as_deref(), state.openmetrics);
+    let body = if format.is_openmetrics() {
+        metrics::render(&state.registry)
+    } else {
+        metrics::render_text(&state.registry)
+    };
+    let mut r = match format::negotiate_encoding(header_list(headers, ACCEPT_ENCODING).as_deref()) {
+        Encoding::Gzip => {
+            let mut r = respond(
+                StatusCode::OK,
+                format.content_type(),
+                format::gzip(body.as_bytes()),
+            );
+            r.headers_mut()
+                .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            r
+        }
+        Encoding::Identity => respond(StatusCode::OK, format.content_type(), body),
+    };
+    r.headers_mut()
+        .insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    r
+}
+
 /// Routes one request.
-pub fn handle(state: &Endpoints, method: &Method, path: &str, query: Option<&str>) -> Resp {
+pub fn handle(
+    state: &Endpoints,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Resp {
     if method != Method::GET && method != Method::HEAD && path != "/-/reload" {
         return respond(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -66,11 +116,7 @@ pub fn handle(state: &Endpoints, method: &Method, path: &str, query: Option<&str
         );
     }
     if path == state.telemetry_path {
-        return respond(
-            StatusCode::OK,
-            metrics::CONTENT_TYPE,
-            metrics::render(&state.registry),
-        );
+        return metrics_reply(state, headers);
     }
     match path {
         "/" => respond(
@@ -306,7 +352,13 @@ pub fn handler(state: Arc<Endpoints>) -> Handler {
         if req.uri().path() == "/-/reload" && matches!(*req.method(), Method::POST | Method::PUT) {
             return Box::pin(reload(state.reload.clone()));
         }
-        let mut resp = handle(&state, req.method(), req.uri().path(), req.uri().query());
+        let mut resp = handle(
+            &state,
+            req.method(),
+            req.uri().path(),
+            req.uri().query(),
+            req.headers(),
+        );
         if req.method() == Method::HEAD {
             *resp.body_mut() = Full::new(Bytes::new());
         }

@@ -1,4 +1,4 @@
-//! Exposition: the metric contract and the HTTP endpoints that serve it.
+//! Exposition: the metric contract, its formats and the HTTP endpoints that serve it.
 
 use std::sync::Arc;
 
@@ -7,6 +7,7 @@ use crate::logs::source::LogRegistry;
 use crate::notifier::NotifierStats;
 use crate::snapshot::Published;
 
+pub mod format;
 pub(crate) mod http;
 pub mod metrics;
 pub mod process;

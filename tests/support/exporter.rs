@@ -31,13 +31,35 @@ pub fn http_get_with(
     http_request(addr, "GET", path, headers)
 }
 
-/// A minimal blocking HTTP request without a body: (status, content type, body).
-pub fn http_request(
+/// A whole HTTP answer, its body as sent (not decoded).
+#[derive(Debug)]
+pub struct RawAnswer {
+    /// Status code.
+    pub status: u16,
+    /// Header lines in order, as (name, value).
+    pub headers: Vec<(String, String)>,
+    /// The body bytes.
+    pub body: Vec<u8>,
+}
+
+impl RawAnswer {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal blocking HTTP/1.1 request without a body (`Connection: close`, so the answer
+/// ends with the connection), with extra request headers.
+pub fn http_raw(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
-) -> Option<(u16, String, String)> {
+) -> Option<RawAnswer> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(ANSWER_TIMEOUT)).ok()?;
     let length = match method {
@@ -55,18 +77,37 @@ pub fn http_request(
     .ok()?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let ctype = head
-        .lines()
-        .find_map(|l| {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-type")
-                .then(|| v.trim().to_owned())
+            Some((k.trim().to_owned(), v.trim().to_owned()))
         })
-        .unwrap_or_default();
-    Some((status, ctype, body.to_owned()))
+        .collect();
+    Some(RawAnswer {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    })
+}
+
+/// A minimal blocking HTTP request without a body: (status, content type, body).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String, String)> {
+    let a = http_raw(addr, method, path, headers)?;
+    let ctype = a.header("content-type").unwrap_or_default().to_owned();
+    Some((
+        a.status,
+        ctype,
+        String::from_utf8_lossy(&a.body).into_owned(),
+    ))
 }
 
 /// A running exporter; SIGTERM then kill on drop.
@@ -135,6 +176,12 @@ impl Exporter {
     /// What the exporter logged so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// A request with these headers, answered whole (body as sent).
+    pub fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> RawAnswer {
+        http_raw(self.addr, method, path, headers)
+            .unwrap_or_else(|| panic!("{method} {path} failed: {}", self.stderr()))
     }
 
     /// GET a path.

@@ -255,15 +255,33 @@ impl RealPrometheus {
         assert_eq!(status, 200, "reload failed: {body}\n{}", self.log_tail(20));
     }
 
-    /// Runs an instant query with a blocking request and returns the whole JSON answer
-    /// (`{"status":"success","data":{...}}`); panics on I/O errors or non-JSON bodies.
-    pub fn query_blocking(&self, promql: &str) -> serde_json::Value {
-        let url =
-            reqwest::Url::parse_with_params("http://x/api/v1/query", [("query", promql)]).unwrap();
+    /// `GET path` with these query parameters (URL-encoded) as JSON; panics on I/O errors or
+    /// non-JSON bodies.
+    pub fn get_json(&self, path: &str, params: &[(&str, &str)]) -> serde_json::Value {
+        let url = reqwest::Url::parse_with_params(&format!("http://x{path}"), params).unwrap();
         let path = format!("{}?{}", url.path(), url.query().unwrap_or(""));
         let (status, body) = self.get(&path);
         serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("query {promql:?}: HTTP {status}, not JSON ({e}): {body}"))
+            .unwrap_or_else(|e| panic!("GET {path}: HTTP {status}, not JSON ({e}): {body}"))
+    }
+
+    /// Runs an instant query with a blocking request and returns the whole JSON answer
+    /// (`{"status":"success","data":{...}}`); panics on I/O errors or non-JSON bodies.
+    pub fn query_blocking(&self, promql: &str) -> serde_json::Value {
+        self.get_json("/api/v1/query", &[("query", promql)])
+    }
+
+    /// What `/api/v1/targets/metadata` has for `metric` from the targets of `job`: the
+    /// `data` entries (none when Prometheus has no metadata under that name).
+    pub fn target_metadata(&self, job: &str, metric: &str) -> Vec<serde_json::Value> {
+        let m = self.get_json(
+            "/api/v1/targets/metadata",
+            &[
+                ("match_target", &format!(r#"{{job="{job}"}}"#)),
+                ("metric", metric),
+            ],
+        );
+        m["data"].as_array().cloned().unwrap_or_default()
     }
 
     /// Polls `promql` until `pred` accepts the JSON answer, returning it; panics with the last
@@ -298,6 +316,25 @@ impl Drop for RealPrometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // `dir` (TempDir) removes itself after this.
+    }
+}
+
+/// The `result` array of a Prometheus query answer (panics unless it succeeded).
+pub fn result(answer: &serde_json::Value) -> &Vec<serde_json::Value> {
+    assert_eq!(answer["status"], "success", "{answer}");
+    answer["data"]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no result in {answer}"))
+}
+
+/// A sample's value as Prometheus formats it (`"0.5"`, `"NaN"`, `"+Inf"`).
+pub fn value_of(item: &serde_json::Value) -> f64 {
+    match item["value"][1].as_str() {
+        Some("NaN") => f64::NAN,
+        Some("+Inf") => f64::INFINITY,
+        Some("-Inf") => f64::NEG_INFINITY,
+        Some(s) => s.parse().unwrap_or_else(|_| panic!("bad value in {item}")),
+        None => panic!("no value in {item}"),
     }
 }
 
