@@ -4,10 +4,11 @@
 //! after `idle_timeout` without a request, and at `max_connections` the connection idle the
 //! longest is closed for the new one (with none idle, new ones wait in the kernel's backlog).
 //! An accept that fails for the lack of file descriptors or memory (`EMFILE`, `ENFILE`,
-//! `ENOBUFS`, `ENOMEM`) sheds the connection idle the longest and backs off (10 ms doubling to
-//! 1 s) instead of retrying at once, so the loop never spins and a new scraper gets in as soon
-//! as a descriptor is free. At cancellation the loop stops accepting, idle connections are
-//! closed and open requests finish, bounded by a drain timeout.
+//! `ENOBUFS`, `ENOMEM`) sheds the connection idle the longest and pauses 1 ms (its descriptor
+//! is free by then), or, with none idle, backs off 10 ms doubling to 1 s: the loop never
+//! spins, and a new scraper gets in as soon as a descriptor is free. At cancellation the loop
+//! stops accepting, idle connections are closed and open requests finish, bounded by a drain
+//! timeout.
 //!
 //! Each connection runs [`conn::serve`], generic over its byte stream, which takes the stream
 //! from a handshake future bounded by the first request's deadline: that is where a TLS layer
@@ -73,8 +74,12 @@ impl ServeOptions {
     }
 }
 
-/// The first pause after a failed accept, doubled at each failure in a row up to [`MAX_PAUSE`].
+/// The first pause after a failed accept that could shed nothing, doubled at each such failure
+/// in a row up to [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
+/// The pause after a failed accept that shed a connection: time for its task to close it, so
+/// the next accept has a descriptor (it bounds the loop to 1000 accepts a second).
+const SHED_PAUSE: Duration = Duration::from_millis(1);
 /// The longest pause after failed accepts.
 const MAX_PAUSE: Duration = Duration::from_secs(1);
 
@@ -110,8 +115,8 @@ pub async fn serve(
                 // pause, in case it repeats.
                 let pause = if out_of_resources(&e) {
                     tracker.stats().count_accept_error();
-                    tracker.shed_oldest_idle(ShedReason::FdLimit);
-                    exhaustion.failed(&e, Instant::now())
+                    let shed = tracker.shed_oldest_idle(ShedReason::FdLimit);
+                    exhaustion.failed(&e, shed, Instant::now())
                 } else {
                     FIRST_PAUSE
                 };
@@ -136,7 +141,7 @@ pub async fn serve(
 /// first alternate with failures: that is one episode, not a line per accept).
 #[derive(Debug, Default)]
 struct Exhaustion {
-    /// Failures in a row (the pause doubles with each).
+    /// Failures in a row that could shed nothing (the pause doubles with each).
     in_a_row: u32,
     /// Failures in this episode and when the last one was; `None` outside of one.
     episode: Option<(u64, Instant)>,
@@ -146,12 +151,14 @@ struct Exhaustion {
 const QUIET: Duration = Duration::from_secs(5);
 
 impl Exhaustion {
-    /// Counts a failed accept; returns how long to pause before the next one.
-    fn failed(&mut self, e: &io::Error, now: Instant) -> Duration {
+    /// Counts a failed accept (`shed`: it closed an idle connection); returns how long to
+    /// pause before the next one.
+    fn failed(&mut self, e: &io::Error, shed: bool, now: Instant) -> Duration {
         let count = match self.episode {
             None => {
                 crate::log::warn(&format!(
-                    "cannot accept connections: {e}; closing the connection idle the longest at each failure, retrying after a pause (10ms doubling up to {}s)",
+                    "cannot accept connections: {e}; closing the connection idle the longest at each failure, pausing {}ms after one, or 10ms doubling up to {}s while none is idle",
+                    SHED_PAUSE.as_millis(),
                     MAX_PAUSE.as_secs()
                 ));
                 1
@@ -159,6 +166,10 @@ impl Exhaustion {
             Some((n, _)) => n + 1,
         };
         self.episode = Some((count, now));
+        if shed {
+            self.in_a_row = 0;
+            return SHED_PAUSE;
+        }
         self.in_a_row = self.in_a_row.saturating_add(1);
         pause(self.in_a_row)
     }

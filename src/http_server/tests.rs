@@ -10,8 +10,9 @@ fn failed_accepts_back_off_doubling_to_a_second() {
     assert_eq!(pause(u32::MAX), MAX_PAUSE);
 }
 
-/// Failures between accepts restart the pause at 10 ms but stay one episode until accepts
-/// have worked for QUIET.
+/// A failure that shed a connection pauses 1 ms; failures that could shed nothing double
+/// their pause from 10 ms (restarting after an accept or a shed); all of it is one episode
+/// until accepts have worked for QUIET.
 #[test]
 fn an_episode_of_failed_accepts_ends_after_a_quiet_while() {
     let e = io::Error::from_raw_os_error(rustix::io::Errno::MFILE.raw_os_error());
@@ -21,11 +22,16 @@ fn an_episode_of_failed_accepts_ends_after_a_quiet_while() {
     )));
     let t0 = Instant::now();
     let mut x = Exhaustion::default();
-    assert_eq!(x.failed(&e, t0), FIRST_PAUSE);
-    assert_eq!(x.failed(&e, t0), FIRST_PAUSE * 2);
+    assert_eq!(x.failed(&e, false, t0), FIRST_PAUSE);
+    assert_eq!(x.failed(&e, false, t0), FIRST_PAUSE * 2);
+    assert_eq!(x.failed(&e, true, t0), SHED_PAUSE);
+    assert_eq!(x.failed(&e, false, t0), FIRST_PAUSE);
     x.accepted(t0 + Duration::from_millis(50));
-    assert_eq!(x.failed(&e, t0 + Duration::from_secs(1)), FIRST_PAUSE);
-    assert_eq!(x.episode.map(|(n, _)| n), Some(3));
+    assert_eq!(
+        x.failed(&e, false, t0 + Duration::from_secs(1)),
+        FIRST_PAUSE
+    );
+    assert_eq!(x.episode.map(|(n, _)| n), Some(5));
     x.accepted(t0 + Duration::from_secs(2));
     assert!(x.episode.is_some(), "not quiet yet");
     x.accepted(t0 + Duration::from_secs(1) + QUIET);

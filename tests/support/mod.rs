@@ -10,5 +10,6 @@ pub mod fake_pd;
 pub mod fake_tikv;
 pub mod http;
 pub mod listen;
+pub mod load;
 pub mod prometheus;
 pub mod wait;
