@@ -104,6 +104,7 @@ fn scrape(c: &mut Criterion) {
         logs,
         history: Arc::new(EventHistory::new(1000)),
         notifier: Default::default(),
+        http: Default::default(),
     });
     view.published.publish(snapshot(STORES));
     let reg = registry(view, BuildInfo::current(), None);

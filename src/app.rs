@@ -10,11 +10,13 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, parse_listen_address};
+use crate::config::{Config, WebConfig, parse_listen_address};
 use crate::domain::PathPattern;
 use crate::exposition::View;
 use crate::exposition::http::{Endpoints, ReloadTrigger, handler};
 use crate::exposition::metrics::{BuildInfo, registry};
+use crate::http_server::tracker::open_files_limit;
+use crate::http_server::{Limits, ServeOptions};
 use crate::logs::docker::DockerSource;
 use crate::logs::file_source::FileSource;
 use crate::logs::glob_source::GlobSource;
@@ -170,6 +172,31 @@ fn reload(loader: &Loader, poller: &mut Poller, running: &mut Config) -> Result<
     Ok(())
 }
 
+/// The HTTP server's options from `web` (the cap derived from the open-file limit when not
+/// set; a cap at or above that limit is logged: accepts then fail before the cap is reached).
+fn web_options(web: &WebConfig) -> ServeOptions {
+    let files = open_files_limit();
+    let max_connections = web
+        .max_connections
+        .unwrap_or_else(|| Limits::default_max_connections(files));
+    if let Some(files) = files
+        && max_connections as u64 >= files
+    {
+        crate::log::warn(&format!(
+            "web.max_connections {max_connections} is not below the open-file limit {files}: at that limit accepts fail, and the exporter closes the connection idle the longest to take a new one"
+        ));
+    }
+    ServeOptions {
+        drain: DRAIN,
+        limits: Limits {
+            header_read_timeout: web.header_read_timeout.0,
+            idle_timeout: web.idle_timeout.0,
+            max_connections,
+        },
+        stats: Arc::default(),
+    }
+}
+
 async fn run_inner(
     mut cfg: Config,
     loader: Option<Loader>,
@@ -189,9 +216,15 @@ async fn run_inner(
     };
     let addr = parse_listen_address(&cfg.web.listen_address)
         .map_err(|e| anyhow::anyhow!("web.listen_address: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(addr)
+    let listeners = crate::http_server::bind(&addr)
         .await
-        .with_context(|| format!("cannot listen on {addr} (web.listen_address)"))?;
+        .map_err(|e| anyhow::anyhow!("web.listen_address: {e}"))?;
+    let listening: Vec<String> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
+    let web = web_options(&cfg.web);
     let mut poller = Poller::new(&cfg)?;
     let (store_publisher, store_lookup) = store_directory();
     // The delivery tasks stop last: alerts queued by the last poll still go out while the
@@ -209,6 +242,7 @@ async fn run_inner(
         logs: Arc::new(LogRegistry::new()),
         history: Arc::new(EventHistory::new(cfg.logs.history_size)),
         notifier: notifier.as_ref().map(Notifier::stats).unwrap_or_default(),
+        http: web.stats.clone(),
     });
     // Violations restored from the state file are served (unknown) from the first scrape on,
     // even while PD does not answer; the notifier takes their alerts as already sent.
@@ -268,13 +302,14 @@ async fn run_inner(
     });
     let http_cancel = CancellationToken::new();
     let server = tokio::spawn(crate::http_server::serve(
-        listener,
+        listeners,
         handler(http),
         http_cancel.clone(),
-        DRAIN,
+        web,
     ));
     crate::log::info(&format!(
-        "listening on {addr}; polling PD {} every {}; {} invariants; {} log files{}{}",
+        "listening on {}; polling PD {} every {}; {} invariants; {} log files{}{}",
+        listening.join(","),
         cfg.pd.endpoints.join(","),
         cfg.poll_interval,
         poller.definitions().len(),

@@ -25,7 +25,7 @@ pub mod config;
 pub(crate) mod demo;
 pub mod domain;
 pub mod exposition;
-pub(crate) mod http_server;
+pub mod http_server;
 pub mod invariants;
 pub mod log;
 pub mod logs;

@@ -151,7 +151,9 @@ pub struct RunArgs {
     /// repeatable, every one gets every alert (alerting.alertmanagers[].url).
     #[arg(long = "alertmanager.url", value_name = "URL")]
     pub alertmanager_urls: Vec<String>,
-    /// Address to listen on (web.listen_address, default :19180).
+    /// Address to listen on (web.listen_address, default :19180): `:port` listens on every
+    /// IPv4 and IPv6 address, `127.0.0.1:port` or `[::1]:port` on that one, a host name on every
+    /// address it resolves to at start.
     #[arg(long = "web.listen-address", value_name = "ADDR")]
     pub listen_address: Option<String>,
     /// Path of the metrics endpoint (web.telemetry_path, default /metrics).

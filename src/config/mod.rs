@@ -19,7 +19,7 @@ pub use duration::{Dur, DurationError, format_duration, parse_duration};
 pub use http_client::{
     Authorization, BasicAuth, ClientTlsConfig, HeaderValues, HttpClientConfig, Secret,
 };
-pub use validate::{ListenAddressError, parse_listen_address, parse_selector};
+pub use validate::{ListenAddress, ListenAddressError, parse_listen_address, parse_selector};
 
 /// What to do with TiFlash stores (PD label `engine=tiflash`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -391,13 +391,23 @@ impl Default for AlertingConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
-    /// `host:port`; an empty host listens on all interfaces.
+    /// `host:port` ([`ListenAddress`]): `:port` listens on every IPv4 and IPv6 address, a host
+    /// name on every address it resolves to.
     pub listen_address: String,
     /// Path of the metrics endpoint.
     pub telemetry_path: String,
     /// Offer OpenMetrics to scrapers that prefer it (Prometheus does); off: the text format
     /// 0.0.4 always, as client_golang's default (see README "Exposition formats").
     pub openmetrics: bool,
+    /// A new connection's first request head must have arrived this long after the accept;
+    /// on a kept-alive connection, a request head this long after its first byte.
+    pub header_read_timeout: Dur,
+    /// A kept-alive connection without a request is closed after this long.
+    pub idle_timeout: Dur,
+    /// Open connections at most; at the cap the one idle the longest is closed for a new one.
+    /// Unset: half the open-file limit (`ulimit -n`), at most 512.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
 }
 
 impl Default for WebConfig {
@@ -406,6 +416,9 @@ impl Default for WebConfig {
             listen_address: ":19180".into(),
             telemetry_path: "/metrics".into(),
             openmetrics: false,
+            header_read_timeout: Dur(Duration::from_secs(10)),
+            idle_timeout: Dur(Duration::from_secs(90)),
+            max_connections: None,
         }
     }
 }
@@ -849,18 +862,70 @@ mod tests {
         for d in ["0s", "250ms", "10s", "5m", "2h", "90s"] {
             assert_eq!(format_duration(parse_duration(d).unwrap()), d);
         }
-        assert_eq!(
-            parse_listen_address(":19180").unwrap().to_string(),
-            "0.0.0.0:19180"
-        );
-        assert_eq!(
-            parse_listen_address("localhost:1").unwrap().to_string(),
-            "127.0.0.1:1"
-        );
-        assert_eq!(
-            parse_listen_address("[::1]:9").unwrap().to_string(),
-            "[::1]:9"
-        );
-        assert!(parse_listen_address("nonsense").is_err());
+        let ip = |s: &str| ListenAddress::Ip(s.parse().unwrap());
+        for (written, want) in [
+            (":19180", ListenAddress::Any(19180)),
+            ("0.0.0.0:1", ListenAddress::Any(1)),
+            ("[::]:2", ListenAddress::Any(2)),
+            ("127.0.0.1:0", ip("127.0.0.1:0")),
+            ("[::1]:9", ip("[::1]:9")),
+            ("localhost:1", ListenAddress::Host("localhost".into(), 1)),
+            (
+                "tikv-health-exporter.monitoring.svc:19180",
+                ListenAddress::Host("tikv-health-exporter.monitoring.svc".into(), 19180),
+            ),
+        ] {
+            assert_eq!(parse_listen_address(written), Ok(want), "{written}");
+        }
+        for bad in [
+            "nonsense",
+            ":",
+            ":http",
+            ":65536",
+            "::1:9",
+            "[::1]",
+            "[nonsense]:9",
+            "host name:9",
+            "a..b:9",
+            "-a:9",
+            "1.2.3.4.5:9",
+            "10.0.0.256:9",
+        ] {
+            let err = parse_listen_address(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{bad}`")), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn web_limits_have_defaults_and_are_checked() {
+        let cfg = Config::from_yaml("").unwrap();
+        assert_eq!(cfg.web.header_read_timeout.0, Duration::from_secs(10));
+        assert_eq!(cfg.web.idle_timeout.0, Duration::from_secs(90));
+        assert_eq!(cfg.web.max_connections, None);
+        let cfg = Config::from_yaml(
+            "web:\n  header_read_timeout: 2s\n  idle_timeout: 5m\n  max_connections: 64\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.web.header_read_timeout.0, Duration::from_secs(2));
+        assert_eq!(cfg.web.idle_timeout.0, Duration::from_secs(300));
+        assert_eq!(cfg.web.max_connections, Some(64));
+        for (yaml, key, line) in [
+            (
+                "web:\n  header_read_timeout: 0s\n",
+                "web.header_read_timeout",
+                2,
+            ),
+            (
+                "web:\n  telemetry_path: /m\n  idle_timeout: 10ms\n",
+                "web.idle_timeout",
+                3,
+            ),
+            ("web:\n  max_connections: 0\n", "web.max_connections", 2),
+        ] {
+            let e = Config::from_yaml(yaml).unwrap_err();
+            assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{yaml}: {e}");
+        }
+        let e = Config::from_yaml("web:\n  max_connections: -1\n").unwrap_err();
+        assert!(e.to_string().contains("max_connections"), "{e}");
     }
 }

@@ -8,10 +8,33 @@ use super::{
     AlertingConfig, Config, ConfigError, DockerLogsConfig, MIN_LOG_POLL_INTERVAL, TlsConfig,
 };
 
-/// `host:port` that is not a socket address.
+/// `host:port` that is not a listen address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not host:port (e.g. :19180 or 127.0.0.1:19180)")]
+#[error("`{0}` is not host:port (e.g. :19180, 127.0.0.1:19180, [::1]:19180 or localhost:19180)")]
 pub struct ListenAddressError(String);
+
+/// Where the HTTP server listens (`web.listen_address`), as Go's `net.Listen("tcp", ...)`
+/// reads it, except that a host name listens on every address it resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddress {
+    /// `:port`, `0.0.0.0:port` or `[::]:port`: every IPv4 and IPv6 address (one dual-stack
+    /// socket; IPv4 only where the host has no IPv6).
+    Any(u16),
+    /// One IP address, as written (`127.0.0.1:port`, `[::1]:port`).
+    Ip(std::net::SocketAddr),
+    /// A host name and port, resolved when the server starts.
+    Host(String, u16),
+}
+
+impl std::fmt::Display for ListenAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddress::Any(p) => write!(f, ":{p}"),
+            ListenAddress::Ip(a) => write!(f, "{a}"),
+            ListenAddress::Host(h, p) => write!(f, "{h}:{p}"),
+        }
+    }
+}
 
 /// Longest accepted `cluster_name`, in bytes.
 pub const MAX_CLUSTER_NAME: usize = 128;
@@ -143,6 +166,20 @@ impl Config {
         }
         parse_listen_address(&self.web.listen_address)
             .map_err(|m| bad("web.listen_address", m.to_string()))?;
+        for (key, d) in [
+            ("web.header_read_timeout", self.web.header_read_timeout),
+            ("web.idle_timeout", self.web.idle_timeout),
+        ] {
+            if d.0 < Duration::from_millis(100) {
+                return Err(bad(key, "must be at least 100ms".into()));
+            }
+        }
+        if self.web.max_connections == Some(0) {
+            return Err(bad(
+                "web.max_connections",
+                "must be greater than 0 (leave it out for the default)".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -359,21 +396,45 @@ pub fn parse_selector(s: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// Parses `host:port` / `:port` / `[v6]:port` into a socket address (empty host = all IPv4).
-pub fn parse_listen_address(s: &str) -> Result<std::net::SocketAddr, ListenAddressError> {
-    let full = if s.starts_with(':') {
-        format!("0.0.0.0{s}")
+/// Parses `:port`, `ip:port`, `[v6]:port` or `host:port` (a DNS name: letters, digits, `-`,
+/// `_` and `.`, not ending in a number); the port is a number (`0`: any free port).
+pub fn parse_listen_address(s: &str) -> Result<ListenAddress, ListenAddressError> {
+    let bad = || ListenAddressError(s.to_owned());
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Ok(ListenAddress::Any(port));
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        let ip: std::net::Ipv6Addr = v6.parse().map_err(|_| bad())?;
+        return Ok(ip_address(std::net::IpAddr::V6(ip), port));
+    }
+    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+        return Ok(ip_address(std::net::IpAddr::V4(ip), port));
+    }
+    let name_ok = host.split('.').all(|label| {
+        !label.is_empty()
+            && !label.starts_with('-')
+            && label
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    });
+    // An all-numeric last label is a mistyped IPv4 address (`10.0.0.256`), never a name.
+    let numeric_tld = host
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|c| c.is_ascii_digit()));
+    if !name_ok || numeric_tld || host.len() > 253 {
+        return Err(bad());
+    }
+    Ok(ListenAddress::Host(host.to_owned(), port))
+}
+
+/// A wildcard IP listens everywhere, both families (as Go does for `0.0.0.0` and `[::]`).
+fn ip_address(ip: std::net::IpAddr, port: u16) -> ListenAddress {
+    if ip.is_unspecified() {
+        ListenAddress::Any(port)
     } else {
-        s.to_owned()
-    };
-    if let Ok(a) = full.parse() {
-        return Ok(a);
+        ListenAddress::Ip(std::net::SocketAddr::new(ip, port))
     }
-    if let Some((host, port)) = full.rsplit_once(':')
-        && host == "localhost"
-        && let Ok(p) = port.parse::<u16>()
-    {
-        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], p)));
-    }
-    Err(ListenAddressError(s.to_owned()))
 }

@@ -380,10 +380,10 @@ fn serve(listener: TcpListener, answer: Answer, cancel: CancellationToken) {
         r
     });
     tokio::spawn(crate::http_server::serve(
-        listener,
+        vec![listener],
         handler,
         cancel,
-        std::time::Duration::from_secs(1),
+        crate::http_server::ServeOptions::new(std::time::Duration::from_secs(1)),
     ));
 }
 

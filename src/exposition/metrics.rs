@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 
 use super::View;
 use crate::clock::unix_now;
+use crate::http_server::ShedReason;
 use crate::invariants::engine::Phase;
 use crate::logs::events::EventKind;
 use crate::logs::file::GapReason;
@@ -508,6 +509,33 @@ impl Collector for StateCollector {
             ams.iter()
                 .map(|d| (vec![("alertmanager", d.name.as_str())], d.latency().clone())),
         )?;
+        let http = &self.view.http;
+        gauges(
+            &mut enc,
+            "tikv_health_exporter_http_connections_open",
+            "HTTP connections open now (this scrape's included)",
+            [(Vec::new(), http.open() as f64)],
+        )?;
+        gauges(
+            &mut enc,
+            "tikv_health_exporter_http_max_connections",
+            "The cap on open HTTP connections (web.max_connections, or half the open-file limit)",
+            [(Vec::new(), http.max_connections() as f64)],
+        )?;
+        counters(
+            &mut enc,
+            "tikv_health_exporter_http_connections_shed",
+            "HTTP connections the exporter closed without a request in flight: header_timeout (no whole request head within web.header_read_timeout), idle_timeout (no next request within web.idle_timeout), max_connections (idle the longest, closed for a new connection at the cap), fd_limit (idle the longest, closed when an accept ran out of file descriptors)",
+            ShedReason::ALL
+                .iter()
+                .map(|r| (vec![("reason", r.as_str())], http.shed(*r))),
+        )?;
+        counters(
+            &mut enc,
+            "tikv_health_exporter_http_accept_errors",
+            "Accepts of HTTP connections that failed for the lack of file descriptors or memory (each followed by a pause)",
+            [(Vec::new(), http.accept_errors())],
+        )?;
         gauges(
             &mut enc,
             "tikv_health_exporter_build_info",
@@ -606,6 +634,7 @@ mod tests {
             notifier: Arc::new(NotifierStats {
                 alertmanagers: vec![am],
             }),
+            http: Default::default(),
         });
         let invariant = InvariantView {
             name: "store_down".into(),

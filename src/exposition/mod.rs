@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::http_server::ConnectionStats;
 use crate::logs::ingest::EventHistory;
 use crate::logs::source::LogRegistry;
 use crate::notifier::NotifierStats;
@@ -12,8 +13,8 @@ pub(crate) mod http;
 pub mod metrics;
 pub mod process;
 
-/// What the exposition reads: the published snapshot, the log counters, the event history and
-/// the notifier's queues.
+/// What the exposition reads: the published snapshot, the log counters, the event history, the
+/// notifier's queues and the HTTP server's connections.
 #[derive(Debug)]
 pub struct View {
     /// The last poll's snapshot.
@@ -24,4 +25,6 @@ pub struct View {
     pub history: Arc<EventHistory>,
     /// Direct delivery to Alertmanager (no entries when off).
     pub notifier: Arc<NotifierStats>,
+    /// The HTTP server's connection counters.
+    pub http: Arc<ConnectionStats>,
 }

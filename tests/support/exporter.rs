@@ -110,6 +110,20 @@ pub fn http_request(
     ))
 }
 
+/// How [`Exporter::launch`] starts the exporter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Launch<'a> {
+    /// Its arguments (`--web.listen-address` is added).
+    pub args: &'a [String],
+    /// Environment variables set for it.
+    pub env: &'a [(&'a str, &'a str)],
+    /// A command that runs the binary by `exec` (so the process id stays the exporter's), e.g.
+    /// `["prlimit", "--nofile=256:256", "--"]`.
+    pub wrapper: &'a [&'a str],
+    /// `--web.listen-address` (default `127.0.0.1:0`).
+    pub listen: Option<&'a str>,
+}
+
 /// A running exporter; SIGTERM then kill on drop.
 pub struct Exporter {
     child: Option<Child>,
@@ -127,13 +141,31 @@ impl Exporter {
 
     /// [`Exporter::start`] with these environment variables set.
     pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Exporter {
+        Self::launch(Launch {
+            args,
+            env,
+            ..Launch::default()
+        })
+    }
+
+    /// Starts the exporter as `launch` says, reads the port it got from `/proc`, and waits
+    /// until it serves `/-/healthy` (bounded).
+    pub fn launch(launch: Launch<'_>) -> Exporter {
         let dir = tempfile::tempdir().unwrap();
         let stderr_path = dir.path().join("stderr.log");
-        let mut child = Command::new(binary())
-            .envs(env.iter().copied())
-            .args(args)
+        let mut cmd = match launch.wrapper {
+            [program, rest @ ..] => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(binary());
+                c
+            }
+            [] => Command::new(binary()),
+        };
+        let mut child = cmd
+            .envs(launch.env.iter().copied())
+            .args(launch.args)
             .arg("--web.listen-address")
-            .arg("127.0.0.1:0")
+            .arg(launch.listen.unwrap_or("127.0.0.1:0"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()

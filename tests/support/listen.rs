@@ -63,8 +63,10 @@ fn parse_proc_addr(s: &str) -> Option<SocketAddr> {
 }
 
 /// Waits (bounded by [`wait::PATIENCE`]) until `child` listens on exactly one port not in
-/// `except`, and returns it as a loopback address; `Err` says why not (the child exited, it
-/// never listened, or it listens on several ports).
+/// `except` (on one address or several), and returns an address to reach it: `127.0.0.1` for a
+/// wildcard (`0.0.0.0`, or `[::]` which takes IPv4 too), else the first address it listens on
+/// (IPv4 first); `Err` says why not (the child exited, it never listened, or it listens on
+/// several ports).
 pub fn wait_listening(child: &mut Child, except: &[u16]) -> Result<SocketAddr, String> {
     let pid = child.id();
     let start = Instant::now();
@@ -72,16 +74,23 @@ pub fn wait_listening(child: &mut Child, except: &[u16]) -> Result<SocketAddr, S
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("exited with {status} before listening"));
         }
-        let ports: Vec<u16> = listening(pid)
-            .iter()
-            .map(SocketAddr::port)
-            .filter(|p| !except.contains(p))
+        let addrs: Vec<SocketAddr> = listening(pid)
+            .into_iter()
+            .filter(|a| !except.contains(&a.port()))
             .collect();
-        match ports[..] {
-            [port] => return Ok(SocketAddr::from(([127, 0, 0, 1], port))),
-            [] if start.elapsed() < wait::PATIENCE => std::thread::sleep(Duration::from_millis(20)),
-            [] => return Err(format!("not listening after {:?}", wait::PATIENCE)),
-            _ => return Err(format!("listens on several ports: {ports:?}")),
+        let mut ports: Vec<u16> = addrs.iter().map(SocketAddr::port).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        match (ports.as_slice(), addrs.first()) {
+            ([port], Some(a)) if a.ip().is_unspecified() => {
+                return Ok(SocketAddr::from(([127, 0, 0, 1], *port)));
+            }
+            ([_], Some(a)) => return Ok(*a),
+            ([], _) if start.elapsed() < wait::PATIENCE => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            ([], _) => return Err(format!("not listening after {:?}", wait::PATIENCE)),
+            _ => return Err(format!("listens on several ports: {addrs:?}")),
         }
     }
 }

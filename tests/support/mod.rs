@@ -11,5 +11,6 @@ pub mod fake_tikv;
 pub mod http;
 pub mod kubelet;
 pub mod listen;
+pub mod load;
 pub mod prometheus;
 pub mod wait;
