@@ -21,6 +21,7 @@ use crate::logs::source::{LogRegistry, SourceContext, SourceHandle, store_direct
 use crate::notifier::Notifier;
 use crate::poller::Poller;
 use crate::snapshot::{Published, Snapshot};
+use crate::web_config::WebConfigSource;
 
 /// How long open HTTP requests and log sources get to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -187,6 +188,12 @@ async fn run_inner(
     };
     let addr = parse_listen_address(&cfg.web.listen_address)
         .map_err(|e| anyhow::anyhow!("web.listen_address: {e}"))?;
+    let web = match &cfg.web.config_file {
+        Some(p) => Some(Arc::new(
+            WebConfigSource::open(p).context("web.config_file")?,
+        )),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (web.listen_address)"))?;
@@ -253,9 +260,30 @@ async fn run_inner(
         reload: reload_http,
     });
     let http_cancel = CancellationToken::new();
-    let server = tokio::spawn(crate::http_server::serve(
+    let (handler, tls) = match &web {
+        Some(w) => {
+            let settings = w.current();
+            crate::log::info(&format!(
+                "web config file {}: {}",
+                w.path().display(),
+                settings.summary()
+            ));
+            if settings.basic_auth() && !settings.tls_enabled() {
+                crate::log::warn(
+                    "basic auth without TLS: passwords cross the network in clear text",
+                );
+            }
+            (
+                crate::web_config::protect(handler(http), w.clone()),
+                crate::web_config::acceptor(w),
+            )
+        }
+        None => (handler(http), None),
+    };
+    let server = tokio::spawn(crate::http_server::serve_with(
         listener,
-        handler(http),
+        handler,
+        tls,
         http_cancel.clone(),
         DRAIN,
     ));

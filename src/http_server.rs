@@ -1,6 +1,8 @@
 //! The one HTTP/1 accept loop (the exporter's endpoints and the demo's simulated cluster): every
 //! connection is tracked, and at cancellation the loop stops accepting, open connections finish
 //! their request in flight (idle keep-alive connections are closed), bounded by a drain timeout.
+//! With a [`TlsAccept`] (from `--web.config.file`), each connection is TLS: its handshake runs
+//! in the connection's own task, so a slow client never holds up the accept loop.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,7 +17,9 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
 /// A response with its whole body in memory.
@@ -33,10 +37,29 @@ pub fn sync_handler(f: impl Fn(Request<Incoming>) -> Reply + Send + Sync + 'stat
     })
 }
 
+/// Turns an accepted connection into a TLS one (the handshake, bounded in time), or `None`
+/// when the handshake failed (the connection is then closed).
+pub(crate) type TlsAccept = Arc<
+    dyn Fn(TcpStream) -> Pin<Box<dyn Future<Output = Option<TlsStream<TcpStream>>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Serves `listener` until `cancel`, then drains open connections for at most `drain`.
 pub async fn serve(
     listener: TcpListener,
     handler: Handler,
+    cancel: CancellationToken,
+    drain: Duration,
+) {
+    serve_with(listener, handler, None, cancel, drain).await
+}
+
+/// [`serve`], each connection through `tls` first when given.
+pub(crate) async fn serve_with(
+    listener: TcpListener,
+    handler: Handler,
+    tls: Option<TlsAccept>,
     cancel: CancellationToken,
     drain: Duration,
 ) {
@@ -52,11 +75,19 @@ pub async fn serve(
             let fut = handler(req);
             async move { Ok::<_, Infallible>(fut.await) }
         });
-        let conn =
-            hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
-        let conn = graceful.watch(conn);
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _ = conn.await;
+            let io = match tls {
+                Some(accept) => match accept(stream).await {
+                    Some(s) => Either::Right(s),
+                    None => return,
+                },
+                None => Either::Left(stream),
+            };
+            let conn =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), svc);
+            let _ = watcher.watch(conn).await;
         });
     }
     drop(listener);

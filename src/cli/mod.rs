@@ -154,6 +154,11 @@ pub struct RunArgs {
     /// Path of the metrics endpoint (web.telemetry_path, default /metrics).
     #[arg(long = "web.telemetry-path", value_name = "PATH")]
     pub telemetry_path: Option<String>,
+    /// exporter-toolkit web configuration: TLS, client certificates, basic auth and response
+    /// headers for every endpoint; re-read when it or a file it names changes
+    /// (web.config_file; see examples/web-config.yml).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// Top-level subcommands.
@@ -505,6 +510,9 @@ pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
     }
     if let Some(p) = run.telemetry_path {
         cfg.web.telemetry_path = p;
+    }
+    if let Some(p) = run.web_config_file {
+        cfg.web.config_file = Some(p);
     }
     crate::poller::check(&cfg, &text).map_err(|e| match &file {
         Some(f) => anyhow::anyhow!("invalid configuration ({} and flags): {e}", f.display()),

@@ -7,6 +7,8 @@ mod http_client;
 mod validate;
 mod yaml;
 
+pub(crate) use yaml::yaml_error;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -382,6 +384,10 @@ pub struct WebConfig {
     pub listen_address: String,
     /// Path of the metrics endpoint.
     pub telemetry_path: String,
+    /// exporter-toolkit web configuration (TLS, client certificates, basic auth, response
+    /// headers) for every endpoint; re-read when it or a file it names changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for WebConfig {
@@ -389,6 +395,7 @@ impl Default for WebConfig {
         WebConfig {
             listen_address: ":19180".into(),
             telemetry_path: "/metrics".into(),
+            config_file: None,
         }
     }
 }
@@ -520,7 +527,7 @@ impl Config {
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// The text of the regular file `path`, at most [`MAX_CONFIG_BYTES`] long.
-fn read_bounded(path: &Path) -> Result<String, ConfigFileError> {
+pub(crate) fn read_bounded(path: &Path) -> Result<String, ConfigFileError> {
     use std::io::Read;
     let read_error = |source| ConfigFileError::Read {
         path: path.to_owned(),
