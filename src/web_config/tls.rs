@@ -26,7 +26,7 @@ use rustls::{
     DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme, SupportedCipherSuite,
     SupportedProtocolVersion,
 };
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -581,6 +581,19 @@ async fn handshake(
     if stream.peek(&mut first).await? == 1 && first[0].is_ascii_uppercase() {
         stream.write_all(PLAIN_HTTP_ANSWER).await?;
         let _ = stream.shutdown().await;
+        // Read what the client sent before closing: closing with unread input sends a reset,
+        // which can destroy the answer before the client reads it.
+        let mut sink = [0u8; 4096];
+        let drain = async {
+            let mut left: usize = 64 * 1024;
+            while left > 0 {
+                match stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "a plain HTTP request on the HTTPS port (answered 400)",
