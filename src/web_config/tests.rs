@@ -488,3 +488,32 @@ fn the_source_follows_changes_and_keeps_the_last_good_settings() {
         "turning TLS off takes a restart"
     );
 }
+
+/// `examples/web-config.yml` loads as shipped (with certificates where it names them), and its
+/// hash is of the password its comment gives.
+#[test]
+fn the_shipped_example_is_valid() {
+    let d = Dir::new();
+    d.write("server.crt", &d.cert);
+    d.write("server.key", &d.key);
+    d.write("ca.crt", &d.cert);
+    let s = d.load(include_str!("../../examples/web-config.yml")).unwrap();
+    assert_eq!(
+        s.summary(),
+        "TLS (TLS12-TLS13, client certificates: RequireAndVerifyClientCert with one of 1 \
+         SANs), basic auth (1 users), 5 response headers"
+    );
+    let users = s.users.as_ref().unwrap();
+    let v = auth::Verifier::new();
+    let header = |pw: &str| {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("prometheus:{pw}"));
+        Some(HeaderValue::from_str(&format!("Basic {b64}")).unwrap())
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert!(rt.block_on(v.check(users, header("example-password"))));
+    assert!(!rt.block_on(v.check(users, header("example"))));
+}
