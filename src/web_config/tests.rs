@@ -497,7 +497,9 @@ fn the_shipped_example_is_valid() {
     d.write("server.crt", &d.cert);
     d.write("server.key", &d.key);
     d.write("ca.crt", &d.cert);
-    let s = d.load(include_str!("../../examples/web-config.yml")).unwrap();
+    let s = d
+        .load(include_str!("../../examples/web-config.yml"))
+        .unwrap();
     assert_eq!(
         s.summary(),
         "TLS (TLS12-TLS13, client certificates: RequireAndVerifyClientCert with one of 1 \
