@@ -1,6 +1,7 @@
 //! Exporter benchmarks at 1000 stores: scrape (exposition) cost in-process with criterion, and,
 //! with the real binary against the fake PD: scrape latency, peak RSS, PD requests and bytes
-//! per poll, and store-down detection latency. Printed as a report after the criterion run.
+//! per poll, store-down detection latency, and the scrape over TLS with basic auth
+//! (`--web.config.file`). Printed as a report after the criterion run.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ mod support;
 
 use support::exporter::{Exporter, sample};
 use support::fake_pd::{FakePd, cluster};
+use support::https::{Https, basic};
 
 const STORES: u64 = 1000;
 
@@ -233,6 +235,7 @@ fn end_to_end() {
         rss_kib(pid, "VmRSS:"),
         rss_kib(pid, "VmHWM:")
     );
+    tls_scrape(&pd);
     // Store-down detection latency: from PD reporting a store Disconnected past the store_down
     // grace (last heartbeat 100 s ago) to the gauge flipping.
     let mut lat = Vec::new();
@@ -259,6 +262,83 @@ fn end_to_end() {
         lat[0],
         lat[lat.len() / 2],
         lat[lat.len() - 1]
+    );
+}
+
+/// p50 and p99 of 50 runs of `f`.
+fn percentiles(mut f: impl FnMut()) -> (Duration, Duration) {
+    let mut times: Vec<Duration> = (0..50)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    (times[times.len() / 2], times[times.len() * 99 / 100])
+}
+
+/// The same scrape through `--web.config.file` (TLS 1.3 + basic auth, bcrypt cost 10 as
+/// `htpasswd -B` makes): on one kept-alive connection (as Prometheus scrapes), and with a new
+/// connection (handshake) each time.
+fn tls_scrape(pd: &FakePd) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = support::fake_pd::tls::Ca::new("bench-ca");
+    let server = ca.server("exporter", &["127.0.0.1"]);
+    std::fs::write(dir.path().join("server.pem"), &server.cert_pem).unwrap();
+    std::fs::write(dir.path().join("server-key.pem"), &server.key_pem).unwrap();
+    let web = dir.path().join("web.yml");
+    let hash = bcrypt::hash("bench-pw", 10).unwrap();
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n\
+             basic_auth_users:\n  prometheus: {hash}\n"
+        ),
+    )
+    .unwrap();
+    let e = Exporter::start(&[
+        "--pd.endpoints".into(),
+        pd.url(),
+        "--poll-interval".into(),
+        "1s".into(),
+        format!("--web.config.file={}", web.display()),
+    ]);
+    let client = Https::new(&ca.pem());
+    let auth = basic("prometheus", "bench-pw");
+    let headers = [("Authorization", auth.as_str())];
+    // The first request with the password pays its one bcrypt; later ones hit the cache.
+    let t = Instant::now();
+    let first = client.get(e.addr(), "/-/healthy", &headers).unwrap();
+    assert_eq!(first.status, 200);
+    println!(
+        "first request with the password (one bcrypt, cost 10, plus the TLS handshake): {:?}",
+        t.elapsed()
+    );
+    support::wait::until(
+        "the TLS exporter to be ready",
+        support::wait::PATIENCE,
+        || match client.get(e.addr(), "/-/ready", &headers) {
+            Ok(a) if a.status == 200 => Ok(()),
+            other => Err(format!("{other:?}\n{}", e.stderr())),
+        },
+    );
+    let mut conn = client.connect(e.addr()).unwrap();
+    let mut size = 0;
+    let (p50, p99) = percentiles(|| {
+        let a = conn.get("/metrics", &headers).unwrap();
+        assert_eq!(a.status, 200);
+        size = a.body.len();
+    });
+    println!(
+        "scrape over TLS + basic auth at {STORES} stores, kept-alive connection: p50 {p50:?}, p99 {p99:?}, {size} bytes"
+    );
+    let (p50, p99) = percentiles(|| {
+        let a = client.get(e.addr(), "/metrics", &headers).unwrap();
+        assert_eq!(a.status, 200);
+    });
+    println!(
+        "scrape over TLS + basic auth at {STORES} stores, new connection each: p50 {p50:?}, p99 {p99:?}"
     );
 }
 

@@ -25,6 +25,7 @@ use crate::logs::source::{LogRegistry, SourceContext, SourceHandle, store_direct
 use crate::notifier::Notifier;
 use crate::poller::Poller;
 use crate::snapshot::{Published, Snapshot};
+use crate::web_config::WebConfigSource;
 
 /// How long open HTTP requests and log sources get to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -194,6 +195,7 @@ fn web_options(web: &WebConfig) -> ServeOptions {
             max_connections,
         },
         stats: Arc::default(),
+        tls: None,
     }
 }
 
@@ -216,6 +218,12 @@ async fn run_inner(
     };
     let addr = parse_listen_address(&cfg.web.listen_address)
         .map_err(|e| anyhow::anyhow!("web.listen_address: {e}"))?;
+    let web_file = match &cfg.web.config_file {
+        Some(p) => Some(Arc::new(
+            WebConfigSource::open(p).context("web.config_file")?,
+        )),
+        None => None,
+    };
     let listeners = crate::http_server::bind(&addr)
         .await
         .map_err(|e| anyhow::anyhow!("web.listen_address: {e}"))?;
@@ -224,7 +232,7 @@ async fn run_inner(
         .filter_map(|l| l.local_addr().ok())
         .map(|a| a.to_string())
         .collect();
-    let web = web_options(&cfg.web);
+    let mut serve_opts = web_options(&cfg.web);
     let mut poller = Poller::new(&cfg)?;
     let (store_publisher, store_lookup) = store_directory();
     // The delivery tasks stop last: alerts queued by the last poll still go out while the
@@ -242,7 +250,7 @@ async fn run_inner(
         logs: Arc::new(LogRegistry::new()),
         history: Arc::new(EventHistory::new(cfg.logs.history_size)),
         notifier: notifier.as_ref().map(Notifier::stats).unwrap_or_default(),
-        http: web.stats.clone(),
+        http: serve_opts.stats.clone(),
     });
     // Violations restored from the state file are served (unknown) from the first scrape on,
     // even while PD does not answer; the notifier takes their alerts as already sent.
@@ -301,11 +309,32 @@ async fn run_inner(
         reload: reload_http,
     });
     let http_cancel = CancellationToken::new();
+    let (handler, tls) = match &web_file {
+        Some(w) => {
+            let settings = w.current();
+            crate::log::info(&format!(
+                "web config file {}: {}",
+                w.path().display(),
+                settings.summary()
+            ));
+            if settings.basic_auth() && !settings.tls_enabled() {
+                crate::log::warn(
+                    "basic auth without TLS: passwords cross the network in clear text",
+                );
+            }
+            (
+                crate::web_config::protect(handler(http), w.clone()),
+                crate::web_config::acceptor(w),
+            )
+        }
+        None => (handler(http), None),
+    };
+    serve_opts.tls = tls;
     let server = tokio::spawn(crate::http_server::serve(
         listeners,
-        handler(http),
+        handler,
         http_cancel.clone(),
-        web,
+        serve_opts,
     ));
     crate::log::info(&format!(
         "listening on {}; polling PD {} every {}; {} invariants; {} log files{}{}",

@@ -13,7 +13,8 @@
 //!   [`logs::ingest`] (per-source counters and the bounded event history) → [`exposition`].
 //!
 //! [`domain`] is the vocabulary every layer shares; [`config`] is the configuration they are
-//! built from; [`cli`] is the command line, which wires everything together.
+//! built from; [`cli`] is the command line, which wires everything together; [`web_config`]
+//! is `--web.config.file` (TLS, client certificates, basic auth) around every endpoint.
 
 #![deny(missing_docs)]
 
@@ -36,3 +37,4 @@ pub(crate) mod poller;
 pub mod snapshot;
 pub mod sources;
 pub(crate) mod transitions;
+pub mod web_config;

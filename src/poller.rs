@@ -129,10 +129,15 @@ fn prom_config_error(e: PromError) -> ConfigError {
 
 /// The one validation of a configuration, shared by the run and `check-config`: the values
 /// (errors located in `text`, the file they came from), the invariants, and everything the
-/// poller builds from them (endpoint URLs, TLS files), without sending a request or touching
-/// the state file. Returns the definitions.
+/// poller builds from them (endpoint URLs, TLS files), and the web configuration file (with the
+/// files it names), without sending a request or touching the state file. Returns the
+/// definitions.
 pub fn check(cfg: &Config, text: &str) -> Result<Vec<Definition>, ConfigError> {
     definitions::checked(cfg, text)?;
+    if let Some(web) = &cfg.web.config_file {
+        crate::web_config::check(web)
+            .map_err(|e| ConfigError::new("web.config_file", e.to_string()).located_in(text))?;
+    }
     Parts::build(cfg)
         .map(|p| p.defs)
         .map_err(|e| e.located_in(text))

@@ -164,6 +164,11 @@ pub struct RunArgs {
     /// their _total names in Prometheus.
     #[arg(long = "web.enable-openmetrics")]
     pub enable_openmetrics: bool,
+    /// exporter-toolkit web configuration: TLS, client certificates, basic auth and response
+    /// headers for every endpoint; re-read when it or a file it names changes
+    /// (web.config_file; see examples/web-config.yml).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// Top-level subcommands.
@@ -518,6 +523,9 @@ pub fn effective_config(run: RunArgs) -> anyhow::Result<Config> {
     }
     if run.enable_openmetrics {
         cfg.web.openmetrics = true;
+    }
+    if let Some(p) = run.web_config_file {
+        cfg.web.config_file = Some(p);
     }
     crate::poller::check(&cfg, &text).map_err(|e| match &file {
         Some(f) => anyhow::anyhow!("invalid configuration ({} and flags): {e}", f.display()),

@@ -7,6 +7,8 @@ mod http_client;
 mod validate;
 mod yaml;
 
+pub(crate) use yaml::yaml_error;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -408,6 +410,10 @@ pub struct WebConfig {
     /// Unset: half the open-file limit (`ulimit -n`), at most 512.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// exporter-toolkit web configuration (TLS, client certificates, basic auth, response
+    /// headers) for every endpoint; re-read when it or a file it names changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for WebConfig {
@@ -419,6 +425,7 @@ impl Default for WebConfig {
             header_read_timeout: Dur(Duration::from_secs(10)),
             idle_timeout: Dur(Duration::from_secs(90)),
             max_connections: None,
+            config_file: None,
         }
     }
 }
@@ -550,7 +557,7 @@ impl Config {
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// The text of the regular file `path`, at most [`MAX_CONFIG_BYTES`] long.
-fn read_bounded(path: &Path) -> Result<String, ConfigFileError> {
+pub(crate) fn read_bounded(path: &Path) -> Result<String, ConfigFileError> {
     use std::io::Read;
     let read_error = |source| ConfigFileError::Read {
         path: path.to_owned(),

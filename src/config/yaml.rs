@@ -4,7 +4,7 @@
 use super::ConfigError;
 
 /// Turns a YAML parser message into a [`ConfigError`] naming the dotted key at its line.
-pub(super) fn yaml_error(text: &str, msg: &str) -> ConfigError {
+pub(crate) fn yaml_error(text: &str, msg: &str) -> ConfigError {
     let line = extract_line(msg);
     let first = msg.lines().next().unwrap_or(msg).trim();
     // Drop the parser's own "error: line N column M: " prefix; the line is reported separately.

@@ -31,6 +31,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
 pub use listen::{ListenError, bind};
@@ -52,8 +54,8 @@ pub fn sync_handler(f: impl Fn(Request<Incoming>) -> Reply + Send + Sync + 'stat
     })
 }
 
-/// How a server runs: its connection limits, its drain bound and where it counts.
-#[derive(Clone, Debug)]
+/// How a server runs: its connection limits, its drain bound, where it counts, and TLS.
+#[derive(Clone)]
 pub struct ServeOptions {
     /// How long open requests get to finish after cancellation.
     pub drain: Duration,
@@ -61,7 +63,17 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// The server's counters (open connections, sheds, failed accepts).
     pub stats: Arc<ConnectionStats>,
+    /// Each connection through this TLS handshake first (from `--web.config.file`).
+    pub tls: Option<TlsAccept>,
 }
+
+/// Turns an accepted connection into a TLS one (the handshake), or `None` when the handshake
+/// failed (the connection is then closed).
+pub(crate) type TlsAccept = Arc<
+    dyn Fn(TcpStream) -> Pin<Box<dyn Future<Output = Option<TlsStream<TcpStream>>> + Send>>
+        + Send
+        + Sync,
+>;
 
 impl ServeOptions {
     /// The default [`Limits`], fresh counters, this drain bound.
@@ -70,6 +82,7 @@ impl ServeOptions {
             drain,
             limits: Limits::default(),
             stats: Arc::default(),
+            tls: None,
         }
     }
 }
@@ -108,7 +121,13 @@ pub async fn serve(
                     break;
                 }
                 let conn = tracker.admit(Instant::now());
-                tasks.spawn(connection(stream, conn, handler.clone(), tracker.clone()));
+                tasks.spawn(connection(
+                    stream,
+                    conn,
+                    handler.clone(),
+                    tracker.clone(),
+                    opts.tls.clone(),
+                ));
             }
             Err(e) => {
                 // Any other error is the peer's (it went away before the accept): the shortest
@@ -245,7 +264,13 @@ fn out_of_resources(e: &io::Error) -> bool {
 }
 
 /// One accepted connection, until it ends; then the tracker forgets it.
-async fn connection(stream: TcpStream, conn: Arc<Conn>, handler: Handler, tracker: Arc<Tracker>) {
+async fn connection(
+    stream: TcpStream,
+    conn: Arc<Conn>,
+    handler: Handler,
+    tracker: Arc<Tracker>,
+    tls: Option<TlsAccept>,
+) {
     struct Release<'a>(&'a Tracker, &'a Conn);
     impl Drop for Release<'_> {
         fn drop(&mut self) {
@@ -254,9 +279,17 @@ async fn connection(stream: TcpStream, conn: Arc<Conn>, handler: Handler, tracke
     }
     let _release = Release(&tracker, &conn);
     let _ = stream.set_nodelay(true);
-    // A TLS layer replaces this future with its handshake (`acceptor.accept(stream)`): it is
-    // bounded by the first request's header_read_timeout, and the stream it gives is served.
-    let handshake = std::future::ready(Ok(stream));
+    // The TLS handshake (when configured) is bounded by the first request's
+    // header_read_timeout; the stream it gives is served.
+    let handshake = async move {
+        match tls {
+            Some(accept) => accept(stream)
+                .await
+                .map(Either::Right)
+                .ok_or_else(|| io::Error::other("TLS handshake failed")),
+            None => Ok(Either::Left(stream)),
+        }
+    };
     conn::serve(handshake, &conn, handler, &tracker).await;
 }
 

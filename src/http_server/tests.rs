@@ -144,6 +144,7 @@ impl Server {
                 drain,
                 limits,
                 stats: stats.clone(),
+                tls: None,
             },
         ));
         Server {

@@ -134,7 +134,9 @@ pub struct Exporter {
 
 impl Exporter {
     /// Starts the exporter with `args` plus `--web.listen-address 127.0.0.1:0`, reads the port
-    /// it got from `/proc`, and waits until it serves `/-/healthy` (bounded).
+    /// it got from `/proc`, and waits until it serves `/-/healthy` (bounded). Started with
+    /// `--web.config.file`, its 400 (plain HTTP to its HTTPS port) or 401 to that plain
+    /// request counts as serving.
     pub fn start(args: &[String]) -> Exporter {
         Self::start_with_env(args, &[])
     }
@@ -151,6 +153,10 @@ impl Exporter {
     /// Starts the exporter as `launch` says, reads the port it got from `/proc`, and waits
     /// until it serves `/-/healthy` (bounded).
     pub fn launch(launch: Launch<'_>) -> Exporter {
+        let secured = launch
+            .args
+            .iter()
+            .any(|a| a.starts_with("--web.config.file"));
         let dir = tempfile::tempdir().unwrap();
         let stderr_path = dir.path().join("stderr.log");
         let mut cmd = match launch.wrapper {
@@ -189,6 +195,7 @@ impl Exporter {
             }
             match http_get(addr, "/-/healthy") {
                 Some((200, _, _)) => Ok(()),
+                Some((400 | 401, _, _)) if secured => Ok(()),
                 other => Err(format!("{other:?}\n{}", e.stderr())),
             }
         });

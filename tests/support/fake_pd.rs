@@ -1398,9 +1398,10 @@ fn handler(
 /// Test certificates and a rustls acceptor for TLS fakes.
 pub mod tls {
     use super::*;
+    pub use rcgen::ExtendedKeyUsagePurpose;
     use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair, KeyUsagePurpose,
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
     };
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -1435,9 +1436,31 @@ pub mod tls {
         pub client_key: PathBuf,
     }
 
-    impl Pki {
-        /// Generates a fresh CA (named `cn`) and leaf certificates signed by it.
-        pub fn generate(cn: &str) -> Pki {
+    /// A test CA that signs leaf certificates (for servers and clients, valid or expired).
+    pub struct Ca {
+        issuer: CertifiedIssuer<'static, KeyPair>,
+    }
+
+    /// A leaf certificate and its key (PKCS#8), PEM.
+    pub struct Leaf {
+        /// The certificate.
+        pub cert_pem: String,
+        /// Its key.
+        pub key_pem: String,
+    }
+
+    impl Leaf {
+        /// The certificate's DER (what a TLS peer presents).
+        pub fn der(&self) -> Vec<u8> {
+            CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
+                .unwrap()
+                .to_vec()
+        }
+    }
+
+    impl Ca {
+        /// A fresh self-signed CA named `cn`.
+        pub fn new(cn: &str) -> Ca {
             let ca_key = KeyPair::generate().unwrap();
             let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
             ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -1447,29 +1470,63 @@ pub mod tls {
                 KeyUsagePurpose::CrlSign,
                 KeyUsagePurpose::DigitalSignature,
             ];
-            let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+            Ca {
+                issuer: CertifiedIssuer::self_signed(ca_params, ca_key).unwrap(),
+            }
+        }
 
-            let server_key = KeyPair::generate().unwrap();
-            let mut sp =
-                CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                    .unwrap();
-            sp.distinguished_name.push(DnType::CommonName, "fake-pd");
-            sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-            let server_cert = sp.signed_by(&server_key, &ca).unwrap();
+        /// The CA certificate.
+        pub fn pem(&self) -> String {
+            self.issuer.pem()
+        }
 
-            let client_key = KeyPair::generate().unwrap();
-            let mut cp = CertificateParams::new(vec!["tikv-health-exporter".to_owned()]).unwrap();
-            cp.distinguished_name
-                .push(DnType::CommonName, "tikv-health-exporter");
-            cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-            let client_cert = cp.signed_by(&client_key, &ca).unwrap();
+        /// A server (`serverAuth`) certificate for `sans` (IP addresses or DNS names).
+        pub fn server(&self, cn: &str, sans: &[&str]) -> Leaf {
+            self.leaf(cn, sans, ExtendedKeyUsagePurpose::ServerAuth, false)
+        }
 
+        /// A client (`clientAuth`) certificate for `sans`.
+        pub fn client(&self, cn: &str, sans: &[&str]) -> Leaf {
+            self.leaf(cn, sans, ExtendedKeyUsagePurpose::ClientAuth, false)
+        }
+
+        /// A certificate for `sans` with usage `eku`; `expired`: valid only in 2020.
+        pub fn leaf(
+            &self,
+            cn: &str,
+            sans: &[&str],
+            eku: ExtendedKeyUsagePurpose,
+            expired: bool,
+        ) -> Leaf {
+            let key = KeyPair::generate().unwrap();
+            let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+            let mut p = CertificateParams::new(sans).unwrap();
+            p.distinguished_name.push(DnType::CommonName, cn);
+            p.extended_key_usages = vec![eku];
+            if expired {
+                p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            }
+            let cert = p.signed_by(&key, &self.issuer).unwrap();
+            Leaf {
+                cert_pem: cert.pem(),
+                key_pem: key.serialize_pem(),
+            }
+        }
+    }
+
+    impl Pki {
+        /// Generates a fresh CA (named `cn`) and leaf certificates signed by it.
+        pub fn generate(cn: &str) -> Pki {
+            let ca = Ca::new(cn);
+            let server = ca.server("fake-pd", &["127.0.0.1", "localhost"]);
+            let client = ca.client("tikv-health-exporter", &["tikv-health-exporter"]);
             Pki {
                 ca_pem: ca.pem(),
-                server_cert_pem: server_cert.pem(),
-                server_key_pem: server_key.serialize_pem(),
-                client_cert_pem: client_cert.pem(),
-                client_key_pem: client_key.serialize_pem(),
+                server_cert_pem: server.cert_pem,
+                server_key_pem: server.key_pem,
+                client_cert_pem: client.cert_pem,
+                client_key_pem: client.key_pem,
             }
         }
 

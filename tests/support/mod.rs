@@ -9,6 +9,7 @@ pub mod exporter;
 pub mod fake_pd;
 pub mod fake_tikv;
 pub mod http;
+pub mod https;
 pub mod kubelet;
 pub mod listen;
 pub mod load;
