@@ -119,8 +119,8 @@ pub struct Observations {
 /// A query's samples grouped by the store they map to.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MappedSamples {
-    /// Sample values per store id, in result order.
-    pub by_store: BTreeMap<u64, Vec<f64>>,
+    /// The samples of each store id (labels and value), in result order.
+    pub by_store: BTreeMap<u64, Vec<Sample>>,
     /// Samples that map to no store.
     pub unmapped: usize,
     /// The labels of the first unmapped sample.
@@ -167,7 +167,7 @@ impl Observations {
         let mut out = MappedSamples::default();
         for sample in samples {
             match self.matcher.store_of_sample(&sample.labels) {
-                Some(id) => out.by_store.entry(id).or_default().push(sample.value),
+                Some(id) => out.by_store.entry(id).or_default().push(sample.clone()),
                 None => {
                     out.unmapped += 1;
                     out.example.get_or_insert_with(|| sample.labels.clone());

@@ -631,12 +631,17 @@ fn rules_reference_only_contract_metrics() {
 }
 
 /// The alerts the issue asks for, by name.
-const EXPECTED_ALERTS: [&str; 28] = [
+const EXPECTED_ALERTS: [&str; 32] = [
     "TiKVStoreDown",
     "TiKVWriteLatencyHigh",
     "TiKVDiskUsageHigh",
     "TiKVDiskLowSpace",
     "TiKVCPUUsageHigh",
+    // Saturation and read latency (thread pools, flow control, reads, memory quota).
+    "TiKVThreadPoolSaturated",
+    "TiKVWriteFlowControl",
+    "TiKVReadLatencyHigh",
+    "TiKVMemoryUsageHigh",
     "TiKVStoreSlow",
     "PDLeaderUnhealthy",
     "PDRegionDownPeers",

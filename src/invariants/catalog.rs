@@ -9,22 +9,7 @@ use std::time::Duration;
 use super::evaluate::{self, Evaluator};
 use crate::domain::{Op, ScheduleConfig, Scope, Severity};
 
-/// The gRPC write requests clients wait for: transactional (`kv_prewrite`, `kv_commit`) and
-/// raw (RawKV without TiDB). `kv_pessimistic_lock` is left out: its duration includes waiting
-/// for other transactions' locks (up to TiDB's lock-wait timeout), which is contention, not a
-/// slow store. cluster-signals.md §9.2.
-pub const WRITE_REQUEST_TYPES: &str = "kv_prewrite|kv_commit|raw_put|raw_batch_put|raw_delete|raw_batch_delete|raw_delete_range|raw_compare_and_swap";
-
-/// Write p99 per TiKV instance, in seconds, from `tikv_grpc_msg_duration_seconds` (measured from
-/// a request's arrival until its response is sent, so flow-control delays count), summed over
-/// `type` and `priority` (TiKV ≥ 7.6). `>= 0` drops the NaN of an idle histogram, and the `or`
-/// branch reports 0 for an instance whose series exist but served no write in the window: idle
-/// is ok, only missing series are unknown. Placeholders: `{by}` the mapping labels, `{sel}` the
-/// configured selector (`,a="b"`), `{types}` [`WRITE_REQUEST_TYPES`].
-pub const WRITE_LATENCY_P99_TEMPLATE: &str = "histogram_quantile(0.99, sum by (le, {by}) (rate(tikv_grpc_msg_duration_seconds_bucket{type=~\"{types}\"{sel}}[1m]))) >= 0 or on ({by}) 0 * group by ({by}) (tikv_grpc_msg_duration_seconds_count{type=~\"{types}\"{sel}})";
-/// CPU used per TiKV instance as a ratio of its CPU quota (only TiKV exports the quota, so
-/// other processes drop out of the division). `{bare}`: the selector in braces, or nothing.
-pub const CPU_USAGE_TEMPLATE: &str = "sum by ({by}) (rate(process_cpu_seconds_total{bare}[1m])) / on ({by}) max by ({by}) (tikv_server_cpu_cores_quota{bare})";
+pub use super::queries::*;
 
 /// `pd_etcd`'s default limit on the PD leader's etcd WAL fsync p99, in seconds: PD's own
 /// `PD_etcd_write_disk_latency` rule (`metrics/alertmanager/pd.rules.yml`, `> 1`).
@@ -162,7 +147,7 @@ impl Builtin {
 }
 
 /// Every built-in invariant, in the order they are listed and evaluated.
-pub static BUILTINS: [Builtin; 15] = [
+pub static BUILTINS: [Builtin; 19] = [
     Builtin {
         name: "store_down",
         scope: Scope::Store,
@@ -258,6 +243,89 @@ pub static BUILTINS: [Builtin; 15] = [
             name: "TiKVCPUUsageHigh",
             summary: "TiKV CPU usage is high.",
             detail: "uses {value} of its CPU quota (threshold {threshold}).",
+        },
+    },
+    // Saturation and client-visible latency from TiKV's own metrics through Prometheus
+    // (cluster-signals.md §9; the templates and their sources are in `queries.rs`).
+    Builtin {
+        name: "thread_pool_cpu",
+        scope: Scope::Store,
+        severity: Severity::Warning,
+        op: Op::Gt,
+        // TiKV's own TiKV_raftstore_thread_cpu_seconds_total: 1.6 cores of the default 2
+        // raftstore threads (80 %) `for: 1m`; the same ratio for every watched pool.
+        threshold: 0.8,
+        pd_threshold: None,
+        grace: Duration::from_secs(60),
+        threshold_kind: ThresholdKind::Ratio,
+        keys: &["threshold", "threshold_percent", "clear_threshold", "query"],
+        data: Data::Prometheus(THREAD_POOL_CPU_TEMPLATE),
+        evaluate: evaluate::thread_pool_cpu,
+        description: "CPU of the busiest thread pool (raftstore, apply, scheduler, gRPC, unified read pool) over 1m as a fraction of its threads; the message names the pool",
+        alert: AlertText {
+            name: "TiKVThreadPoolSaturated",
+            summary: "A TiKV thread pool is saturated.",
+            detail: "has a thread pool at {value} of its threads' CPU over 1m (threshold {threshold}); the exporter's /api/v1/invariants names the pool.",
+        },
+    },
+    Builtin {
+        name: "write_flow_control",
+        scope: Scope::Store,
+        severity: Severity::Warning,
+        op: Op::Gt,
+        // Any of them for a minute: flow control is dropping or delaying writes, or TiKV
+        // answers ServerIsBusy (coverage issue default).
+        threshold: 0.0,
+        pd_threshold: None,
+        grace: Duration::from_secs(60),
+        threshold_kind: ThresholdKind::Number,
+        keys: &["threshold", "clear_threshold", "query"],
+        data: Data::Prometheus(WRITE_FLOW_CONTROL_TEMPLATE),
+        evaluate: evaluate::write_flow_control,
+        description: "write back-pressure: the largest of the flow-control discard ratio, throttled writes/s, ServerIsBusy/s, channel-full/s and the raft RocksDB write stall (µs) over 1m; 0 when idle; the message names the signals",
+        alert: AlertText {
+            name: "TiKVWriteFlowControl",
+            summary: "TiKV is throttling or rejecting writes.",
+            detail: "applies write back-pressure (largest signal {value}, threshold {threshold}): flow control, ServerIsBusy, full raftstore channels or a raft-engine write stall; the exporter's /api/v1/invariants names the signals.",
+        },
+    },
+    Builtin {
+        name: "read_latency_p99",
+        scope: Scope::Store,
+        severity: Severity::Warning,
+        op: Op::Gt,
+        threshold: 0.1,
+        pd_threshold: None,
+        grace: Duration::from_secs(60),
+        threshold_kind: ThresholdKind::Seconds,
+        keys: &["threshold", "clear_threshold", "query"],
+        data: Data::Prometheus(READ_LATENCY_P99_TEMPLATE),
+        evaluate: evaluate::tikv_query,
+        description: "p99 of the gRPC point gets, batch gets and scans clients wait for (transactional and raw; not coprocessor) over 1m, in seconds; 0 when the store served none",
+        alert: AlertText {
+            name: "TiKVReadLatencyHigh",
+            summary: "TiKV p99 read latency is high.",
+            detail: "has a p99 gRPC read latency (gets, batch gets and scans, transactional and raw) of {value} over 1m (threshold {threshold}).",
+        },
+    },
+    Builtin {
+        name: "memory_usage",
+        scope: Scope::Store,
+        severity: Severity::Warning,
+        op: Op::Gt,
+        // TiKV's own TiKV_memory_quota rule: `> 0.8` (`for: 15s`; 1m here, coverage issue).
+        threshold: 0.8,
+        pd_threshold: None,
+        grace: Duration::from_secs(60),
+        threshold_kind: ThresholdKind::Ratio,
+        keys: &["threshold", "threshold_percent", "clear_threshold", "query"],
+        data: Data::Prometheus(MEMORY_USAGE_TEMPLATE),
+        evaluate: evaluate::memory_usage,
+        description: "TiKV resident memory as a fraction of its memory quota (TiKV >= 8.0 exports it; older TiKV has no series)",
+        alert: AlertText {
+            name: "TiKVMemoryUsageHigh",
+            summary: "TiKV memory usage is high.",
+            detail: "uses {value} of its memory quota (threshold {threshold}).",
         },
     },
     Builtin {
@@ -533,9 +601,12 @@ mod tests {
         }
         assert_eq!(
             accepting("threshold_percent"),
-            "disk_usage, disk_low_space, cpu_usage"
+            "disk_usage, disk_low_space, cpu_usage, thread_pool_cpu, memory_usage"
         );
-        assert_eq!(accepting("query"), "write_latency_p99, cpu_usage");
+        assert_eq!(
+            accepting("query"),
+            "write_latency_p99, cpu_usage, thread_pool_cpu, write_flow_control, read_latency_p99, memory_usage"
+        );
         assert!(find("store_down").is_some() && find("nope").is_none());
     }
 

@@ -96,7 +96,7 @@ impl Definition {
 
 /// Fills a built-in query template: `{by}` the labels samples map to stores by (plus
 /// `extra_label`), `{sel}` the selector's matchers after a comma, `{bare}` the selector in
-/// braces (or nothing), `{types}` the gRPC write types.
+/// braces (or nothing), `{types}` the gRPC write types, `{read_types}` the gRPC read types.
 pub fn render_query(template: &str, selector: &[String], extra_label: Option<&str>) -> String {
     let mut by: Vec<&str> = MAPPING_LABELS.to_vec();
     if let Some(l) = extra_label
@@ -115,6 +115,7 @@ pub fn render_query(template: &str, selector: &[String], extra_label: Option<&st
         .replace("{sel}", &sel)
         .replace("{bare}", &bare)
         .replace("{types}", catalog::WRITE_REQUEST_TYPES)
+        .replace("{read_types}", catalog::READ_REQUEST_TYPES)
 }
 
 /// The default query of the built-in `name` without a selector (as Prometheus is asked it).
@@ -436,7 +437,7 @@ mod tests {
         let e = load("invariants:\n  store_down:\n    query: up\n").unwrap_err();
         assert_eq!(
             e.message,
-            "store_down does not take query (only write_latency_p99, cpu_usage do)"
+            "store_down does not take query (only write_latency_p99, cpu_usage, thread_pool_cpu, write_flow_control, read_latency_p99, memory_usage do)"
         );
     }
 

@@ -6,4 +6,5 @@ pub mod catalog;
 pub mod definitions;
 pub mod engine;
 pub mod evaluate;
+pub mod queries;
 pub mod state_file;

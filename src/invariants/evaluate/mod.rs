@@ -7,16 +7,19 @@
 //! does not serve it.
 
 mod cluster;
+mod saturation;
 
 pub use cluster::{
     gc_safepoint_lag, pd_etcd, region_down_peers, region_miss_peers, region_offline_peers,
     region_pending_peers, resolved_ts_lag,
 };
+pub use saturation::{memory_usage, thread_pool_cpu, write_flow_control};
 
 use super::definitions::Definition;
 use super::engine::Input;
 use crate::domain::{Op, PdHealth, Scope, Store, StoreState};
 use crate::observations::{Observations, Polled, is_leaving};
+use crate::sources::prometheus::Sample;
 
 /// Turns observations into per-store inputs for one definition.
 pub type Evaluator = fn(&Definition, &Observations) -> Vec<(String, Input)>;
@@ -323,6 +326,29 @@ fn query_per_store(
     threshold: f64,
     applies: impl Fn(&Store) -> bool,
 ) -> Vec<(String, Input)> {
+    samples_per_store(obs, query, applies, |samples| {
+        let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
+        Some(worst_input(op, threshold, &values))
+    })
+}
+
+/// The input of the worst of `values` (see [`worst_sample`]); unknown when there is none or
+/// it is NaN.
+pub(crate) fn worst_input(op: Op, threshold: f64, values: &[f64]) -> Input {
+    worst_sample(op, threshold, values)
+        .map_or_else(|| Input::Unknown("no sample".into()), sample_input)
+}
+
+/// Applies `f` to the samples of `query` that map to each evaluated store (those `applies`
+/// accepts, never a store being removed): unknown for every store when the query failed,
+/// for a store PD lists in doubt, and for a store no sample maps to; `f` returning `None`
+/// means "not applicable": no series for that store.
+pub(crate) fn samples_per_store(
+    obs: &Observations,
+    query: &str,
+    applies: impl Fn(&Store) -> bool,
+    f: impl Fn(&[Sample]) -> Option<Input>,
+) -> Vec<(String, Input)> {
     let stores = obs.stores.iter().filter(|s| applies(s) && !is_leaving(s));
     let mapped = match obs.mapped(query) {
         Err(e) => {
@@ -333,20 +359,19 @@ fn query_per_store(
         Ok(m) => m,
     };
     stores
-        .map(|s| {
+        .filter_map(|s| {
             let input = if let Some(d) = obs.doubtful.get(&s.id) {
                 Input::Unknown(d.to_string())
             } else {
                 match mapped.by_store.get(&s.id) {
-                    Some(values) => worst_sample(op, threshold, values)
-                        .map_or_else(|| Input::Unknown("no sample".into()), sample_input),
+                    Some(samples) => f(samples)?,
                     None => Input::Unknown(format!(
                         "no sample maps to this store (address {}, status address {})",
                         s.address, s.status_address
                     )),
                 }
             };
-            (s.id.to_string(), input)
+            Some((s.id.to_string(), input))
         })
         .collect()
 }
@@ -356,8 +381,7 @@ fn query_cluster(obs: &Observations, query: &str, op: Op, threshold: f64) -> Inp
         Some(Ok(v)) if v.is_empty() => Input::Unknown("query returned no sample".into()),
         Some(Ok(v)) => {
             let values: Vec<f64> = v.iter().map(|s| s.value).collect();
-            worst_sample(op, threshold, &values)
-                .map_or_else(|| Input::Unknown("no sample".into()), sample_input)
+            worst_input(op, threshold, &values)
         }
         Some(Err(e)) => Input::Unknown(format!("Prometheus query failed: {e}")),
         None => Input::Unknown("query not run".into()),
