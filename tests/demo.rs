@@ -272,17 +272,18 @@ fn demo_with_prometheus_runs_the_prometheus_invariants() {
     // Known values for every store once Prometheus has two scrapes of each.
     loop {
         let m = metrics();
+        // Every Prometheus-based built-in: the simulated TiKVs serve their metrics.
         let known = ["1", "2", "3"].iter().all(|s| {
-            sample(
-                &m,
-                "tikv_invariant_unknown",
-                &inv("write_latency_p99", s, "warning"),
-            ) == Some(0.0)
-                && sample(
-                    &m,
-                    "tikv_invariant_unknown",
-                    &inv("cpu_usage", s, "warning"),
-                ) == Some(0.0)
+            [
+                "write_latency_p99",
+                "cpu_usage",
+                "thread_pool_cpu",
+                "write_flow_control",
+                "read_latency_p99",
+                "memory_usage",
+            ]
+            .iter()
+            .all(|n| sample(&m, "tikv_invariant_unknown", &inv(n, s, "warning")) == Some(0.0))
         });
         if known {
             let p99 = sample(
@@ -292,6 +293,22 @@ fn demo_with_prometheus_runs_the_prometheus_invariants() {
             )
             .unwrap();
             assert!(p99 < 0.1, "store 2 writes fast: {p99}");
+            let observed = |n: &str| {
+                sample(
+                    &m,
+                    "tikv_invariant_observed_value",
+                    &[("name", n), ("store", "2")],
+                )
+                .unwrap()
+            };
+            assert_eq!(observed("memory_usage"), 0.25);
+            assert_eq!(observed("write_flow_control"), 0.0);
+            let read = observed("read_latency_p99");
+            // 1 ms falls in the bucket (0.8 ms, 1.6 ms]: the p99 interpolates inside it.
+            assert!(
+                read > 0.0008 && read <= 0.0016,
+                "store 2 reads at 1 ms: {read}"
+            );
             break;
         }
         assert!(

@@ -44,28 +44,48 @@ const QUOTA: f64 = 8.0;
 
 const WRITE: &str = "write_latency_p99";
 const CPU: &str = "cpu_usage";
+const POOLS: &str = "thread_pool_cpu";
+const FLOW: &str = "write_flow_control";
+const READ: &str = "read_latency_p99";
+const MEMORY: &str = "memory_usage";
+
+/// Store 2's raftstore threads each use this many cores (2 threads).
+const B_RAFTSTORE: f64 = 0.93;
+/// Store 2 answers this many ServerIsBusy per second.
+const B_TOO_BUSY: f64 = 2.0;
+/// Store 2's resident memory and memory quota (TiKV >= 8.0).
+const B_RSS: f64 = 12.0 * 1073741824.0;
+const B_MEMORY_QUOTA: f64 = 16.0 * 1073741824.0;
+/// Store 1 is TiKV 6.1 (truncated thread names, no memory quota); its unified read pool
+/// threads each use this much.
+const A_READ_POOL: f64 = 0.5;
 
 /// The built-in query `name` as the exporter asks it (no selector configured).
 fn query(name: &str) -> String {
     default_query(name).unwrap()
 }
 
-/// Grace 0 for both TiKV-metric invariants (they fire on the first violating poll).
-const NO_GRACE: &str =
-    "invariants:\n  write_latency_p99:\n    grace: 0s\n  cpu_usage:\n    grace: 0s\n";
+/// Grace 0 for the TiKV-metric invariants the tests watch fire (on the first violating poll).
+const NO_GRACE: &str = "invariants:\n  write_latency_p99:\n    grace: 0s\n  cpu_usage:\n    grace: 0s\n  thread_pool_cpu:\n    grace: 0s\n  write_flow_control:\n    grace: 0s\n";
 /// [`NO_GRACE`] without the post-restart warm-up, to watch what Prometheus answers at once.
-const NO_GRACE_NO_WARMUP: &str = "prometheus:\n  warmup: 0s\ninvariants:\n  write_latency_p99:\n    grace: 0s\n  cpu_usage:\n    grace: 0s\n";
+const NO_GRACE_NO_WARMUP: &str = "prometheus:\n  warmup: 0s\ninvariants:\n  write_latency_p99:\n    grace: 0s\n  cpu_usage:\n    grace: 0s\n  thread_pool_cpu:\n    grace: 0s\n  write_flow_control:\n    grace: 0s\n";
 
-/// Fake A (fast, idle) and fake B (slow, busy).
+/// Fake A (fast, idle, TiKV 6.1) and fake B (slow, busy, raftstore saturated, answering
+/// ServerIsBusy).
 fn fakes() -> (FakeTikv, FakeTikv) {
     let a = FakeTikv::start();
     a.set_write_latency(RPS, A_LATENCY);
     a.set_cpu_busy_cores(A_BUSY);
     a.set_cpu_quota(QUOTA);
+    a.set_old_version(true);
+    a.set_pool_busy("unified_read", A_READ_POOL);
     let b = FakeTikv::start();
     b.set_write_latency(RPS, B_LATENCY);
     b.set_cpu_busy_cores(B_BUSY);
     b.set_cpu_quota(QUOTA);
+    b.set_pool_busy("raftstore", B_RAFTSTORE);
+    b.set_back_pressure(0.0, B_TOO_BUSY);
+    b.set_memory(B_RSS, B_MEMORY_QUOTA);
     (a, b)
 }
 
@@ -373,6 +393,62 @@ fn builtin_prometheus_invariants_against_real_prometheus() {
     assert_eq!(c1["state"], "ok", "{c1}");
     assert!(c1["message"].as_str().unwrap().contains("within"), "{c1}");
 
+    // The saturation invariants on the same Prometheus: store 2's raftstore is saturated and
+    // named, store 1 (TiKV 6.1, truncated thread names) has its busiest pool named too; store
+    // 2 answers ServerIsBusy; reads are the fakes' steady 1 ms gets; store 1 exports no
+    // memory quota: no memory_usage series at all (not unknown).
+    let m =
+        r.e.wait_metrics("saturation invariants settled", WAIT, |m| {
+            flag(m, "violation", POOLS, "2", "warning") == Some(1.0)
+                && flag(m, "violation", FLOW, "2", "warning") == Some(1.0)
+                && [
+                    (POOLS, "1"),
+                    (FLOW, "1"),
+                    (READ, "1"),
+                    (READ, "2"),
+                    (MEMORY, "2"),
+                ]
+                .iter()
+                .all(|&(n, s)| flag(m, "unknown", n, s, "warning") == Some(0.0))
+        });
+    let p2 = r.e.invariant(POOLS, "2").unwrap();
+    assert_eq!(p2["state"], "firing", "{p2}");
+    let msg = p2["message"].as_str().unwrap();
+    assert!(msg.ends_with("; raftstore at 93% of 2 threads"), "{msg}");
+    assert!(close(observed(&m, POOLS, "2").unwrap(), B_RAFTSTORE, 0.05));
+    let p1 = r.e.invariant(POOLS, "1").unwrap();
+    assert_eq!(p1["state"], "ok", "{p1}");
+    let msg = p1["message"].as_str().unwrap();
+    assert!(
+        msg.ends_with("; unified read pool at 50% of 4 threads"),
+        "{msg}"
+    );
+    assert!(close(observed(&m, POOLS, "1").unwrap(), A_READ_POOL, 0.05));
+    let f2 = r.e.invariant(FLOW, "2").unwrap();
+    assert!(
+        f2["message"]
+            .as_str()
+            .unwrap()
+            .contains(" ServerIsBusy/s (scheduler too busy)"),
+        "{f2}"
+    );
+    assert!(close(observed(&m, FLOW, "2").unwrap(), B_TOO_BUSY, 0.05));
+    assert_eq!(observed(&m, FLOW, "1"), Some(0.0));
+    assert_eq!(flag(&m, "violation", FLOW, "1", "warning"), Some(0.0));
+    let read = expected_quantile(0.99, &[(50.0, 0.001)]);
+    for store in ["1", "2"] {
+        let got = observed(&m, READ, store).unwrap();
+        assert!(close(got, read, 1e-6), "read p99 of store {store}: {got}");
+        assert_eq!(flag(&m, "violation", READ, store, "warning"), Some(0.0));
+    }
+    assert_eq!(observed(&m, MEMORY, "2"), Some(B_RSS / B_MEMORY_QUOTA));
+    assert_eq!(flag(&m, "violation", MEMORY, "2", "warning"), Some(0.0));
+    assert_eq!(
+        label_sets(&m, "tikv_invariant_unknown", MEMORY),
+        [nss(MEMORY, "2", "warning")]
+    );
+    assert!(r.e.invariant(MEMORY, "1").is_none());
+
     // TiFlash store 20: watched through PD, but TiKV-metric invariants are not evaluated.
     assert_eq!(
         flag(&m, "violation", "store_down", "20", "critical"),
@@ -381,16 +457,19 @@ fn builtin_prometheus_invariants_against_real_prometheus() {
     for (_, labels, _) in samples(&m) {
         let has = |k: &str, v: &str| labels.iter().any(|(a, b)| a == k && b == v);
         assert!(
-            !(has("store", "20") && (has("name", WRITE) || has("name", CPU))),
+            !(has("store", "20")
+                && [WRITE, CPU, POOLS, FLOW, READ, MEMORY]
+                    .iter()
+                    .any(|n| has("name", n))),
             "TiKV-metric series for TiFlash store 20: {labels:?}"
         );
     }
     let api = r.e.invariants();
     assert!(
-        !api.as_array()
-            .unwrap()
-            .iter()
-            .any(|i| i["store"] == "20" && (i["name"] == WRITE || i["name"] == CPU)),
+        !api.as_array().unwrap().iter().any(|i| i["store"] == "20"
+            && i["name"]
+                .as_str()
+                .is_some_and(|n| [WRITE, CPU, POOLS, FLOW, READ, MEMORY].contains(&n))),
         "{api}"
     );
     assert!(!r.e.stderr().contains("panic"), "{}", r.e.stderr());

@@ -68,6 +68,29 @@ fn bucket_bound(k: usize) -> f64 {
     0.00005 * 2f64.powi(k as i32)
 }
 
+/// The simulated gRPC histogram (TiKV's `tikv_grpc_msg_duration_seconds`).
+const GRPC: &str = "tikv_grpc_msg_duration_seconds";
+
+/// Appends the `type=ty` series of the gRPC histogram with these per-bucket counts.
+fn grpc_series(out: &mut String, ty: &str, counts: &[f64; BUCKETS]) {
+    let labels = format!("priority=\"unknown\",type=\"{ty}\"");
+    let mut cumulative = 0.0;
+    let mut sum = 0.0;
+    for (k, n) in counts.iter().enumerate() {
+        cumulative += n;
+        sum += n * bucket_bound(k);
+        out.push_str(&format!(
+            "{GRPC}_bucket{{{labels},le=\"{}\"}} {cumulative}\n",
+            bucket_bound(k)
+        ));
+    }
+    out.push_str(&format!(
+        "{GRPC}_bucket{{{labels},le=\"+Inf\"}} {cumulative}\n\
+         {GRPC}_sum{{{labels}}} {sum}\n\
+         {GRPC}_count{{{labels}}} {cumulative}\n"
+    ));
+}
+
 /// The write request types the simulated stores serve (half of the writes each).
 const WRITE_TYPES: [&str; 2] = ["kv_prewrite", "kv_commit"];
 
@@ -304,8 +327,10 @@ etcd_mvcc_db_total_size_in_bytes 2.1336064e+08
 
     /// TiKV metrics of one store: a real cumulative gRPC duration histogram
     /// (`tikv_grpc_msg_duration_seconds{type, priority}`, 50 prewrites and 50 commits a second,
-    /// each observed in the bucket of the store's current latency), process CPU and the CPU
-    /// quota, advanced with wall-clock time at each scrape.
+    /// each observed in the bucket of the store's current latency, and 200 gets a second at
+    /// 1 ms), process CPU and the CPU quota, the CPU of its raftstore, apply and unified read
+    /// pool threads (shares of the process CPU), no flow control, 4 of 16 GiB of memory;
+    /// counters advanced with wall-clock time at each scrape.
     fn metrics_text(&self, id: u64) -> String {
         let Some(s) = self.stores().into_iter().find(|s| s.id == id) else {
             return String::new();
@@ -322,31 +347,49 @@ etcd_mvcc_db_total_size_in_bytes 2.1336064e+08
             e.at = Instant::now();
             (e.buckets, e.cpu_seconds)
         };
-        const GRPC: &str = "tikv_grpc_msg_duration_seconds";
         let mut out = format!("# TYPE {GRPC} histogram\n");
         for ty in WRITE_TYPES {
-            let labels = format!("priority=\"unknown\",type=\"{ty}\"");
-            let mut cumulative = 0.0;
-            let mut sum = 0.0;
-            for (k, n) in buckets.iter().enumerate() {
-                let n = (n / 2.0).floor();
-                cumulative += n;
-                sum += n * bucket_bound(k);
-                out.push_str(&format!(
-                    "{GRPC}_bucket{{{labels},le=\"{}\"}} {cumulative}\n",
-                    bucket_bound(k)
-                ));
-            }
-            out.push_str(&format!(
-                "{GRPC}_bucket{{{labels},le=\"+Inf\"}} {cumulative}\n\
-                 {GRPC}_sum{{{labels}}} {sum}\n\
-                 {GRPC}_count{{{labels}}} {cumulative}\n"
-            ));
+            let halves = buckets.map(|n| (n / 2.0).floor());
+            grpc_series(&mut out, ty, &halves);
         }
+        // Reads: 200 point gets a second at 1 ms (cluster-signals.md §9.2).
+        let mut reads = [0.0; BUCKETS];
+        let slot = (0..BUCKETS)
+            .find(|&k| bucket_bound(k) >= 0.001)
+            .unwrap_or(0);
+        reads[slot] = (200.0 * self.elapsed()).floor();
+        grpc_series(&mut out, "kv_get", &reads);
         out.push_str(&format!(
             "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}\n\
              # TYPE tikv_server_cpu_cores_quota gauge\ntikv_server_cpu_cores_quota 8\n"
         ));
+        // Thread pools (§9.1): a quarter of the CPU in the 2 raftstore threads, 15 % in the 2
+        // apply threads, a quarter in the 4 unified read pool threads.
+        out.push_str("# TYPE tikv_thread_cpu_seconds_total gauge\n");
+        let threads = [
+            ("raftstore_{id}_", 2, 0.25),
+            ("apply_", 2, 0.15),
+            ("unified_read_pool_", 4, 0.25),
+        ];
+        let mut tid = 1000 * id;
+        for (prefix, n, share) in threads {
+            for i in 0..n {
+                tid += 1;
+                let name = prefix.replace("{id}", &id.to_string());
+                out.push_str(&format!(
+                    "tikv_thread_cpu_seconds_total{{name=\"{name}{i}\",tid=\"{tid}\"}} {}\n",
+                    cpu * share / n as f64
+                ));
+            }
+        }
+        // Flow control (§9.3) and memory (§9.4, TiKV >= 8.0): no back-pressure, 4 of 16 GiB.
+        out.push_str(
+            "# TYPE tikv_scheduler_discard_ratio gauge\ntikv_scheduler_discard_ratio 0\n\
+             # TYPE tikv_engine_write_stall gauge\n\
+             tikv_engine_write_stall{db=\"raft\",type=\"write_stall_max\"} 0\n\
+             # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes 4294967296\n\
+             # TYPE tikv_server_memory_quota_bytes gauge\ntikv_server_memory_quota_bytes 17179869184\n",
+        );
         out
     }
 

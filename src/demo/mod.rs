@@ -69,7 +69,14 @@ pub fn demo_config(opts: &DemoOptions, pd_url: &str, log: &std::path::Path) -> C
             ..Default::default()
         },
     );
-    for name in ["write_latency_p99", "cpu_usage"] {
+    for name in [
+        "write_latency_p99",
+        "cpu_usage",
+        "thread_pool_cpu",
+        "write_flow_control",
+        "read_latency_p99",
+        "memory_usage",
+    ] {
         set(
             name,
             InvariantOverride {

@@ -15,6 +15,8 @@
 //! * `tikv_storage_engine_async_request_duration_seconds{type}`,
 //!   `exponential_buckets(0.00001, 2.0, 32)` ("10us ~ 42949s"): recorded after the scheduler's
 //!   flow-control sleep, so [`FakeTikv::set_flow_control_delay`] does not show in it.
+//!
+//! Thread pools, flow-control signals and memory: see `fake_tikv_saturation.rs`.
 
 #![allow(dead_code)]
 
@@ -24,6 +26,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::http::{Response, TestServer};
+
+#[path = "fake_tikv_saturation.rs"]
+mod saturation;
+use saturation::Saturation;
 
 /// Number of finite buckets of TiKV's async-request histogram.
 pub const BUCKETS: usize = 32;
@@ -200,6 +206,8 @@ struct State {
     fail_with: Option<u16>,
     /// Appended verbatim to the exposition (extra series for later tests).
     extra: String,
+    /// Thread pools, flow-control signals, memory.
+    saturation: Saturation,
 }
 
 /// One exposed series: family metadata, full sample name, labels and value.
@@ -264,6 +272,7 @@ impl State {
             f.advance(secs);
         }
         self.cpu_seconds += self.cpu_busy_cores * secs;
+        self.saturation.advance(secs);
     }
 
     fn family_mut(&mut self, name: &str) -> &mut Family {
@@ -380,6 +389,7 @@ impl State {
                 .value(v as f64),
             );
         }
+        self.saturation.series(&mut out);
         out
     }
 
@@ -467,6 +477,7 @@ impl FakeTikv {
                 .floor(),
             fail_with: None,
             extra: String::new(),
+            saturation: Saturation::new(),
         }));
         let st = state.clone();
         let server = TestServer::start(move |req| {
@@ -567,6 +578,33 @@ impl FakeTikv {
         self.with(|s| {
             s.leaders = leaders;
             s.regions = regions;
+        });
+    }
+
+    /// From now on, every thread of pool `key` (`raftstore`, `apply`, `sched`, `grpc`,
+    /// `unified_read`, ..., see `fake_tikv_saturation.rs`) uses `cores` of CPU.
+    pub fn set_pool_busy(&self, key: &str, cores: f64) {
+        self.with(|s| s.saturation.set_pool_busy(key, cores));
+    }
+
+    /// Pretends to be TiKV <= 6.1 (truncated thread names, no memory quota metric), or not.
+    pub fn set_old_version(&self, old: bool) {
+        self.with(|s| s.saturation.old_version = old);
+    }
+
+    /// Sets the flow-control discard ratio (0..1) and the ServerIsBusy answers per second.
+    pub fn set_back_pressure(&self, discard_ratio: f64, too_busy_per_sec: f64) {
+        self.with(|s| {
+            s.saturation.discard_ratio = discard_ratio;
+            s.saturation.too_busy_per_sec = too_busy_per_sec;
+        });
+    }
+
+    /// Sets `process_resident_memory_bytes` and `tikv_server_memory_quota_bytes`.
+    pub fn set_memory(&self, rss_bytes: f64, quota_bytes: f64) {
+        self.with(|s| {
+            s.saturation.rss_bytes = rss_bytes;
+            s.saturation.memory_quota_bytes = quota_bytes;
         });
     }
 
