@@ -612,8 +612,10 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
             "disk_low_space",
             "disk_usage",
             "gc_safepoint_lag",
+            "memory_usage",
             "pd_etcd",
             "pd_leader",
+            "read_latency_p99",
             "region_down_peers",
             "region_miss_peers",
             "region_offline_peers",
@@ -622,6 +624,8 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
             "store_down",
             "store_restarted",
             "store_slow",
+            "thread_pool_cpu",
+            "write_flow_control",
             "write_latency_p99"
         ],
         "{var_values:?}"

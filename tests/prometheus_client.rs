@@ -556,6 +556,12 @@ fn fake_tikv_exposition_passes_promtool() {
         "tikv_server_cpu_cores_quota 8",
         "tikv_store_size_bytes{type=\"capacity\"}",
         "tikv_raftstore_region_count{type=\"leader\"} 50",
+        "tikv_thread_cpu_seconds_total{name=\"raftstore_1_0\",tid=\"3100\"} 0",
+        "tikv_thread_cpu_seconds_total{name=\"unified_read_pool_3\",tid=",
+        "tikv_scheduler_discard_ratio 0",
+        "tikv_engine_write_stall{db=\"raft\",type=\"write_stall_max\"} 0",
+        "process_resident_memory_bytes 8589934592",
+        "tikv_server_memory_quota_bytes 34359738368",
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }
@@ -564,6 +570,13 @@ fn fake_tikv_exposition_passes_promtool() {
         .filter(|l| l.contains("_bucket{type=\"write\""))
         .count();
     assert_eq!(bucket_lines, 33);
+    // ServerIsBusy is registered on first use: absent while the fake is not busy.
+    assert!(!text.contains("tikv_scheduler_too_busy_total"), "{text}");
+    // TiKV <= 6.1: truncated thread names, one series per thread; no memory quota.
+    a.set_old_version(true);
+    let old = a.render_now();
+    assert_eq!(old.matches("{name=\"unified_read_po\",tid=").count(), 4);
+    assert!(!old.contains("tikv_server_memory_quota_bytes"), "{old}");
     let mut child = Command::new(support::prometheus::promtool_bin())
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -578,17 +591,19 @@ fn fake_tikv_exposition_passes_promtool() {
         .write_all(text.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    // Exit 1 = unparseable; 3 = lint findings. The only accepted finding is TiKV's own name
-    // `tikv_raftstore_region_count` (a gauge ending in "_count"), which the fake must keep.
+    // Exit 1 = unparseable; 3 = lint findings. The only accepted findings are TiKV's own names
+    // `tikv_raftstore_region_count` (a gauge ending in "_count") and
+    // `tikv_thread_cpu_seconds_total` (a gauge ending in "_total", cluster-signals.md §9.1),
+    // which the fake must keep.
     let findings = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let only_known = findings
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .all(|l| l.starts_with("tikv_raftstore_region_count "));
+    let only_known = findings.lines().filter(|l| !l.trim().is_empty()).all(|l| {
+        l.starts_with("tikv_raftstore_region_count ")
+            || l.starts_with("tikv_thread_cpu_seconds_total ")
+    });
     assert!(
         out.status.success() || (out.status.code() == Some(3) && only_known),
         "promtool check metrics: {}\n{findings}",

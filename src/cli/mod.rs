@@ -218,7 +218,8 @@ pub struct DemoArgs {
     )]
     pub listen_address: String,
     /// A Prometheus that scrapes the simulated stores (targets are printed at start); enables
-    /// write_latency_p99 and cpu_usage.
+    /// the TiKV-metric invariants (write_latency_p99, cpu_usage, thread_pool_cpu,
+    /// write_flow_control, read_latency_p99, memory_usage).
     #[arg(long = "prometheus.url", value_name = "URL")]
     pub prometheus_url: Option<String>,
 }
@@ -434,7 +435,10 @@ fn check_config(a: &CheckConfigArgs) -> anyhow::Result<()> {
         );
     }
     if cfg.prometheus.url.is_none() {
-        out.push_str("#   (write_latency_p99 and cpu_usage need prometheus.url and are off)\n");
+        out.push_str(
+            "#   (the TiKV-metric invariants write_latency_p99, cpu_usage, thread_pool_cpu,\n\
+             #   write_flow_control, read_latency_p99 and memory_usage need prometheus.url and are off)\n",
+        );
     }
     // A closed pipe (`check-config | head`) is an error here, and a quiet exit in `main`.
     let mut stdout = io::stdout().lock();
