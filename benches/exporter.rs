@@ -1,4 +1,5 @@
-//! Exporter benchmarks at 1000 stores: scrape (exposition) cost in-process with criterion, and,
+//! Exporter benchmarks at 1000 stores × every built-in invariant: scrape (exposition) cost
+//! in-process with criterion (uncached render, conversion, gzip; the cached `/metrics`), and,
 //! with the real binary against the fake PD: scrape latency, peak RSS, PD requests and bytes
 //! per poll, store-down detection latency, and the scrape over TLS with basic auth
 //! (`--web.config.file`). Printed as a report after the criterion run.
@@ -8,11 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use tikv_health_exporter::domain::{Op, Severity};
+use tikv_health_exporter::domain::Scope;
 use tikv_health_exporter::exposition::View;
-use tikv_health_exporter::exposition::format;
+use tikv_health_exporter::exposition::cache::CachedMetrics;
+use tikv_health_exporter::exposition::format::{self, Format};
 use tikv_health_exporter::exposition::metrics::{BuildInfo, registry, render, render_text};
 use tikv_health_exporter::exposition::process::ProcessCollector;
+use tikv_health_exporter::invariants::catalog::BUILTINS;
 use tikv_health_exporter::invariants::engine::Phase;
 use tikv_health_exporter::logs::ingest::EventHistory;
 use tikv_health_exporter::logs::source::LogRegistry;
@@ -28,32 +31,27 @@ use support::https::{Https, basic};
 const STORES: u64 = 1000;
 
 fn snapshot(stores: u64) -> Snapshot {
+    // Every built-in of the catalog: the store-scoped ones once per store, the others once.
     let mut invariants = Vec::new();
-    for (name, sev) in [
-        ("cpu_usage", Severity::Warning),
-        ("disk_low_space", Severity::Critical),
-        ("disk_usage", Severity::Warning),
-        ("store_down", Severity::Critical),
-        ("store_slow", Severity::Warning),
-        ("write_latency_p99", Severity::Warning),
-    ] {
-        for id in 1..=stores {
+    for builtin in &BUILTINS {
+        let ids: Vec<String> = match builtin.scope {
+            Scope::Store => (1..=stores).map(|id| id.to_string()).collect(),
+            Scope::Cluster => vec![String::new()],
+        };
+        for (n, id) in ids.into_iter().enumerate() {
+            let firing = n % 97 == 96;
             invariants.push(InvariantView {
-                name: name.into(),
-                store: id.to_string(),
-                severity: sev,
-                state: if id % 97 == 0 {
-                    Phase::Firing
-                } else {
-                    Phase::Ok
-                },
+                name: builtin.name.into(),
+                store: id,
+                severity: builtin.severity,
+                state: if firing { Phase::Firing } else { Phase::Ok },
                 unknown: false,
-                since: (id % 97 == 0).then_some(1.7e9),
+                since: firing.then_some(1.7e9),
                 value: Some(0.42),
-                op: Op::Gt,
-                threshold: 0.7,
+                op: builtin.op,
+                threshold: builtin.threshold,
                 clear_threshold: None,
-                grace_seconds: 60.0,
+                grace_seconds: builtin.grace.as_secs_f64(),
                 message: "0.42 within 0.7 (threshold)".into(),
                 description: String::new(),
             });
@@ -109,6 +107,7 @@ fn scrape(c: &mut Criterion) {
         http: Default::default(),
     });
     view.published.publish(snapshot(STORES));
+    let cached = CachedMetrics::new(view.clone(), BuildInfo::current(), None);
     let reg = registry(view, BuildInfo::current(), None);
     let om = render(&reg);
     let text = render_text(&reg);
@@ -135,6 +134,17 @@ fn scrape(c: &mut Criterion) {
     });
     g.bench_function("gzip_default_level_1000_stores", |b| {
         b.iter(|| black_box(gzip_at(text.as_bytes(), flate2::Compression::default())))
+    });
+    // What `/metrics` serves: the snapshot part rendered (and compressed) once per poll, the
+    // live part at every scrape. These measure scrapes between two polls.
+    g.bench_function("cached_text_1000_stores", |b| {
+        b.iter(|| black_box(cached.body(Format::Text)))
+    });
+    g.bench_function("cached_text_gzip_1000_stores", |b| {
+        b.iter(|| black_box(cached.gzipped(Format::Text)))
+    });
+    g.bench_function("cached_openmetrics_gzip_1000_stores", |b| {
+        b.iter(|| black_box(cached.gzipped(Format::OpenMetrics1)))
     });
     // The process_* part of every scrape alone (reads /proc/self/{stat,status,limits,fd}).
     let mut process = prometheus_client::registry::Registry::default();
