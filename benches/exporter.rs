@@ -1,7 +1,8 @@
 //! Exporter benchmarks at 1000 stores × every built-in invariant: scrape (exposition) cost
 //! in-process with criterion (uncached render, conversion, gzip; the cached `/metrics`), and,
-//! with the real binary against the fake PD: scrape latency, peak RSS, PD requests and bytes
-//! per poll, store-down detection latency, and the scrape over TLS with basic auth
+//! with the real binary against the fake PD and a real Prometheus holding 1000 TiKVs' series
+//! (`tests/support/tikv_fleet.rs`): scrape latency, peak RSS, PD requests and bytes per poll,
+//! Prometheus queries per poll, store-down detection latency, and the scrape over TLS with basic auth
 //! (`--web.config.file`). Printed as a report after the criterion run.
 
 use std::hint::black_box;
@@ -26,7 +27,10 @@ mod support;
 
 use support::exporter::{Exporter, sample};
 use support::fake_pd::{FakePd, cluster};
+use support::fake_tikv::FakeTikv;
 use support::https::{Https, basic};
+use support::prometheus::RealPrometheus;
+use support::tikv_fleet::TikvFleet;
 
 const STORES: u64 = 1000;
 
@@ -184,35 +188,104 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// End-to-end measurements with the real binary; printed, and recorded in BENCHMARKS.md.
+/// A real Prometheus scraping `fleet` (1000 TiKVs behind one target) every 15 s, and the
+/// moment it has two scrapes of every instance (so that `rate()` has points).
+fn prometheus_over(fleet: &TikvFleet) -> RealPrometheus {
+    let config = format!(
+        "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n\
+         scrape_configs:\n  - job_name: tikv\n    honor_labels: true\n    scrape_timeout: 14s\n\
+         \x20   static_configs:\n      - targets: ['{}']\n",
+        fleet.target()
+    );
+    let prom = RealPrometheus::launch_config(&config, &[], "");
+    let query =
+        "count(count_over_time(tikv_grpc_msg_duration_seconds_count{type=\"kv_get\"}[1m]) >= 2)";
+    support::wait::until(
+        "Prometheus to hold two scrapes of every TiKV",
+        Duration::from_secs(120),
+        || {
+            let answer = prom.query_blocking(query);
+            match support::prometheus::result(&answer).first() {
+                Some(v) if support::prometheus::value_of(v) >= STORES as f64 => Ok(()),
+                _ => Err(format!("{answer}")),
+            }
+        },
+    );
+    prom
+}
+
+/// Instant queries Prometheus has answered so far (its own `prometheus_http_requests_total`).
+fn instant_queries(prom: &RealPrometheus) -> f64 {
+    let (_, body) = prom.get("/metrics");
+    body.lines()
+        .filter(|l| {
+            l.starts_with("prometheus_http_requests_total{")
+                && l.contains("handler=\"/api/v1/query\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// End-to-end measurements with the real binary, every built-in invariant enabled (PD-based
+/// ones against the fake PD, Prometheus-based ones against a real Prometheus holding 1000
+/// TiKVs' series); printed, and recorded in BENCHMARKS.md.
 fn end_to_end() {
     let pd = FakePd::with_stores(&cluster(STORES));
+    let tikv = FakeTikv::start();
+    tikv.set_write_latency(200.0, 0.004);
+    let fleet = TikvFleet::start(
+        &tikv,
+        cluster(STORES)
+            .iter()
+            .map(|s| s.status_address.clone())
+            .collect(),
+    );
+    let prom = prometheus_over(&fleet);
     let poll = Duration::from_secs(1);
     let e = Exporter::start(&[
         "--pd.endpoints".into(),
         pd.url(),
+        "--prometheus.url".into(),
+        prom.url(),
         "--poll-interval".into(),
         "1s".into(),
         "--web.enable-openmetrics".into(),
     ]);
     e.wait_ready();
-    // PD traffic per poll over 10 polls (health once per 30 s).
+    // PD and Prometheus traffic per poll over 10 polls (health once per 30 s).
     pd.clear_requests();
+    let queries_before = instant_queries(&prom);
     std::thread::sleep(poll * 10 + Duration::from_millis(100));
+    let queries = instant_queries(&prom) - queries_before;
     let reqs = pd.requests();
-    let stores_reqs = reqs
-        .iter()
-        .filter(|r| r.path_only() == "/pd/api/v1/stores")
-        .count();
+    let mut by_path = std::collections::BTreeMap::<String, usize>::new();
+    for r in &reqs {
+        *by_path.entry(r.path_only().to_owned()).or_default() += 1;
+    }
     let body = support::fake_pd::stores_body(&cluster(STORES)).len();
     println!(
-        "PD: {} requests in 10 polls ({} /stores, others {}); /stores body {} bytes; /regions requested: {}",
+        "PD: {} requests in 10 polls {by_path:?}; /stores body {} bytes; /regions requested: {}",
         reqs.len(),
-        stores_reqs,
-        reqs.len() - stores_reqs,
         body,
         pd.regions_requested()
     );
+    let prometheus_based = BUILTINS
+        .iter()
+        .filter(|b| b.default_query().is_some())
+        .count();
+    println!(
+        "Prometheus: {queries} instant queries in 10 polls; {prometheus_based} Prometheus-based built-ins"
+    );
+    let metrics = e.metrics();
+    let violations = metrics
+        .lines()
+        .filter(|l| l.starts_with("tikv_invariant_violation{"))
+        .count();
+    let unknown = metrics
+        .lines()
+        .filter(|l| l.starts_with("tikv_invariant_unknown{") && l.ends_with(" 1"))
+        .count();
+    println!("invariant series: {violations} (unknown: {unknown})");
     // Scrape latency through HTTP (each format and coding) and RSS.
     let prometheus_accept = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
     for (what, headers) in [
