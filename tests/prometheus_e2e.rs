@@ -1231,9 +1231,12 @@ fn tidb_operator_pods_map_to_stores_and_the_selector_keeps_clusters_apart() {
 #[test]
 fn idle_stores_are_ok_missing_series_unknown_and_flow_control_delays_count() {
     let idle = FakeTikv::start();
+    idle.set_grpc_mix("kv_get", "unknown", &[]);
     let throttled = FakeTikv::start();
     throttled.set_write_latency(RPS, 0.005);
     throttled.set_flow_control_delay(0.3);
+    // Flow control also drops a quarter of the writes (`tikv_scheduler_discard_ratio`).
+    throttled.set_back_pressure(0.25, 0.0);
     let hidden = FakeTikv::start();
     hidden.set_write_latency(RPS, 0.005);
     hidden.set_grpc_exposed(false);
@@ -1248,7 +1251,23 @@ fn idle_stores_are_ok_missing_series_unknown_and_flow_control_delays_count() {
     let m = e.wait_metrics("idle ok, throttled firing", WAIT, |m| {
         flag(m, "unknown", WRITE, "1", "warning") == Some(0.0)
             && flag(m, "violation", WRITE, "2", "warning") == Some(1.0)
+            && flag(m, "unknown", READ, "1", "warning") == Some(0.0)
+            && flag(m, "violation", FLOW, "2", "warning") == Some(1.0)
     });
+    // Idle reads: 0, ok (the series exist, nothing was read in the window).
+    assert_eq!(observed(&m, READ, "1"), Some(0.0));
+    assert_eq!(flag(&m, "violation", READ, "1", "warning"), Some(0.0));
+    // The discard ratio (÷ 1e7) is the flow-control signal, named in the message.
+    assert_eq!(observed(&m, FLOW, "2"), Some(0.25));
+    let f2 = e.invariant(FLOW, "2").unwrap();
+    assert!(
+        f2["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("; flow control drops 25.0% of writes"),
+        "{f2}"
+    );
+    assert_eq!(observed(&m, FLOW, "1"), Some(0.0));
     assert_eq!(observed(&m, WRITE, "1"), Some(0.0));
     assert_eq!(flag(&m, "violation", WRITE, "1", "warning"), Some(0.0));
     let want = expected_quantile(0.99, &[(RPS, 0.305)]);
@@ -1266,6 +1285,7 @@ fn idle_stores_are_ok_missing_series_unknown_and_flow_control_delays_count() {
     assert!(old < 0.1);
     // No gRPC series at all: unknown (CPU still known).
     assert_eq!(flag(&m, "unknown", WRITE, "3", "warning"), Some(1.0));
+    assert_eq!(flag(&m, "unknown", READ, "3", "warning"), Some(1.0));
     assert_eq!(flag(&m, "unknown", CPU, "3", "warning"), Some(0.0));
     assert_eq!(unmapped(&m, WRITE), Some(0.0));
 }
