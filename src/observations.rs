@@ -116,11 +116,11 @@ pub struct Observations {
     pub matcher: Arc<StoreMatcher>,
 }
 
-/// A query's samples grouped by the store they map to.
+/// A query's samples grouped by the store they map to (borrowed from the query result).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct MappedSamples {
+pub struct MappedSamples<'a> {
     /// The samples of each store id (labels and value), in result order.
-    pub by_store: BTreeMap<u64, Vec<Sample>>,
+    pub by_store: BTreeMap<u64, Vec<&'a Sample>>,
     /// Samples that map to no store.
     pub unmapped: usize,
     /// The labels of the first unmapped sample.
@@ -158,7 +158,7 @@ impl Observations {
     }
 
     /// The samples of `query` by store, or why the query has no result this round.
-    pub fn mapped(&self, query: &str) -> Result<MappedSamples, Unavailable> {
+    pub fn mapped(&self, query: &str) -> Result<MappedSamples<'_>, Unavailable> {
         let samples = match self.prom.get(query) {
             Some(Ok(v)) => v,
             Some(Err(e)) => return Err(Unavailable::new(format!("Prometheus query failed: {e}"))),
@@ -167,7 +167,7 @@ impl Observations {
         let mut out = MappedSamples::default();
         for sample in samples {
             match self.matcher.store_of_sample(&sample.labels) {
-                Some(id) => out.by_store.entry(id).or_default().push(sample.clone()),
+                Some(id) => out.by_store.entry(id).or_default().push(sample),
                 None => {
                     out.unmapped += 1;
                     out.example.get_or_insert_with(|| sample.labels.clone());

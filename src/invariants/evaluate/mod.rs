@@ -347,7 +347,7 @@ pub(crate) fn samples_per_store(
     obs: &Observations,
     query: &str,
     applies: impl Fn(&Store) -> bool,
-    f: impl Fn(&[Sample]) -> Option<Input>,
+    f: impl Fn(&[&Sample]) -> Option<Input>,
 ) -> Vec<(String, Input)> {
     let stores = obs.stores.iter().filter(|s| applies(s) && !is_leaving(s));
     let mapped = match obs.mapped(query) {

@@ -38,7 +38,7 @@ pub fn memory_usage(def: &Definition, obs: &Observations) -> Vec<(String, Input)
 fn per_tikv(
     def: &Definition,
     obs: &Observations,
-    f: impl Fn(&[Sample]) -> Option<Input>,
+    f: impl Fn(&[&Sample]) -> Option<Input>,
 ) -> Vec<(String, Input)> {
     match &def.query {
         Some(q) => samples_per_store(obs, q, |s: &Store| !s.is_tiflash(), f),
@@ -51,9 +51,10 @@ fn label<'a>(s: &'a Sample, name: &str) -> Option<&'a str> {
 }
 
 /// The sample with the largest value (NaN ignored), or why there is none.
-fn largest(samples: &[Sample]) -> Result<&Sample, Input> {
+fn largest<'a>(samples: &[&'a Sample]) -> Result<&'a Sample, Input> {
     samples
         .iter()
+        .copied()
         .filter(|s| !s.value.is_nan())
         .max_by(|a, b| a.value.total_cmp(&b.value))
         .ok_or_else(|| Input::Unknown("query returned NaN (no data in the window)".into()))
@@ -74,7 +75,7 @@ fn pool_name(pool: Option<&str>) -> String {
     }
 }
 
-fn busiest_pool(samples: &[Sample]) -> Input {
+fn busiest_pool(samples: &[&Sample]) -> Input {
     let worst = match largest(samples) {
         Ok(s) => s,
         Err(unknown) => return unknown,
@@ -107,7 +108,7 @@ fn signal_text(s: &Sample) -> String {
     }
 }
 
-fn back_pressure(samples: &[Sample]) -> Input {
+fn back_pressure(samples: &[&Sample]) -> Input {
     let worst = match largest(samples) {
         Ok(s) => s,
         Err(unknown) => return unknown,
@@ -115,7 +116,7 @@ fn back_pressure(samples: &[Sample]) -> Input {
     let active: Vec<String> = samples
         .iter()
         .filter(|s| s.value > 0.0)
-        .map(signal_text)
+        .map(|s| signal_text(s))
         .collect();
     let note = if active.is_empty() {
         "no flow control, ServerIsBusy, channel-full or raft write stall".to_owned()

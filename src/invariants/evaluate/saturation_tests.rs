@@ -163,12 +163,18 @@ fn pool_names_come_from_the_fixed_list() {
     );
     // One thread, no thread count, NaN only.
     let one = [sample(1, &[("pool", "grpc"), ("threads", "1")], 0.5)];
-    assert_eq!(measured(&busiest_pool(&one)).1, "gRPC at 50% of 1 thread");
+    assert_eq!(
+        measured(&busiest_pool(&[&one[0]])).1,
+        "gRPC at 50% of 1 thread"
+    );
     let bare = [sample(1, &[], 0.25)];
-    assert_eq!(measured(&busiest_pool(&bare)).1, "the busiest pool at 25%");
+    assert_eq!(
+        measured(&busiest_pool(&[&bare[0]])).1,
+        "the busiest pool at 25%"
+    );
     let nan = [sample(1, &[("pool", "apply")], f64::NAN)];
     assert_eq!(
-        unknown(&busiest_pool(&nan)),
+        unknown(&busiest_pool(&[&nan[0]])),
         "query returned NaN (no data in the window)"
     );
 }
