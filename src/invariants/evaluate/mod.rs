@@ -4,7 +4,9 @@
 //! unknown while PD is failing; a query that failed makes every store it covers unknown. The
 //! invariants on PD's cluster-wide sources (the leader's `/metrics`, `/gc/safepoint`,
 //! `/min-resolved-ts`) are unknown while their source fails and have no series where this PD
-//! does not serve it.
+//! does not serve it; likewise a TiKV-metric invariant has no series for a TiKV that does not
+//! export what it reads (`memory_usage` before TiKV 8.0), but is unknown for a store nothing of
+//! which is in Prometheus.
 
 mod cluster;
 mod saturation;
