@@ -54,7 +54,8 @@ pub const CPU_USAGE_TEMPLATE: &str = "sum by ({by}) (rate(process_cpu_seconds_to
 /// `raftstore_…`) and v2 `rs_<store>_<i>`; apply `apply_<i>` (not the one low-priority
 /// `apply_low_0`); the scheduler's normal pool `sched_worker_pool_<i>` (≤ 8.5), `sched_pool_<i>`
 /// (master), `sched_worker_po` (≤ 6.1; its high-priority pools are left out: idle threads would
-/// dilute the average); gRPC `grpc_server_<i>`; the unified read pool `unified_read_pool_<i>`,
+/// dilute the average); gRPC `grpc_server_<i>` (matched as `grpc_server.*`: grpcio's numbering
+/// is inferred, §13); the unified read pool `unified_read_pool_<i>`,
 /// `unified_read_po` (≤ 6.1). `pool` is the name's prefix from that fixed list: `raftstore`,
 /// `rs`, `apply`, `sched`, `grpc`, `unified_read` — never a thread name.
 macro_rules! pool_threads {
@@ -70,7 +71,7 @@ macro_rules! pool_threads {
 /// The selector of the watched pools' threads (see [`pool_threads`]).
 macro_rules! thread_selector {
     () => {
-        "tikv_thread_cpu_seconds_total{name=~\"(raftstore|rs)_.*|apply_[0-9]+|sched_(worker_)?pool_[0-9]+|sched_worker_po|grpc_server_[0-9]+|unified_read_po.*\"{sel}}"
+        "tikv_thread_cpu_seconds_total{name=~\"(raftstore|rs)_.*|apply_[0-9]+|sched_(worker_)?pool_[0-9]+|sched_worker_po|grpc_server.*|unified_read_po.*\"{sel}}"
     };
 }
 
