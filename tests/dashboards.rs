@@ -482,6 +482,11 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
         },
         StoreSpec::tikv(2),
         StoreSpec::tikv(3),
+        // Being removed: offline_store_stuck has a series for the scale-in panel.
+        StoreSpec {
+            state_name: "Offline".into(),
+            ..StoreSpec::tikv(4)
+        },
     ]);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tikv.log");
@@ -604,7 +609,7 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
     }
     assert!(var_values["job"].iter().any(|j| j == JOB), "{var_values:?}");
     assert_eq!(var_values["cluster"], [CLUSTER], "{var_values:?}");
-    assert_eq!(var_values["store"], ["1", "2", "3"], "{var_values:?}");
+    assert_eq!(var_values["store"], ["1", "2", "3", "4"], "{var_values:?}");
     assert_eq!(
         var_values["invariant"],
         [
@@ -612,6 +617,8 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
             "disk_low_space",
             "disk_usage",
             "gc_safepoint_lag",
+            "leader_imbalance",
+            "offline_store_stuck",
             "pd_etcd",
             "pd_leader",
             "region_down_peers",
