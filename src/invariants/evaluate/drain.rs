@@ -167,20 +167,13 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::config::Config;
     use crate::domain::{PdLeaderMetrics, Schedulers, SlowStoreEviction};
     use crate::invariants::engine::{Engine, Phase};
     use crate::observations::{LeaderReading, Unavailable};
 
     const T0: f64 = 1_700_000_000.0;
 
-    fn def(name: &str) -> Definition {
-        crate::invariants::definitions::build(&Config::default())
-            .unwrap()
-            .into_iter()
-            .find(|d| d.rule.name == name)
-            .unwrap()
-    }
+    use super::super::default_definition as def;
 
     fn tikv(id: u64, leaders: u64) -> Store {
         Store {

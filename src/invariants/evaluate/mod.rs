@@ -253,6 +253,16 @@ fn pd_leader_input(h: &PdHealth) -> Input {
     }
 }
 
+/// The built-in `name` as the default configuration defines it (unit tests).
+#[cfg(test)]
+pub(super) fn default_definition(name: &str) -> Definition {
+    super::definitions::build(&crate::config::Config::default())
+        .unwrap()
+        .into_iter()
+        .find(|d| d.rule.name == name)
+        .unwrap()
+}
+
 /// The last reading of a PD source read every health interval: `Ok(None)` when this PD does
 /// not serve it, `Err` (why it is unknown) before the first reading and while it fails.
 pub(super) fn reading<'a, T>(p: &'a Polled<T>, what: &str) -> Result<Option<(f64, &'a T)>, String> {

@@ -476,6 +476,15 @@ impl PdClient {
 /// Parses one endpoint's body, or says why it has the wrong shape.
 type Parse<T> = fn(&[u8]) -> Result<T, String>;
 
+/// A JSON value for an error message, cut short.
+fn short(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    match s.char_indices().nth(80) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

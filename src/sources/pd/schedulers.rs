@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::{PdClient, PdError};
+use super::{PdClient, PdError, short};
 use crate::domain::{
     EVICT_LEADER, EVICT_SLOW_STORE, Schedulers, SlowStoreEviction, v30_evict_leader_target,
 };
@@ -106,15 +106,6 @@ pub(super) fn parse_evict_slow_store(body: &[u8]) -> Result<Option<BTreeSet<u64>
             .collect::<Result<_, _>>()
             .map(Some),
         Some(other) => Err(format!("`evict-stores` is {}, not a list", short(other))),
-    }
-}
-
-/// A JSON value for an error message, cut short.
-fn short(v: &Value) -> String {
-    let s = v.to_string();
-    match s.char_indices().nth(80) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s,
     }
 }
 
