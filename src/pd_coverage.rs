@@ -11,8 +11,9 @@
 //!
 //! It also keeps, from every `/stores` answer, the region count history of the Offline stores
 //! ([`OfflineHistory`]: one record per Offline store, dropped when it leaves Offline). The
-//! history is not persisted: after a restart it begins again at the first observation, so a
-//! stalled removal is seen again only a full threshold after the restart.
+//! history is not persisted: after a restart it begins again at the first observation (until
+//! the count is seen falling, `offline_store_stuck` is unknown rather than ok), so a stalled
+//! removal is seen again a full threshold after the restart, and never looks resolved.
 
 use std::collections::BTreeSet;
 use std::time::Instant;

@@ -520,6 +520,16 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
         )
         .is_some()
     });
+    // Store 4 loses a region once the exporter has seen it: offline_store_stuck has a value.
+    let stuck = [("name", "offline_store_stuck"), ("store", "4")];
+    exporter.wait_metrics("store 4 seen Offline", PATIENCE, |m| {
+        let unknown = support::exporter::inv("offline_store_stuck", "4", "warning");
+        support::exporter::sample(m, "tikv_invariant_unknown", &unknown).is_some()
+    });
+    pd.set_region_count(4, 59);
+    exporter.wait_metrics("store 4 measured", PATIENCE, |m| {
+        support::exporter::sample(m, "tikv_invariant_observed_value", &stuck).is_some()
+    });
     // The file source opens the file at its end: append once it has.
     exporter.wait_source_up("file:tikv.log", 1.0);
     let append = |part: &[&str]| {

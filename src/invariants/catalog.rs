@@ -507,7 +507,7 @@ pub static BUILTINS: [Builtin; 17] = [
         keys: &["threshold", "clear_threshold"],
         data: Data::Pd,
         evaluate: evaluate::offline_store_stuck,
-        description: "seconds since the region count of an Offline (being removed) store last fell, as this exporter saw it (the history starts again when it restarts); PD's progress and ETA in the message where PD exports them",
+        description: "seconds since the region count of an Offline (being removed) store last fell, as this exporter saw it (the history starts again when it restarts: unknown until the count is seen falling, unless PD reports it moving); PD's progress and ETA in the message where PD exports them",
         alert: AlertText {
             name: "TiKVOfflineStoreStuck",
             summary: "A TiKV store being removed does not lose regions.",

@@ -94,7 +94,9 @@ pub fn leader_imbalance(def: &Definition, obs: &Observations) -> Vec<(String, In
 
 /// `offline_store_stuck`: per Offline store, seconds since its region count last fell (or since
 /// this process first saw it Offline), with PD's own progress in the message where PD exports
-/// it.
+/// it. Until the count is seen falling (the history starts with each process) the store is
+/// unknown, unless PD reports the removal moving, and violated once the threshold has passed
+/// since the first observation.
 pub fn offline_store_stuck(def: &Definition, obs: &Observations) -> Vec<(String, Input)> {
     let progress = obs
         .pd_leader_metrics
@@ -122,13 +124,26 @@ pub fn offline_store_stuck(def: &Definition, obs: &Observations) -> Vec<(String,
                                 rfc3339(r.since)
                             )
                         };
-                        if let Some(p) = progress.and_then(|m| m.get(&s.id)) {
+                        let pd = progress.and_then(|m| m.get(&s.id));
+                        if let Some(p) = pd {
                             note.push_str(&format!("; PD: {}", progress_text(p)));
                         }
-                        Input::Measured {
-                            value: (obs.now - r.since).max(0.0),
-                            note,
-                            since: Some(r.since + def.rule.threshold),
+                        let value = (obs.now - r.since).max(0.0);
+                        let moving = pd.is_some_and(|p| p.speed.is_some_and(|v| v > 0.0));
+                        if r.first && !moving && !def.rule.op.holds(value, def.rule.threshold) {
+                            // Not seen falling yet: whether it fell before this process
+                            // watched cannot be told (after a restart, a stalled removal must
+                            // not look resolved); PD saying it moves is enough to be ok.
+                            Input::Unknown(format!(
+                                "{note}; its region count has not been seen falling yet: judged once it falls, or {} after the first observation",
+                                super::seconds(def.rule.threshold)
+                            ))
+                        } else {
+                            Input::Measured {
+                                value,
+                                note,
+                                since: Some(r.since + def.rule.threshold),
+                            }
                         }
                     }
                     _ => Input::Unknown("PD reports no region_count for this Offline store".into()),
@@ -387,8 +402,8 @@ mod tests {
             let st = e.evaluate(&d.rule, &store, input, now);
             (st.phase, text)
         };
-        // Falling: ok.
-        assert_eq!(round(500, T0, &mut e).0, Phase::Ok);
+        // First seen: unknown until it falls; falling: ok.
+        assert!(round(500, T0, &mut e).1.starts_with("unknown 500 regions"));
         let (p, text) = round(400, T0 + 60.0, &mut e);
         assert_eq!(p, Phase::Ok);
         assert_eq!(
@@ -443,9 +458,17 @@ mod tests {
         assert_eq!(
             s,
             [
-                ("5".into(), "10.00 100 regions; not fallen below 100 since this exporter first saw the store Offline at 2023-11-14T22:13:20Z; PD: 43% done, not moving (speed 0, no ETA)".into()),
+                ("5".into(), "unknown 100 regions; not fallen below 100 since this exporter first saw the store Offline at 2023-11-14T22:13:20Z; PD: 43% done, not moving (speed 0, no ETA); its region count has not been seen falling yet: judged once it falls, or 1800s after the first observation".into()),
                 ("6".into(), "10.00 80 regions; not fallen below 80 since this exporter first saw the store Offline at 2023-11-14T22:13:20Z; PD: 90% done, 12.5 MiB/s, about 31m left".into()),
             ]
+        );
+        // Never seen falling, PD not reporting it moving: violated once the threshold has
+        // passed since the first observation (e.g. after an exporter restart).
+        o.now = T0 + 1801.0;
+        let s = show(&offline_store_stuck(&d, &o));
+        assert!(
+            s[0].1.starts_with("1801.00 100 regions; not fallen"),
+            "{s:?}"
         );
         // PD failing, or a store without a region count: unknown (never ok).
         o.pd_error = Some(Unavailable::new("refused"));
