@@ -434,6 +434,42 @@ fn a_pd_without_the_endpoints_has_no_series_for_them_and_nothing_unknown() {
     });
     assert!(!m.contains("name=\"resolved_ts_lag\",store=\"1\""), "{m}");
     assert!(e.stderr().contains("PD serves /gc/safepoint now"));
+    // Every PD version serves /schedulers; evict-slow-store is not on by default before v7.6,
+    // so its list is never asked; the stores are balanced.
+    for store in ["1", "2", "3"] {
+        assert_eq!(
+            sample(
+                &m,
+                "tikv_invariant_unknown",
+                &inv("leader_imbalance", store, "warning")
+            ),
+            Some(0.0)
+        );
+    }
+    assert_eq!(
+        pd.requests_to("/pd/api/v1/scheduler-config/evict-slow-store-scheduler/list"),
+        0
+    );
+    // A PD that served no /schedulers (404): leader_imbalance has no series, nothing unknown.
+    pd.respond_with(
+        "/pd/api/v1/schedulers",
+        Response::text(404, "404 page not found\n"),
+    );
+    let m = e.wait_metrics("no leader_imbalance", PATIENCE, |m| {
+        !m.contains("name=\"leader_imbalance\"")
+    });
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_health_exporter_source_up",
+            &[("source", "pd:schedulers")]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        e.stderr()
+            .contains("PD does not serve /schedulers: leader_imbalance has no series")
+    );
 }
 
 /// `leader_imbalance`'s message on `store`.
