@@ -631,7 +631,7 @@ fn rules_reference_only_contract_metrics() {
 }
 
 /// The alerts the issue asks for, by name.
-const EXPECTED_ALERTS: [&str; 32] = [
+const EXPECTED_ALERTS: [&str; 34] = [
     "TiKVStoreDown",
     "TiKVWriteLatencyHigh",
     "TiKVDiskUsageHigh",
@@ -652,6 +652,9 @@ const EXPECTED_ALERTS: [&str; 32] = [
     "TiKVGCStuck",
     "TiKVResolvedTsLagging",
     "TiKVStoreRestarted",
+    // PD draining stores (issue #12).
+    "TiKVLeaderImbalance",
+    "TiKVOfflineStoreStuck",
     "TiKVInvariantViolated",
     "TiKVInvariantUnknown",
     "TiKVHealthExporterSourceDown",

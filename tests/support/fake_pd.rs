@@ -39,6 +39,7 @@ use serde_json::{Map, Value, json};
 use super::http::{Acceptor, ReadWrite, Request, Response, TestServer};
 
 pub mod coverage;
+pub mod schedulers;
 
 pub use coverage::ServiceSafePoint;
 
@@ -616,6 +617,8 @@ struct State {
     next_stores: VecDeque<Vec<Value>>,
     /// Region counts, etcd, GC and resolved ts.
     coverage: coverage::Coverage,
+    /// Leader-evicting schedulers and removal progress.
+    schedulers: schedulers::Schedulers,
     /// (member, path without query) of every request, for per-member counts.
     served: Vec<(String, String)>,
     requests: Vec<Request>,
@@ -1021,6 +1024,11 @@ impl FakePd {
         self.lock().coverage.persist_interval = Some(interval);
     }
 
+    /// Changes the leader-evicting schedulers and removal progress.
+    pub fn edit_schedulers(&self, f: impl FnOnce(&mut schedulers::Schedulers)) {
+        f(&mut self.lock().schedulers);
+    }
+
     /// Every request answers `status` with this raw body (e.g. a JSON string like PD's errors).
     pub fn fail_with(&self, status: u16, body: &str) {
         self.lock().failure = Some(Response::json(body).status(status));
@@ -1176,6 +1184,7 @@ impl State {
             overrides: HashMap::new(),
             next_stores: VecDeque::new(),
             coverage: coverage::Coverage::default(),
+            schedulers: schedulers::Schedulers::default(),
             served: Vec::new(),
             requests: Vec::new(),
         }
@@ -1231,6 +1240,22 @@ impl State {
                     None => Response::text(404, "404 page not found\n"),
                 }
             }
+            "/pd/api/v1/schedulers" => {
+                Response::json(self.schedulers.names(self.version, self.requests.len()))
+            }
+            "/pd/api/v1/scheduler-config/evict-leader-scheduler/list" => {
+                match self.schedulers.evict_leader_list(self.version) {
+                    Some(body) => Response::json(body),
+                    None => Response::text(404, "404 page not found\n"),
+                }
+            }
+            "/pd/api/v1/scheduler-config/evict-slow-store-scheduler/list" => {
+                match self.schedulers.evict_slow_store_list(self.version) {
+                    Some((body, true)) => Response::json(body),
+                    Some((text, false)) => Response::text(200, text),
+                    None => Response::text(404, "404 page not found\n"),
+                }
+            }
             p if p.starts_with("/pd/api/v1/regions") => {
                 Response::json(r#"{"count":0,"regions":[]}"#)
             }
@@ -1271,6 +1296,8 @@ fn needs_cluster(path: &str) -> bool {
         "/pd/api/v1/regions",
         "/pd/api/v1/region/",
         "/pd/api/v1/min-resolved-ts",
+        "/pd/api/v1/schedulers",
+        "/pd/api/v1/scheduler-config/",
     ]
     .iter()
     .any(|p| path.starts_with(p))
@@ -1296,7 +1323,11 @@ impl State {
         let is_leader = self.leader.as_deref() == Some(me);
         if path == "/metrics" {
             let etcd = self.etcd_leader.as_deref() == Some(me);
-            return Response::text(200, self.coverage.metrics(self.version, is_leader, etcd));
+            let mut page = self.coverage.metrics(self.version, is_leader, etcd);
+            if is_leader {
+                page.push_str(&self.schedulers.progress_metrics(self.version));
+            }
+            return Response::text(200, page);
         }
         if !path.starts_with("/pd/") || is_leader {
             return self.route(req);
