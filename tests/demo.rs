@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use support::exporter::{binary, http_get, inv, sample};
 use support::listen;
 use support::wait::PATIENCE;
+use tikv_health_exporter::invariants::catalog::BUILTINS;
 
 /// A named condition on the `/metrics` text.
 type Check = Box<dyn Fn(&str) -> bool>;
@@ -355,16 +356,16 @@ fn demo_with_prometheus_runs_the_prometheus_invariants() {
         let m = metrics();
         // Every Prometheus-based built-in: the simulated TiKVs serve their metrics.
         let known = ["1", "2", "3"].iter().all(|s| {
-            [
-                "write_latency_p99",
-                "cpu_usage",
-                "thread_pool_cpu",
-                "write_flow_control",
-                "read_latency_p99",
-                "memory_usage",
-            ]
-            .iter()
-            .all(|n| sample(&m, "tikv_invariant_unknown", &inv(n, s, "warning")) == Some(0.0))
+            BUILTINS
+                .iter()
+                .filter(|b| b.default_query().is_some())
+                .all(|b| {
+                    sample(
+                        &m,
+                        "tikv_invariant_unknown",
+                        &inv(b.name, s, b.severity.as_str()),
+                    ) == Some(0.0)
+                })
         });
         if known {
             let p99 = sample(

@@ -84,16 +84,13 @@ pub fn demo_config(opts: &DemoOptions, pd_url: &str, log: &std::path::Path) -> C
             },
         );
     }
-    for name in [
-        "write_latency_p99",
-        "cpu_usage",
-        "thread_pool_cpu",
-        "write_flow_control",
-        "read_latency_p99",
-        "memory_usage",
-    ] {
+    // Every built-in on TiKV's metrics (they run when the demo is given a Prometheus).
+    let prometheus_based = crate::invariants::catalog::BUILTINS
+        .iter()
+        .filter(|b| b.default_query().is_some());
+    for b in prometheus_based {
         set(
-            name,
+            b.name,
             InvariantOverride {
                 grace: grace(5),
                 ..Default::default()
