@@ -8,11 +8,11 @@
 //! and what depends on it has no series. The WAL fsync p99 is taken over the window between two
 //! readings of the same member's cumulative histogram.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use crate::domain::{
-    Histogram, PdHealth, REGION_STATUS_TYPES, resolved_ts_known, tso_unix_seconds,
+    Histogram, PdHealth, REGION_STATUS_TYPES, StoreHotspot, resolved_ts_known, tso_unix_seconds,
 };
 use crate::log::info;
 use crate::observations::{LeaderReading, Observations, Polled, Unavailable};
@@ -226,9 +226,30 @@ impl Coverage {
         obs.min_resolved_ts = self.resolved.clone();
     }
 
+    /// The hot traffic per store from the leader's `/metrics` of this health interval (never an
+    /// older reading: a failed read leaves no traffic), or why there is none (a page without
+    /// `pd_hotspot_status` included: then no store has a series).
+    pub(crate) fn hotspot(&self) -> Result<&BTreeMap<u64, StoreHotspot>, String> {
+        match &self.leader {
+            Polled::Read { value, .. } => value.metrics.hotspot.as_ref().ok_or_else(|| {
+                "the PD leader's /metrics has no pd_hotspot_status series (no hot-region statistics yet)"
+                    .to_owned()
+            }),
+            Polled::Failed { reason, .. } => {
+                Err(format!("the PD leader's /metrics failed: {reason}"))
+            }
+            Polled::NotYet | Polled::NotServed => {
+                Err("the PD leader's /metrics has not been read yet".to_owned())
+            }
+        }
+    }
+
     /// What the last good readings say, for the exported gauges.
     pub(crate) fn view(&self) -> PdClusterView {
-        let mut v = PdClusterView::default();
+        let mut v = PdClusterView {
+            hotspot_unavailable: self.hotspot().err(),
+            ..PdClusterView::default()
+        };
         if let Some((_, r)) = self.leader.last()
             && let Some(counts) = &r.metrics.region_status
         {

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
-use crate::domain::{Op, Severity};
+use crate::domain::{HotFlow, Op, Severity};
 use crate::invariants::engine::Phase;
 
 /// One evaluated (invariant, store).
@@ -70,6 +70,11 @@ pub struct StoreView {
     pub slow_score: Option<f64>,
     /// When the store's process started (Unix seconds, TiKV's clock).
     pub start_timestamp: Option<f64>,
+    /// Hot write traffic (PD leader's `pd_hotspot_status`); `None` when it was not read this
+    /// health interval (see [`PdClusterView::hotspot_unavailable`]).
+    pub hot_write: Option<HotFlow>,
+    /// Hot read traffic, as `hot_write`.
+    pub hot_read: Option<HotFlow>,
 }
 
 /// PD's cluster-wide state as last read (kept while its source fails), for the gauges.
@@ -81,6 +86,8 @@ pub struct PdClusterView {
     pub gc_safepoint: Option<f64>,
     /// The min resolved ts's wall time (Unix seconds): `""` for the cluster, then per store id.
     pub min_resolved_ts: Vec<(String, f64)>,
+    /// Why the stores have no hot traffic (`None` when they have it).
+    pub hotspot_unavailable: Option<String>,
 }
 
 /// Health of one polled source.

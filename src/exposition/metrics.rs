@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 
 use super::View;
 use crate::clock::unix_now;
+use crate::domain::HotFlow;
 use crate::http_server::ShedReason;
 use crate::invariants::engine::Phase;
 use crate::logs::events::EventKind;
@@ -50,6 +51,9 @@ impl BuildInfo {
 }
 
 type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+/// One direction of a store's hot traffic.
+type HotPick = fn(&crate::snapshot::StoreView) -> Option<HotFlow>;
 
 #[derive(Debug)]
 struct StateCollector {
@@ -272,6 +276,42 @@ impl Collector for StateCollector {
             "When the store's process started (PD start_timestamp, from TiKV's own clock)",
             per_store(|s| s.start_timestamp),
         )?;
+        // Hot traffic: `_as_peer` of the PD leader's `pd_hotspot_status` (see
+        // `domain::StoreHotspot`); absent, not 0, while that page was not read.
+        for (dir, pick) in [
+            ("write", (|s| s.hot_write) as HotPick),
+            ("read", |s| s.hot_read),
+        ] {
+            let what = if dir == "write" {
+                "written (a write counts on every replica)"
+            } else {
+                "read (on the peer that served it: leaders, and followers under follower read)"
+            };
+            gauges(
+                &mut enc,
+                &format!("tikv_store_hot_{dir}_regions"),
+                &format!(
+                    "Hot {dir} peers on the store (PD leader's pd_hotspot_status hot_{dir}_region_as_peer; 0 when PD lists none)"
+                ),
+                st.iter()
+                    .filter_map(|s| Some((vec![("store", s.id.as_str())], pick(s)?.regions))),
+            )?;
+            for (unit, field) in [
+                ("bytes", (|f| f.bytes_per_second) as fn(&HotFlow) -> f64),
+                ("keys", |f| f.keys_per_second),
+            ] {
+                gauges(
+                    &mut enc,
+                    &format!("tikv_store_hot_{dir}_{unit}_per_second"),
+                    &format!(
+                        "{} per second {what} by the store's hot peers (PD total_{dir}_{unit}_as_peer)",
+                        if unit == "bytes" { "Bytes" } else { "Keys" }
+                    ),
+                    st.iter()
+                        .filter_map(|s| Some((vec![("store", s.id.as_str())], field(&pick(s)?)))),
+                )?;
+            }
+        }
         let pc = &snap.pd_cluster;
         gauges(
             &mut enc,
@@ -665,6 +705,12 @@ mod tests {
             available_bytes: Some(1 << 39),
             slow_score: Some(1.0),
             start_timestamp: Some(1.6e9),
+            hot_write: Some(HotFlow {
+                regions: 3.0,
+                bytes_per_second: 1024.0,
+                keys_per_second: 16.0,
+            }),
+            hot_read: Some(HotFlow::default()),
         };
         let health = SourceHealth {
             up: true,

@@ -39,6 +39,7 @@ use serde_json::{Map, Value, json};
 use super::http::{Acceptor, ReadWrite, Request, Response, TestServer};
 
 pub mod coverage;
+pub mod hotspot;
 
 pub use coverage::ServiceSafePoint;
 
@@ -616,6 +617,8 @@ struct State {
     next_stores: VecDeque<Vec<Value>>,
     /// Region counts, etcd, GC and resolved ts.
     coverage: coverage::Coverage,
+    /// Hot peers (`pd_hotspot_status`, `/hotspot/regions/*`).
+    hotspot: hotspot::Hotspot,
     /// (member, path without query) of every request, for per-member counts.
     served: Vec<(String, String)>,
     requests: Vec<Request>,
@@ -966,6 +969,11 @@ impl FakePd {
         });
     }
 
+    /// Changes the hot peers (both `pd_hotspot_status` and `/hotspot/regions/*` follow).
+    pub fn edit_hotspot(&self, f: impl FnOnce(&mut hotspot::Hotspot)) {
+        f(&mut self.lock().hotspot);
+    }
+
     /// Sets a `pd_regions_status` count of the leader (`ty` in PD's spelling, e.g.
     /// `down-peer-region-count`); `None` removes the type (a PD that does not count it).
     pub fn set_region_status(&self, ty: &str, n: Option<f64>) {
@@ -1176,6 +1184,7 @@ impl State {
             overrides: HashMap::new(),
             next_stores: VecDeque::new(),
             coverage: coverage::Coverage::default(),
+            hotspot: hotspot::Hotspot::default(),
             served: Vec::new(),
             requests: Vec::new(),
         }
@@ -1230,6 +1239,12 @@ impl State {
                     Some(body) => Response::json(body),
                     None => Response::text(404, "404 page not found\n"),
                 }
+            }
+            "/pd/api/v1/hotspot/regions/write" => {
+                Response::json(self.hotspot.regions(hotspot::Kind::Write, &self.stores))
+            }
+            "/pd/api/v1/hotspot/regions/read" => {
+                Response::json(self.hotspot.regions(hotspot::Kind::Read, &self.stores))
             }
             p if p.starts_with("/pd/api/v1/regions") => {
                 Response::json(r#"{"count":0,"regions":[]}"#)
@@ -1296,7 +1311,12 @@ impl State {
         let is_leader = self.leader.as_deref() == Some(me);
         if path == "/metrics" {
             let etcd = self.etcd_leader.as_deref() == Some(me);
-            return Response::text(200, self.coverage.metrics(self.version, is_leader, etcd));
+            let mut page = self.coverage.metrics(self.version, is_leader, etcd);
+            // Leader-only (reset when a member loses leadership; cluster-signals.md §8).
+            if is_leader {
+                page.push_str(&self.hotspot.metrics(&self.stores));
+            }
+            return Response::text(200, page);
         }
         if !path.starts_with("/pd/") || is_leader {
             return self.route(req);

@@ -249,6 +249,7 @@ mod tests {
             wal_fsync: None,
             db_total_size_bytes: Some(200.0 * 1048576.0),
             quota_backend_bytes: Some(8192.0 * 1048576.0),
+            hotspot: None,
         }
     }
 
