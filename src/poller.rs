@@ -671,6 +671,16 @@ impl Poller {
             rejected_stores: self.rejected.clone(),
             state_file: self.state_file.as_ref().map(|_| self.state_health),
             pd_cluster: self.coverage.view(),
+            pd_leader: self
+                .pd_health
+                .as_ref()
+                .ok()
+                .and_then(|h| Some(h.leader.as_ref()?.name.clone())),
+            pd_leader_unavailable: match &self.pd_health {
+                Ok(h) if h.leader.is_some() => None,
+                Ok(_) => Some("PD has no leader".to_owned()),
+                Err(e) => Some(e.to_string()),
+            },
         }
     }
 

@@ -144,6 +144,10 @@ pub struct Snapshot {
     pub state_file: Option<StateFileHealth>,
     /// PD's cluster-wide state (region counts, GC safe point, min resolved ts).
     pub pd_cluster: PdClusterView,
+    /// The PD leader's name, as PD's members last said (`None`: see `pd_leader_unavailable`).
+    pub pd_leader: Option<String>,
+    /// Why the PD leader is not known (`None` when it is).
+    pub pd_leader_unavailable: Option<String>,
 }
 
 /// The latest snapshot, replaced after every poll; read by scrapes and API calls.

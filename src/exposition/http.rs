@@ -20,7 +20,7 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use super::format::{self, Encoding};
-use super::{View, metrics};
+use super::{View, api, metrics};
 use crate::http_server::Handler;
 use crate::invariants::engine::Phase;
 
@@ -139,6 +139,11 @@ pub fn handle(
             "Not ready: the first poll has not finished\n",
         ),
         "/api/v1/invariants" => json(&state.view.published.snapshot().invariants),
+        "/api/v1/stores" => json(&api::stores(&state.view.published.snapshot())),
+        "/api/v1/cluster" => json(&api::cluster(
+            &state.view.published.snapshot(),
+            crate::clock::unix_now(),
+        )),
         "/api/v1/leadership" => match leadership_limit(query, state.view.history.capacity()) {
             Ok(limit) => json(&leadership(&state.view, limit)),
             Err(e) => respond(
@@ -226,11 +231,16 @@ fn landing_page(state: &Endpoints) -> String {
          .firing{{background:#f8d7da}}.pending{{background:#fff3cd}}.unknown{{background:#e2e3e5}}</style>\
          </head><body><h1>tikv-health-exporter</h1><p>Prometheus exporter and alert sidecar for TiKV. \
          Version {}.</p><ul><li><a href=\"{}\">Metrics</a></li><li><a href=\"/api/v1/invariants\">\
-         Invariants (JSON)</a></li><li><a href=\"/api/v1/leadership\">Recent leadership events (JSON)\
+         Invariants (JSON)</a></li><li><a href=\"/api/v1/stores\">Stores (JSON)</a> · \
+         <a href=\"/api/v1/cluster\">Cluster (JSON)</a> · Hot regions (JSON, from PD): \
+         <a href=\"/api/v1/hot-regions?type=write\">write</a>, \
+         <a href=\"/api/v1/hot-regions?type=read\">read</a></li>\
+         <li><a href=\"/api/v1/leadership\">Recent leadership events (JSON)\
          </a></li><li><a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></li></ul>",
         esc(env!("CARGO_PKG_VERSION")),
         esc(&state.telemetry_path)
     );
+    stores_table(&mut h, &snap);
     let _ = write!(
         h,
         "<h2>Invariants</h2><table><tr><th>name</th><th>store</th><th>severity</th><th>state</th>\
@@ -327,6 +337,68 @@ fn landing_page(state: &Endpoints) -> String {
     }
     h.push_str("</table></body></html>\n");
     h
+}
+
+/// A rate in bytes per second, binary units (`1.5 MiB/s`).
+fn fmt_rate(bytes: f64) -> String {
+    let mut v = bytes;
+    for unit in ["B/s", "KiB/s", "MiB/s", "GiB/s"] {
+        if v < 1024.0 || unit == "GiB/s" {
+            return format!("{v:.1} {unit}");
+        }
+        v /= 1024.0;
+    }
+    unreachable!("the last unit returns")
+}
+
+/// The stores as `/api/v1/stores` has them: one row each, firing invariants named.
+fn stores_table(h: &mut String, snap: &crate::snapshot::Snapshot) {
+    h.push_str(
+        "<h2>Stores</h2><table><tr><th>id</th><th>address</th><th>state</th><th>leaders</th>\
+         <th>regions</th><th>disk available</th><th>slow score</th><th>hot write</th>\
+         <th>firing</th></tr>",
+    );
+    if snap.stores.is_empty() {
+        h.push_str("<tr><td colspan=\"9\">no stores from PD yet</td></tr>");
+    }
+    let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+    for s in &snap.stores {
+        let firing: Vec<&str> = snap
+            .invariants
+            .iter()
+            .filter(|i| i.store == s.id && i.state == Phase::Firing)
+            .map(|i| i.name.as_str())
+            .collect();
+        let disk = match (s.available_bytes, s.capacity_bytes) {
+            (Some(a), Some(c)) if c > 0 => format!(
+                "{:.1} of {:.1} GiB ({:.0}%)",
+                a as f64 / 1073741824.0,
+                c as f64 / 1073741824.0,
+                100.0 * a as f64 / c as f64
+            ),
+            _ => String::new(),
+        };
+        let hot = s
+            .hot_write
+            .map(|f| format!("{} in {} regions", fmt_rate(f.bytes_per_second), f.regions))
+            .unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td></tr>",
+            if firing.is_empty() { "ok" } else { "firing" },
+            esc(&s.id),
+            esc(&s.address),
+            esc(&s.state),
+            opt(s.leader_count),
+            opt(s.region_count),
+            disk,
+            s.slow_score.map(|v| v.to_string()).unwrap_or_default(),
+            esc(&hot),
+            esc(&firing.join(", "))
+        );
+    }
+    h.push_str("</table>");
 }
 
 /// `POST /-/reload` (and `PUT`, as Prometheus): 200 once the new configuration runs, 500 with

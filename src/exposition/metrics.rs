@@ -732,6 +732,7 @@ mod tests {
                 write_failures: 0,
             }),
             pd_cluster: Default::default(),
+            ..Snapshot::default()
         });
         view
     }

@@ -8,6 +8,7 @@ use crate::logs::source::LogRegistry;
 use crate::notifier::NotifierStats;
 use crate::snapshot::Published;
 
+mod api;
 pub mod format;
 pub(crate) mod http;
 pub mod metrics;
