@@ -277,6 +277,11 @@ impl Poller {
         Ok(())
     }
 
+    /// The PD client (shared connections and counters), for requests made outside a poll.
+    pub fn pd_client(&self) -> PdClient {
+        self.pd.clone()
+    }
+
     /// The configured invariants.
     pub fn definitions(&self) -> &[Definition] {
         &self.defs

@@ -1,7 +1,8 @@
 //! The HTTP endpoints: `/metrics` (the text format 0.0.4 or OpenMetrics, as negotiated, gzip
 //! when accepted: [`super::format`]), a landing page, `/-/healthy`, `/-/ready`,
-//! `/api/v1/invariants` and `/api/v1/leadership`. Every handler reads the published snapshot;
-//! the accept loop is [`crate::http_server`].
+//! `/api/v1/invariants`, `/api/v1/stores`, `/api/v1/cluster` and `/api/v1/leadership`: every
+//! one reads the published snapshot. `/api/v1/hot-regions` alone asks PD, at most once per
+//! type and poll ([`super::hot_regions`]). The accept loop is [`crate::http_server`].
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -20,6 +21,7 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use super::format::{self, Encoding};
+use super::hot_regions::{self, HotRegionsCache};
 use super::{View, api, metrics};
 use crate::http_server::Handler;
 use crate::invariants::engine::Phase;
@@ -36,6 +38,8 @@ pub struct Endpoints {
     pub openmetrics: bool,
     /// What `POST /-/reload` calls (`None`: no reload, 404).
     pub reload: Option<ReloadTrigger>,
+    /// `/api/v1/hot-regions`: the PD client and the fetches of the current poll.
+    pub hot_regions: Arc<HotRegionsCache>,
 }
 
 /// Reloads the configuration; `Err` carries why the new one was refused.
@@ -146,11 +150,7 @@ pub fn handle(
         )),
         "/api/v1/leadership" => match leadership_limit(query, state.view.history.capacity()) {
             Ok(limit) => json(&leadership(&state.view, limit)),
-            Err(e) => respond(
-                StatusCode::BAD_REQUEST,
-                "application/json",
-                serde_json::json!({ "error": e }).to_string(),
-            ),
+            Err(e) => json_error(StatusCode::BAD_REQUEST, &e),
         },
         _ => respond(
             StatusCode::NOT_FOUND,
@@ -401,6 +401,32 @@ fn stores_table(h: &mut String, snap: &crate::snapshot::Snapshot) {
     h.push_str("</table>");
 }
 
+fn json_error(status: StatusCode, message: &str) -> Resp {
+    respond(
+        status,
+        "application/json",
+        serde_json::json!({ "error": message }).to_string(),
+    )
+}
+
+/// `GET /api/v1/hot-regions`: 400 for a bad query, 502 with the reason when PD's reply could
+/// not be had or read.
+async fn hot_regions_reply(state: Arc<Endpoints>, query: Option<String>) -> Resp {
+    let q = match hot_regions::parse_query(query.as_deref()) {
+        Ok(q) => q,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+    };
+    let poll = state.view.published.snapshot().taken_at;
+    let fetched = state.hot_regions.get(q.kind, poll).await;
+    match fetched.as_ref() {
+        Ok(hot) => json(&hot_regions::reply(q, poll, hot)),
+        Err(e) => json_error(
+            StatusCode::BAD_GATEWAY,
+            &format!("PD's /hotspot/regions/{}: {e}", q.kind.as_str()),
+        ),
+    }
+}
+
 /// `POST /-/reload` (and `PUT`, as Prometheus): 200 once the new configuration runs, 500 with
 /// the reason when it was refused (the old one keeps running).
 async fn reload(trigger: Option<ReloadTrigger>) -> Resp {
@@ -423,6 +449,19 @@ pub fn handler(state: Arc<Endpoints>) -> Handler {
     Arc::new(move |req: Request<Incoming>| {
         if req.uri().path() == "/-/reload" && matches!(*req.method(), Method::POST | Method::PUT) {
             return Box::pin(reload(state.reload.clone()));
+        }
+        if req.uri().path() == "/api/v1/hot-regions"
+            && matches!(*req.method(), Method::GET | Method::HEAD)
+        {
+            let head = req.method() == Method::HEAD;
+            let (state, query) = (state.clone(), req.uri().query().map(str::to_owned));
+            return Box::pin(async move {
+                let mut resp = hot_regions_reply(state, query).await;
+                if head {
+                    *resp.body_mut() = Full::new(Bytes::new());
+                }
+                resp
+            });
         }
         let mut resp = handle(
             &state,

@@ -10,6 +10,7 @@ use crate::snapshot::Published;
 
 mod api;
 pub mod format;
+pub mod hot_regions;
 pub(crate) mod http;
 pub mod metrics;
 pub mod process;
