@@ -14,13 +14,13 @@ use prometheus_client::registry::Registry;
 
 use super::View;
 use crate::clock::unix_now;
-use crate::domain::HotFlow;
 use crate::http_server::ShedReason;
 use crate::invariants::engine::Phase;
 use crate::logs::events::EventKind;
 use crate::logs::file::GapReason;
 use crate::logs::ingest::SourceStats;
 use crate::logs::parse::Level;
+use crate::snapshot::StoreView;
 
 /// The `reason` values of `tikv_health_exporter_pd_rejected_stores` (always all exported).
 pub const REJECT_REASONS: [&str; 3] = ["invalid_id", "duplicate_id", "malformed"];
@@ -52,8 +52,44 @@ impl BuildInfo {
 
 type Labels<'a> = Vec<(&'static str, &'a str)>;
 
-/// One direction of a store's hot traffic.
-type HotPick = fn(&crate::snapshot::StoreView) -> Option<HotFlow>;
+/// A per-store gauge: name, help, value.
+type StoreGauge = (&'static str, &'static str, fn(&StoreView) -> Option<f64>);
+
+/// The per-store hot traffic gauges: name, help, value. From the PD leader's
+/// `pd_hotspot_status` `_as_peer` series (a write counts on every replica, a read on the peer
+/// that served it: leaders, and followers under follower read).
+const HOT_GAUGES: [StoreGauge; 6] = [
+    (
+        "tikv_store_hot_write_regions",
+        "Hot write peers on the store (PD leader's pd_hotspot_status hot_write_region_as_peer; 0 when PD lists none)",
+        |s| s.hot_write.map(|f| f.regions),
+    ),
+    (
+        "tikv_store_hot_write_bytes_per_second",
+        "Bytes per second written by the store's hot peers, every replica counted (PD total_write_bytes_as_peer)",
+        |s| s.hot_write.map(|f| f.bytes_per_second),
+    ),
+    (
+        "tikv_store_hot_write_keys_per_second",
+        "Keys per second written by the store's hot peers, every replica counted (PD total_write_keys_as_peer)",
+        |s| s.hot_write.map(|f| f.keys_per_second),
+    ),
+    (
+        "tikv_store_hot_read_regions",
+        "Hot read peers on the store (PD leader's pd_hotspot_status hot_read_region_as_peer; 0 when PD lists none)",
+        |s| s.hot_read.map(|f| f.regions),
+    ),
+    (
+        "tikv_store_hot_read_bytes_per_second",
+        "Bytes per second read from the store's hot peers, leaders and followers that served reads (PD total_read_bytes_as_peer)",
+        |s| s.hot_read.map(|f| f.bytes_per_second),
+    ),
+    (
+        "tikv_store_hot_read_keys_per_second",
+        "Keys per second read from the store's hot peers, leaders and followers that served reads (PD total_read_keys_as_peer)",
+        |s| s.hot_read.map(|f| f.keys_per_second),
+    ),
+];
 
 #[derive(Debug)]
 struct StateCollector {
@@ -236,7 +272,7 @@ impl Collector for StateCollector {
             st.iter()
                 .filter_map(|s| Some((vec![("store", s.id.as_str())], s.last_heartbeat?))),
         )?;
-        let per_store = |f: fn(&crate::snapshot::StoreView) -> Option<f64>| {
+        let per_store = |f: fn(&StoreView) -> Option<f64>| {
             st.iter()
                 .filter_map(move |s| Some((vec![("store", s.id.as_str())], f(s)?)))
         };
@@ -276,41 +312,9 @@ impl Collector for StateCollector {
             "When the store's process started (PD start_timestamp, from TiKV's own clock)",
             per_store(|s| s.start_timestamp),
         )?;
-        // Hot traffic: `_as_peer` of the PD leader's `pd_hotspot_status` (see
-        // `domain::StoreHotspot`); absent, not 0, while that page was not read.
-        for (dir, pick) in [
-            ("write", (|s| s.hot_write) as HotPick),
-            ("read", |s| s.hot_read),
-        ] {
-            let what = if dir == "write" {
-                "written (a write counts on every replica)"
-            } else {
-                "read (on the peer that served it: leaders, and followers under follower read)"
-            };
-            gauges(
-                &mut enc,
-                &format!("tikv_store_hot_{dir}_regions"),
-                &format!(
-                    "Hot {dir} peers on the store (PD leader's pd_hotspot_status hot_{dir}_region_as_peer; 0 when PD lists none)"
-                ),
-                st.iter()
-                    .filter_map(|s| Some((vec![("store", s.id.as_str())], pick(s)?.regions))),
-            )?;
-            for (unit, field) in [
-                ("bytes", (|f| f.bytes_per_second) as fn(&HotFlow) -> f64),
-                ("keys", |f| f.keys_per_second),
-            ] {
-                gauges(
-                    &mut enc,
-                    &format!("tikv_store_hot_{dir}_{unit}_per_second"),
-                    &format!(
-                        "{} per second {what} by the store's hot peers (PD total_{dir}_{unit}_as_peer)",
-                        if unit == "bytes" { "Bytes" } else { "Keys" }
-                    ),
-                    st.iter()
-                        .filter_map(|s| Some((vec![("store", s.id.as_str())], field(&pick(s)?)))),
-                )?;
-            }
+        // Hot traffic (see `domain::StoreHotspot`): absent, not 0, while not read.
+        for (name, help, value) in HOT_GAUGES {
+            gauges(&mut enc, name, help, per_store(value))?;
         }
         let pc = &snap.pd_cluster;
         gauges(
@@ -623,7 +627,7 @@ pub fn render(registry: &Registry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Op, Severity};
+    use crate::domain::{HotFlow, Op, Severity};
     use crate::logs::ingest::{EventHistory, FileState};
     use crate::logs::source::LogRegistry;
     use crate::notifier::NotifierStats;
