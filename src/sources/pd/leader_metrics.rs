@@ -172,7 +172,9 @@ impl Page {
             _ => None,
         };
         self.metrics.region_status = self.regions;
-        self.metrics.hotspot = self.hotspot;
+        // A family whose samples name no store id (PD v3.x labelled `store="store-1"`) says
+        // nothing of any store: no hot traffic at all rather than zeros for every store.
+        self.metrics.hotspot = self.hotspot.filter(|h| !h.is_empty());
         Ok(self.metrics)
     }
 }
@@ -363,6 +365,9 @@ pd_hotspot_status{address="x",store="store-9",type="hot_write_region_as_peer"} 5
             page("etcd_server_is_leader 1\npd_regions_status{type=\"down-peer-region-count\"} 0\n")
                 .unwrap();
         assert_eq!(m.hotspot, None);
+        let old = page("etcd_server_is_leader 1\npd_hotspot_status{store=\"store-1\",type=\"hot_write_region_as_peer\"} 3\n")
+            .unwrap();
+        assert_eq!(old.hotspot, None);
     }
 
     #[test]
