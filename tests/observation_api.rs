@@ -10,6 +10,7 @@ use support::exporter::Exporter;
 use support::fake_pd::hotspot::{HotPeer, Kind};
 use support::fake_pd::{FakePd, StoreSpec, cluster};
 use support::http::Response;
+use support::wait::PATIENCE;
 
 /// The exporter on `pd` polling once an hour (so one poll is all a test sees) with `yaml` added.
 fn start(pd: &FakePd, dir: &tempfile::TempDir, yaml: &str) -> Exporter {
@@ -236,4 +237,35 @@ fn a_hot_regions_reply_above_the_body_limit_is_a_502_that_says_so() {
     // The rest of the exporter is unaffected (the stores list is small).
     let (code, v) = get_json(&e, "/api/v1/stores");
     assert_eq!((code, v["stores"][0]["id"].as_str()), (200, Some("1")));
+}
+
+#[test]
+fn after_a_reload_hot_regions_are_asked_of_the_new_pd() {
+    let (a, b) = (hot_pd(), hot_pd());
+    let dir = tempfile::tempdir().unwrap();
+    let e = start(&a, &dir, "");
+    let write = "/pd/api/v1/hotspot/regions/write";
+    assert_eq!(get_json(&e, "/api/v1/hot-regions?type=write").0, 200);
+    let (_, before) = get_json(&e, "/api/v1/stores");
+    std::fs::write(
+        dir.path().join("config.yml"),
+        format!(
+            "pd:\n  endpoints: [{}]\n  timeout: 2s\npoll_interval: 1h\n",
+            b.url()
+        ),
+    )
+    .unwrap();
+    let (code, _, body) = e.request("POST", "/-/reload");
+    assert_eq!((code, body.as_str()), (200, "configuration reloaded\n"));
+    // A reload is polled at once: the next snapshot is B's.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while get_json(&e, "/api/v1/stores").1["taken_at_seconds"] == before["taken_at_seconds"] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no poll after the reload"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(get_json(&e, "/api/v1/hot-regions?type=write").0, 200);
+    assert_eq!((a.requests_to(write), b.requests_to(write)), (1, 1));
 }

@@ -403,6 +403,15 @@ fn a_pd_without_the_endpoints_has_no_series_for_them_and_nothing_unknown() {
         ),
         Some(0.0)
     );
+    // pd_hotspot_status is in PD v4.0's leader page too (`{address,store,type}`): every store
+    // without hot peers at 0.
+    for store in ["1", "2", "3"] {
+        assert_eq!(
+            sample(&m, "tikv_store_hot_write_regions", &[("store", store)]),
+            Some(0.0),
+            "{store}"
+        );
+    }
     let log = e.stderr();
     assert_eq!(
         log.matches("PD does not serve /gc/safepoint (PD < v5.0): gc_safepoint_lag has no series")
