@@ -7,36 +7,22 @@ mod support;
 
 use serde_json::{Value, json};
 use support::exporter::Exporter;
-use support::fake_pd::hotspot::{HotPeer, Kind};
+use support::fake_pd::hotspot::{Kind, peer};
 use support::fake_pd::{FakePd, StoreSpec, cluster};
 use support::http::Response;
 use support::wait::PATIENCE;
 
 /// The exporter on `pd` polling once an hour (so one poll is all a test sees) with `yaml` added.
 fn start(pd: &FakePd, dir: &tempfile::TempDir, yaml: &str) -> Exporter {
-    let cfg = dir.path().join("config.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "pd:\n  endpoints: [{}]\n  timeout: 2s\n{yaml}poll_interval: 1h\n",
-            pd.url()
-        ),
-    )
-    .unwrap();
-    let e = Exporter::start(&["--config.file".into(), cfg.display().to_string()]);
-    e.wait_ready();
-    e
+    Exporter::start_with_config(dir, &config(pd, yaml))
 }
 
-fn peer(kind: Kind, region_id: u64, store_id: u64, is_leader: bool, flow_bytes: f64) -> HotPeer {
-    HotPeer {
-        kind,
-        region_id,
-        store_id,
-        is_leader,
-        flow_bytes,
-        flow_keys: flow_bytes / 1024.0,
-    }
+/// `yaml` goes under `pd:`.
+fn config(pd: &FakePd, yaml: &str) -> String {
+    format!(
+        "pd:\n  endpoints: [{}]\n  timeout: 2s\n{yaml}poll_interval: 1h\n",
+        pd.url()
+    )
 }
 
 /// Stores 1–3 and TiFlash 20; region 100 written on 1 (leader), 2 and 3, region 101 on 1,
@@ -247,14 +233,7 @@ fn after_a_reload_hot_regions_are_asked_of_the_new_pd() {
     let write = "/pd/api/v1/hotspot/regions/write";
     assert_eq!(get_json(&e, "/api/v1/hot-regions?type=write").0, 200);
     let (_, before) = get_json(&e, "/api/v1/stores");
-    std::fs::write(
-        dir.path().join("config.yml"),
-        format!(
-            "pd:\n  endpoints: [{}]\n  timeout: 2s\npoll_interval: 1h\n",
-            b.url()
-        ),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("config.yml"), config(&b, "")).unwrap();
     let (code, _, body) = e.request("POST", "/-/reload");
     assert_eq!((code, body.as_str()), (200, "configuration reloaded\n"));
     // A reload is polled at once: the next snapshot is B's.

@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use support::exporter::{Exporter, inv, sample};
-use support::fake_pd::hotspot::{HotPeer, Kind};
+use support::fake_pd::hotspot::{Kind, peer};
 use support::fake_pd::{FakePd, PdVersion, ServiceSafePoint, StoreSpec, cluster};
 use support::http::Response;
 use support::wait::{PATIENCE, unix_now};
@@ -27,18 +27,13 @@ const CLUSTER_INVARIANTS: [(&str, &str); 7] = [
 /// The exporter on `pd` with a 1 s health interval (the cluster-wide PD sources' period),
 /// polling every 200 ms, plus `yaml` in the config file.
 fn start(pd: &FakePd, dir: &tempfile::TempDir, yaml: &str) -> Exporter {
-    let cfg = dir.path().join("config.yml");
-    std::fs::write(
-        &cfg,
-        format!(
+    Exporter::start_with_config(
+        dir,
+        &format!(
             "pd:\n  endpoints: [{}]\n  timeout: 2s\n  health_interval: 1s\npoll_interval: 200ms\n{yaml}",
             pd.url()
         ),
     )
-    .unwrap();
-    let e = Exporter::start(&["--config.file".into(), cfg.display().to_string()]);
-    e.wait_ready();
-    e
 }
 
 fn message(e: &Exporter, name: &str, store: &str) -> String {
@@ -443,14 +438,6 @@ fn a_pd_without_the_endpoints_has_no_series_for_them_and_nothing_unknown() {
 fn hot_cluster() -> FakePd {
     let pd = FakePd::with_live_stores(&cluster(3));
     pd.edit_hotspot(|h| {
-        let peer = |kind, region_id, store_id, is_leader, flow_bytes| HotPeer {
-            kind,
-            region_id,
-            store_id,
-            is_leader,
-            flow_bytes,
-            flow_keys: flow_bytes / 1024.0,
-        };
         h.peers = vec![
             peer(Kind::Write, 100, 1, true, 1_048_576.0),
             peer(Kind::Write, 100, 2, false, 1_048_576.0),

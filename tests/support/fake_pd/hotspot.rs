@@ -34,6 +34,24 @@ pub struct HotPeer {
     pub flow_keys: f64,
 }
 
+/// A hot peer moving `flow_bytes` a second, one key per KiB.
+pub fn peer(
+    kind: Kind,
+    region_id: u64,
+    store_id: u64,
+    is_leader: bool,
+    flow_bytes: f64,
+) -> HotPeer {
+    HotPeer {
+        kind,
+        region_id,
+        store_id,
+        is_leader,
+        flow_bytes,
+        flow_keys: flow_bytes / 1024.0,
+    }
+}
+
 /// The hot-region statistics of the fake cluster.
 #[derive(Clone, Debug)]
 pub struct Hotspot {
