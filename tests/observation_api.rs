@@ -111,6 +111,7 @@ fn stores_and_cluster_are_served_from_the_snapshot_with_units_and_reasons() {
     let gc_age = c["gc_safepoint"]["age_seconds"].as_f64().unwrap();
     assert!((540.0..700.0).contains(&gc_age), "{c}");
     assert!(c["min_resolved_ts"]["age_seconds"].as_f64().unwrap() < 120.0);
+    assert_eq!(c["sources_down"], json!({}));
     // Neither endpoint asked PD anything.
     assert_eq!(pd.request_count(), 0, "{:?}", pd.paths());
 

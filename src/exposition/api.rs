@@ -142,6 +142,9 @@ pub(crate) struct ClusterReply<'a> {
     min_resolved_ts: Option<Age>,
     min_resolved_ts_unavailable: Option<&'a str>,
     invariants: InvariantCounts,
+    /// Every polled source whose last attempt failed, with its error: values read from it
+    /// above are its last good reading.
+    sources_down: BTreeMap<&'a str, &'a str>,
 }
 
 /// Stores by PD state.
@@ -263,6 +266,11 @@ pub(crate) fn cluster(snap: &Snapshot, now: f64) -> ClusterReply<'_> {
         }),
         min_resolved_ts: resolved,
         invariants,
+        sources_down: snap
+            .sources
+            .keys()
+            .filter_map(|name| Some((name.as_str(), source_down(snap, name)?)))
+            .collect(),
     }
 }
 
@@ -441,7 +449,8 @@ mod tests {
                 "gc_safepoint": null, "gc_safepoint_unavailable": "HTTP 500",
                 "min_resolved_ts": {"timestamp_seconds": 1_699_999_998.0, "age_seconds": 12.0},
                 "min_resolved_ts_unavailable": null,
-                "invariants": {"ok": 1, "pending": 1, "firing": 1, "unknown": 1}
+                "invariants": {"ok": 1, "pending": 1, "firing": 1, "unknown": 1},
+                "sources_down": {"pd:gc_safepoint": "HTTP 500"}
             })
         );
     }
