@@ -476,3 +476,68 @@ pub fn handler(state: Arc<Endpoints>) -> Handler {
         Box::pin(async move { resp })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{HotFlow, Op, Severity};
+    use crate::snapshot::{InvariantView, Snapshot, StoreView};
+
+    #[test]
+    fn the_stores_table_escapes_and_names_the_firing_invariants() {
+        let snap = Snapshot {
+            stores: vec![StoreView {
+                id: "7".into(),
+                address: "<b>tikv&7</b>:20160".into(),
+                status_address: String::new(),
+                version: String::new(),
+                engine: "tikv".into(),
+                state: "Up".into(),
+                last_heartbeat: None,
+                leader_count: Some(3),
+                region_count: None,
+                capacity_bytes: Some(100 << 30),
+                available_bytes: Some(25 << 30),
+                slow_score: Some(1.0),
+                start_timestamp: None,
+                hot_write: Some(HotFlow {
+                    regions: 2.0,
+                    bytes_per_second: 1536.0,
+                    keys_per_second: 1.0,
+                }),
+                hot_read: None,
+            }],
+            invariants: vec![InvariantView {
+                name: "store_slow".into(),
+                store: "7".into(),
+                severity: Severity::Warning,
+                state: Phase::Firing,
+                unknown: false,
+                since: None,
+                value: None,
+                op: Op::Gt,
+                threshold: 80.0,
+                clear_threshold: None,
+                grace_seconds: 0.0,
+                message: String::new(),
+                description: String::new(),
+            }],
+            ..Snapshot::default()
+        };
+        let mut h = String::new();
+        stores_table(&mut h, &snap);
+        assert!(
+            h.contains(
+                "<tr class=\"firing\"><td>7</td><td>&lt;b&gt;tikv&amp;7&lt;/b&gt;:20160</td>\
+                 <td>Up</td><td>3</td><td></td><td>25.0 of 100.0 GiB (25%)</td><td>1</td>\
+                 <td>1.5 KiB/s in 2 regions</td><td>store_slow</td></tr>"
+            ),
+            "{h}"
+        );
+        let mut empty = String::new();
+        stores_table(&mut empty, &Snapshot::default());
+        assert!(empty.contains("no stores from PD yet"), "{empty}");
+        assert_eq!(fmt_rate(0.0), "0.0 B/s");
+        assert_eq!(fmt_rate(5.0 * 1073741824.0 * 1024.0), "5120.0 GiB/s");
+    }
+}
