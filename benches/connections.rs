@@ -21,23 +21,7 @@ const SLOWLORIS: usize = 50;
 const SCRAPES_FOR: Duration = Duration::from_secs(20);
 
 fn start(pd: &FakePd, dir: &tempfile::TempDir, yaml: &str) -> Exporter {
-    let cfg = dir.path().join("config.yml");
-    std::fs::write(&cfg, yaml).unwrap();
-    let args: Vec<String> = [
-        "--pd.endpoints",
-        &pd.url(),
-        "--poll-interval",
-        "1s",
-        "--config.file",
-        cfg.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let e = Exporter::launch(Launch {
-        args: &args,
-        ..Launch::default()
-    });
+    let e = Exporter::with_config(&pd.url(), dir, yaml, Launch::default());
     e.wait_ready();
     e
 }

@@ -1,6 +1,8 @@
-//! Exporter benchmarks at 1000 stores: scrape (exposition) cost in-process with criterion, and,
-//! with the real binary against the fake PD: scrape latency, peak RSS, PD requests and bytes
-//! per poll, store-down detection latency, and the scrape over TLS with basic auth
+//! Exporter benchmarks at 1000 stores × every built-in invariant: scrape (exposition) cost
+//! in-process with criterion (uncached render, conversion, gzip; the cached `/metrics`), and,
+//! with the real binary against the fake PD and a real Prometheus holding 1000 TiKVs' series
+//! (`tests/support/tikv_fleet.rs`): scrape latency, peak RSS, PD requests and bytes per poll,
+//! Prometheus queries per poll, store-down detection latency, and the scrape over TLS with basic auth
 //! (`--web.config.file`). Printed as a report after the criterion run.
 
 use std::hint::black_box;
@@ -8,11 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use tikv_health_exporter::domain::{HotFlow, Op, Severity};
+use tikv_health_exporter::domain::{HotFlow, Scope};
 use tikv_health_exporter::exposition::View;
-use tikv_health_exporter::exposition::format;
+use tikv_health_exporter::exposition::cache::CachedMetrics;
+use tikv_health_exporter::exposition::format::{self, Format};
 use tikv_health_exporter::exposition::metrics::{BuildInfo, registry, render, render_text};
 use tikv_health_exporter::exposition::process::ProcessCollector;
+use tikv_health_exporter::invariants::catalog::BUILTINS;
 use tikv_health_exporter::invariants::engine::Phase;
 use tikv_health_exporter::logs::ingest::EventHistory;
 use tikv_health_exporter::logs::source::LogRegistry;
@@ -23,37 +27,35 @@ mod support;
 
 use support::exporter::{Exporter, sample};
 use support::fake_pd::{FakePd, cluster};
+use support::fake_tikv::FakeTikv;
 use support::https::{Https, basic};
+use support::prometheus::RealPrometheus;
+use support::tikv_fleet::TikvFleet;
 
 const STORES: u64 = 1000;
 
 fn snapshot(stores: u64) -> Snapshot {
+    // Every built-in of the catalog: the store-scoped ones once per store, the others once.
     let mut invariants = Vec::new();
-    for (name, sev) in [
-        ("cpu_usage", Severity::Warning),
-        ("disk_low_space", Severity::Critical),
-        ("disk_usage", Severity::Warning),
-        ("store_down", Severity::Critical),
-        ("store_slow", Severity::Warning),
-        ("write_latency_p99", Severity::Warning),
-    ] {
-        for id in 1..=stores {
+    for builtin in &BUILTINS {
+        let ids: Vec<String> = match builtin.scope {
+            Scope::Store => (1..=stores).map(|id| id.to_string()).collect(),
+            Scope::Cluster => vec![String::new()],
+        };
+        for (n, id) in ids.into_iter().enumerate() {
+            let firing = n % 97 == 96;
             invariants.push(InvariantView {
-                name: name.into(),
-                store: id.to_string(),
-                severity: sev,
-                state: if id % 97 == 0 {
-                    Phase::Firing
-                } else {
-                    Phase::Ok
-                },
+                name: builtin.name.into(),
+                store: id,
+                severity: builtin.severity,
+                state: if firing { Phase::Firing } else { Phase::Ok },
                 unknown: false,
-                since: (id % 97 == 0).then_some(1.7e9),
+                since: firing.then_some(1.7e9),
                 value: Some(0.42),
-                op: Op::Gt,
-                threshold: 0.7,
+                op: builtin.op,
+                threshold: builtin.threshold,
                 clear_threshold: None,
-                grace_seconds: 60.0,
+                grace_seconds: builtin.grace.as_secs_f64(),
                 message: "0.42 within 0.7 (threshold)".into(),
                 description: String::new(),
             });
@@ -115,6 +117,7 @@ fn scrape(c: &mut Criterion) {
         http: Default::default(),
     });
     view.published.publish(snapshot(STORES));
+    let cached = CachedMetrics::new(view.clone(), BuildInfo::current(), None);
     let reg = registry(view, BuildInfo::current(), None);
     let om = render(&reg);
     let text = render_text(&reg);
@@ -141,6 +144,17 @@ fn scrape(c: &mut Criterion) {
     });
     g.bench_function("gzip_default_level_1000_stores", |b| {
         b.iter(|| black_box(gzip_at(text.as_bytes(), flate2::Compression::default())))
+    });
+    // What `/metrics` serves: the snapshot part rendered (and compressed) once per poll, the
+    // live part at every scrape. These measure scrapes between two polls.
+    g.bench_function("cached_text_1000_stores", |b| {
+        b.iter(|| black_box(cached.body(Format::Text)))
+    });
+    g.bench_function("cached_text_gzip_1000_stores", |b| {
+        b.iter(|| black_box(cached.gzipped(Format::Text)))
+    });
+    g.bench_function("cached_openmetrics_gzip_1000_stores", |b| {
+        b.iter(|| black_box(cached.gzipped(Format::OpenMetrics1)))
     });
     // The process_* part of every scrape alone (reads /proc/self/{stat,status,limits,fd}).
     let mut process = prometheus_client::registry::Registry::default();
@@ -180,35 +194,104 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// End-to-end measurements with the real binary; printed, and recorded in BENCHMARKS.md.
+/// A real Prometheus scraping `fleet` (1000 TiKVs behind one target) every 15 s, and the
+/// moment it has two scrapes of every instance (so that `rate()` has points).
+fn prometheus_over(fleet: &TikvFleet) -> RealPrometheus {
+    let config = format!(
+        "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n\
+         scrape_configs:\n  - job_name: tikv\n    honor_labels: true\n    scrape_timeout: 14s\n\
+         \x20   static_configs:\n      - targets: ['{}']\n",
+        fleet.target()
+    );
+    let prom = RealPrometheus::launch_config(&config, &[], "");
+    let query =
+        "count(count_over_time(tikv_grpc_msg_duration_seconds_count{type=\"kv_get\"}[1m]) >= 2)";
+    support::wait::until(
+        "Prometheus to hold two scrapes of every TiKV",
+        Duration::from_secs(120),
+        || {
+            let answer = prom.query_blocking(query);
+            match support::prometheus::result(&answer).first() {
+                Some(v) if support::prometheus::value_of(v) >= STORES as f64 => Ok(()),
+                _ => Err(format!("{answer}")),
+            }
+        },
+    );
+    prom
+}
+
+/// Instant queries Prometheus has answered so far (its own `prometheus_http_requests_total`).
+fn instant_queries(prom: &RealPrometheus) -> f64 {
+    let (_, body) = prom.get("/metrics");
+    body.lines()
+        .filter(|l| {
+            l.starts_with("prometheus_http_requests_total{")
+                && l.contains("handler=\"/api/v1/query\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// End-to-end measurements with the real binary, every built-in invariant enabled (PD-based
+/// ones against the fake PD, Prometheus-based ones against a real Prometheus holding 1000
+/// TiKVs' series); printed, and recorded in BENCHMARKS.md.
 fn end_to_end() {
     let pd = FakePd::with_stores(&cluster(STORES));
+    let tikv = FakeTikv::start();
+    tikv.set_write_latency(200.0, 0.004);
+    let fleet = TikvFleet::start(
+        &tikv,
+        cluster(STORES)
+            .iter()
+            .map(|s| s.status_address.clone())
+            .collect(),
+    );
+    let prom = prometheus_over(&fleet);
     let poll = Duration::from_secs(1);
     let e = Exporter::start(&[
         "--pd.endpoints".into(),
         pd.url(),
+        "--prometheus.url".into(),
+        prom.url(),
         "--poll-interval".into(),
         "1s".into(),
         "--web.enable-openmetrics".into(),
     ]);
     e.wait_ready();
-    // PD traffic per poll over 10 polls (health once per 30 s).
+    // PD and Prometheus traffic per poll over 10 polls (health once per 30 s).
     pd.clear_requests();
+    let queries_before = instant_queries(&prom);
     std::thread::sleep(poll * 10 + Duration::from_millis(100));
+    let queries = instant_queries(&prom) - queries_before;
     let reqs = pd.requests();
-    let stores_reqs = reqs
-        .iter()
-        .filter(|r| r.path_only() == "/pd/api/v1/stores")
-        .count();
+    let mut by_path = std::collections::BTreeMap::<String, usize>::new();
+    for r in &reqs {
+        *by_path.entry(r.path_only().to_owned()).or_default() += 1;
+    }
     let body = support::fake_pd::stores_body(&cluster(STORES)).len();
     println!(
-        "PD: {} requests in 10 polls ({} /stores, others {}); /stores body {} bytes; /regions requested: {}",
+        "PD: {} requests in 10 polls {by_path:?}; /stores body {} bytes; /regions requested: {}",
         reqs.len(),
-        stores_reqs,
-        reqs.len() - stores_reqs,
         body,
         pd.regions_requested()
     );
+    let prometheus_based = BUILTINS
+        .iter()
+        .filter(|b| b.default_query().is_some())
+        .count();
+    println!(
+        "Prometheus: {queries} instant queries in 10 polls; {prometheus_based} Prometheus-based built-ins"
+    );
+    let metrics = e.metrics();
+    let violations = metrics
+        .lines()
+        .filter(|l| l.starts_with("tikv_invariant_violation{"))
+        .count();
+    let unknown = metrics
+        .lines()
+        .filter(|l| l.starts_with("tikv_invariant_unknown{") && l.ends_with(" 1"))
+        .count();
+    println!("invariant series: {violations} (unknown: {unknown})");
     // Scrape latency through HTTP (each format and coding) and RSS.
     let prometheus_accept = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
     for (what, headers) in [
@@ -286,7 +369,7 @@ fn percentiles(mut f: impl FnMut()) -> (Duration, Duration) {
 
 /// The same scrape through `--web.config.file` (TLS 1.3 + basic auth, bcrypt cost 10 as
 /// `htpasswd -B` makes): on one kept-alive connection (as Prometheus scrapes), and with a new
-/// connection (handshake) each time.
+/// connection (handshake) each time; kept-alive also gzipped (as Prometheus asks).
 fn tls_scrape(pd: &FakePd) {
     let dir = tempfile::tempdir().unwrap();
     let ca = support::fake_pd::tls::Ca::new("bench-ca");
@@ -329,16 +412,23 @@ fn tls_scrape(pd: &FakePd) {
             other => Err(format!("{other:?}\n{}", e.stderr())),
         },
     );
-    let mut conn = client.connect(e.addr()).unwrap();
-    let mut size = 0;
-    let (p50, p99) = percentiles(|| {
-        let a = conn.get("/metrics", &headers).unwrap();
-        assert_eq!(a.status, 200);
-        size = a.body.len();
-    });
-    println!(
-        "scrape over TLS + basic auth at {STORES} stores, kept-alive connection: p50 {p50:?}, p99 {p99:?}, {size} bytes"
-    );
+    let gzipped = [headers[0], ("Accept-Encoding", "gzip")];
+    for (what, headers) in [("", &headers[..]), (", gzip", &gzipped[..])] {
+        let mut conn = client.connect(e.addr()).unwrap();
+        let mut size = 0;
+        let (p50, p99) = percentiles(|| {
+            let a = conn.get("/metrics", headers).unwrap();
+            assert_eq!(a.status, 200);
+            // The bytes on the wire (a gzipped body is not text).
+            size = a
+                .header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+        });
+        println!(
+            "scrape over TLS + basic auth{what} at {STORES} stores, kept-alive connection: p50 {p50:?}, p99 {p99:?}, {size} bytes"
+        );
+    }
     let (p50, p99) = percentiles(|| {
         let a = client.get(e.addr(), "/metrics", &headers).unwrap();
         assert_eq!(a.status, 200);

@@ -13,9 +13,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, WebConfig, parse_listen_address};
 use crate::domain::PathPattern;
 use crate::exposition::View;
+use crate::exposition::cache::CachedMetrics;
 use crate::exposition::hot_regions::HotRegionsCache;
 use crate::exposition::http::{Endpoints, ReloadTrigger, handler};
-use crate::exposition::metrics::{BuildInfo, registry};
+use crate::exposition::metrics::BuildInfo;
 use crate::http_server::tracker::open_files_limit;
 use crate::http_server::{Limits, ServeOptions};
 use crate::logs::docker::DockerSource;
@@ -302,7 +303,7 @@ async fn run_inner(
     }
     let http = Arc::new(Endpoints {
         view: view.clone(),
-        registry: registry(
+        metrics: CachedMetrics::new(
             view.clone(),
             BuildInfo::current(),
             cfg.cluster_name.as_deref(),

@@ -36,5 +36,6 @@ pub(crate) mod pd_coverage;
 pub(crate) mod poller;
 pub mod snapshot;
 pub mod sources;
+pub(crate) mod tls_verify;
 pub(crate) mod transitions;
 pub mod web_config;

@@ -1,6 +1,7 @@
 //! What one poll observed: PD's stores, health and schedule settings, PD's cluster-wide state
-//! (the leader's region counts and etcd, the GC safe point, the min resolved ts: read every
-//! `pd.health_interval`, see [`Polled`]) and the Prometheus query results, each either fresh,
+//! (the leader's region counts, etcd and scale-in progress, the GC safe point, the min resolved
+//! ts, the leader-evicting schedulers: read every `pd.health_interval`, see [`Polled`]), the
+//! region count history of Offline stores and the Prometheus query results, each either fresh,
 //! or missing with the reason (so invariants can report `unknown`), plus how samples map to
 //! stores.
 
@@ -8,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::domain::{
-    GcSafePoints, MinResolvedTs, PdHealth, PdLeaderMetrics, ScheduleConfig, Store, StoreMatcher,
-    StoreState,
+    GcSafePoints, MinResolvedTs, OfflineHistory, PdHealth, PdLeaderMetrics, ScheduleConfig,
+    Schedulers, Store, StoreMatcher, StoreState,
 };
 use crate::sources::prometheus::Sample;
 
@@ -110,6 +111,10 @@ pub struct Observations {
     pub gc_safepoint: Polled<GcSafePoints>,
     /// PD's `/min-resolved-ts?scope=cluster`.
     pub min_resolved_ts: Polled<MinResolvedTs>,
+    /// PD's `/schedulers` and the evict-leader / evict-slow-store targets.
+    pub schedulers: Polled<Schedulers>,
+    /// The region count of each Offline store over time (since this process first saw it).
+    pub offline: OfflineHistory,
     /// Result of each Prometheus query, by query text.
     pub prom: QueryResults,
     /// Maps samples to `stores`.
@@ -143,6 +148,8 @@ impl Observations {
             pd_leader_metrics: Polled::NotYet,
             gc_safepoint: Polled::NotYet,
             min_resolved_ts: Polled::NotYet,
+            schedulers: Polled::NotYet,
+            offline: OfflineHistory::default(),
             prom: QueryResults::new(),
             matcher,
         }

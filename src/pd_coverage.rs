@@ -1,18 +1,26 @@
 //! PD's cluster-wide sources, read by the poller at most once per `pd.health_interval`: the PD
-//! leader's own `/metrics` (region health counts, etcd), `/gc/safepoint` and
-//! `/min-resolved-ts?scope=cluster`. Each is one request (the three concurrently) whatever the
-//! number of regions or stores; none is sent while PD does not answer `/stores` (each would
-//! only add its timeouts to the round): they are then failed with PD's reason and asked again
-//! as soon as PD answers. Each is its own source (`pd:metrics`, `pd:gc_safepoint`,
-//! `pd:min_resolved_ts`); a PD version without the endpoint (404) answers, so its source is up,
-//! and what depends on it has no series. The WAL fsync p99 is taken over the window between two
-//! readings of the same member's cumulative histogram.
+//! leader's own `/metrics` (region health counts, etcd, scale-in progress), `/gc/safepoint`,
+//! `/min-resolved-ts?scope=cluster` and `/schedulers` (with at most the two list endpoints of
+//! the leader-evicting schedulers). Each is one request (`/schedulers` at most three; the four
+//! concurrently) whatever the number of regions or stores; none is sent while PD does not
+//! answer `/stores` (each would only add its timeouts to the round): they are then failed with
+//! PD's reason and asked again as soon as PD answers. Each is its own source (`pd:metrics`,
+//! `pd:gc_safepoint`, `pd:min_resolved_ts`, `pd:schedulers`); a PD version without the endpoint
+//! (404) answers, so its source is up, and what depends on it has no series. The WAL fsync p99
+//! is taken over the window between two readings of the same member's cumulative histogram.
+//!
+//! It also keeps, from every `/stores` answer, the region count history of the Offline stores
+//! ([`OfflineHistory`]: one record per Offline store, dropped when it leaves Offline). The
+//! history is not persisted: after a restart it begins again at the first observation (until
+//! the count is seen falling, `offline_store_stuck` is unknown rather than ok), so a stalled
+//! removal is seen again a full threshold after the restart, and never looks resolved.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use crate::domain::{
-    Histogram, PdHealth, REGION_STATUS_TYPES, StoreHotspot, resolved_ts_known, tso_unix_seconds,
+    Histogram, OfflineHistory, PdHealth, REGION_STATUS_TYPES, Schedulers, Store, StoreHotspot,
+    resolved_ts_known, tso_unix_seconds,
 };
 use crate::log::info;
 use crate::observations::{LeaderReading, Observations, Polled, Unavailable};
@@ -25,8 +33,15 @@ pub(crate) const METRICS_SOURCE: &str = "pd:metrics";
 pub(crate) const GC_SOURCE: &str = "pd:gc_safepoint";
 /// `/min-resolved-ts`.
 pub(crate) const RESOLVED_TS_SOURCE: &str = "pd:min_resolved_ts";
+/// `/schedulers` and the evict-leader / evict-slow-store lists.
+pub(crate) const SCHEDULERS_SOURCE: &str = "pd:schedulers";
 /// Every source this module reads, as `tikv_health_exporter_source_up{source}` names them.
-pub(crate) const SOURCES: [&str; 3] = [METRICS_SOURCE, GC_SOURCE, RESOLVED_TS_SOURCE];
+pub(crate) const SOURCES: [&str; 4] = [
+    METRICS_SOURCE,
+    GC_SOURCE,
+    RESOLVED_TS_SOURCE,
+    SCHEDULERS_SOURCE,
+];
 
 /// One attempt on a source, for the poller to record (health, transition logging).
 #[derive(Debug)]
@@ -47,6 +62,8 @@ pub(crate) struct Coverage {
     leader: Polled<LeaderReading>,
     gc: Polled<crate::domain::GcSafePoints>,
     resolved: Polled<crate::domain::MinResolvedTs>,
+    schedulers: Polled<Schedulers>,
+    offline: OfflineHistory,
     /// The previous WAL fsync histogram, with the endpoint and time it was read at.
     fsync_base: Option<(String, f64, Histogram)>,
     /// Sources this PD does not serve, as last logged.
@@ -62,6 +79,8 @@ impl Coverage {
             leader: Polled::NotYet,
             gc: Polled::NotYet,
             resolved: Polled::NotYet,
+            schedulers: Polled::NotYet,
+            offline: OfflineHistory::default(),
             fsync_base: None,
             not_served: BTreeSet::new(),
         }
@@ -70,6 +89,11 @@ impl Coverage {
     /// A reloaded `pd.health_interval`.
     pub(crate) fn set_interval(&mut self, interval: f64) {
         self.interval = interval;
+    }
+
+    /// Takes a `/stores` answer read at `now` into the Offline stores' history.
+    pub(crate) fn observe_stores(&mut self, stores: &[Store], now: f64) {
+        self.offline.observe(stores, now);
     }
 
     /// Reads the sources if they are due at `now`: `health` names the PD leader, `pd_error` is
@@ -90,6 +114,7 @@ impl Coverage {
             self.leader.fail(why.clone());
             self.gc.fail(why.clone());
             self.resolved.fail(why.clone());
+            self.schedulers.fail(why.clone());
             return SOURCES
                 .iter()
                 .map(|&source| Attempt {
@@ -117,9 +142,13 @@ impl Coverage {
                 Err(why) => Err(why.clone()),
             }
         };
-        let (metrics, gc, resolved) =
-            futures_util::join!(metrics, pd.gc_safepoint(), pd.min_resolved_ts());
-        let mut attempts = Vec::with_capacity(3);
+        let (metrics, gc, resolved, schedulers) = futures_util::join!(
+            metrics,
+            pd.gc_safepoint(),
+            pd.min_resolved_ts(),
+            pd.schedulers()
+        );
+        let mut attempts = Vec::with_capacity(SOURCES.len());
         let mut attempt = |source, result| {
             attempts.push(Attempt {
                 source,
@@ -165,6 +194,15 @@ impl Coverage {
             "resolved_ts_lag",
         );
         attempt(RESOLVED_TS_SOURCE, r);
+        let r = update(&mut self.schedulers, schedulers, now);
+        let schedulers_served = served(&self.schedulers);
+        self.report_served(
+            SCHEDULERS_SOURCE,
+            schedulers_served,
+            "/schedulers",
+            "leader_imbalance",
+        );
+        attempt(SCHEDULERS_SOURCE, r);
         attempts
     }
 
@@ -224,6 +262,8 @@ impl Coverage {
         obs.pd_leader_metrics = self.leader.clone();
         obs.gc_safepoint = self.gc.clone();
         obs.min_resolved_ts = self.resolved.clone();
+        obs.schedulers = self.schedulers.clone();
+        obs.offline = self.offline.clone();
     }
 
     /// The hot traffic per store from the leader's `/metrics` of this health interval (never an

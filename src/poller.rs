@@ -319,6 +319,7 @@ impl Poller {
         let err = match self.pd.store_list().await {
             Ok(list) => {
                 self.set_store_list(list);
+                self.coverage.observe_stores(&self.stores, self.clock.now());
                 None
             }
             Err(e) => Some(Unavailable::new(e.to_string())),
@@ -571,6 +572,8 @@ impl Poller {
             pd_leader_metrics: crate::observations::Polled::NotYet,
             gc_safepoint: crate::observations::Polled::NotYet,
             min_resolved_ts: crate::observations::Polled::NotYet,
+            schedulers: crate::observations::Polled::NotYet,
+            offline: crate::domain::OfflineHistory::default(),
         };
         self.coverage.fill(&mut obs);
         obs

@@ -631,7 +631,7 @@ fn rules_reference_only_contract_metrics() {
 }
 
 /// The alerts the issue asks for, by name.
-const EXPECTED_ALERTS: [&str; 28] = [
+const EXPECTED_ALERTS: [&str; 30] = [
     "TiKVStoreDown",
     "TiKVWriteLatencyHigh",
     "TiKVDiskUsageHigh",
@@ -647,6 +647,9 @@ const EXPECTED_ALERTS: [&str; 28] = [
     "TiKVGCStuck",
     "TiKVResolvedTsLagging",
     "TiKVStoreRestarted",
+    // PD draining stores (issue #12).
+    "TiKVLeaderImbalance",
+    "TiKVOfflineStoreStuck",
     "TiKVInvariantViolated",
     "TiKVInvariantUnknown",
     "TiKVHealthExporterSourceDown",

@@ -482,6 +482,11 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
         },
         StoreSpec::tikv(2),
         StoreSpec::tikv(3),
+        // Being removed: offline_store_stuck has a series for the scale-in panel.
+        StoreSpec {
+            state_name: "Offline".into(),
+            ..StoreSpec::tikv(4)
+        },
     ]);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tikv.log");
@@ -514,6 +519,16 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
             &[("name", "pd_etcd"), ("store", "")],
         )
         .is_some()
+    });
+    // Store 4 loses a region once the exporter has seen it: offline_store_stuck has a value.
+    let stuck = [("name", "offline_store_stuck"), ("store", "4")];
+    exporter.wait_metrics("store 4 seen Offline", PATIENCE, |m| {
+        let unknown = support::exporter::inv("offline_store_stuck", "4", "warning");
+        support::exporter::sample(m, "tikv_invariant_unknown", &unknown).is_some()
+    });
+    pd.set_region_count(4, 59);
+    exporter.wait_metrics("store 4 measured", PATIENCE, |m| {
+        support::exporter::sample(m, "tikv_invariant_observed_value", &stuck).is_some()
     });
     // The file source opens the file at its end: append once it has.
     exporter.wait_source_up("file:tikv.log", 1.0);
@@ -604,7 +619,7 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
     }
     assert!(var_values["job"].iter().any(|j| j == JOB), "{var_values:?}");
     assert_eq!(var_values["cluster"], [CLUSTER], "{var_values:?}");
-    assert_eq!(var_values["store"], ["1", "2", "3"], "{var_values:?}");
+    assert_eq!(var_values["store"], ["1", "2", "3", "4"], "{var_values:?}");
     assert_eq!(
         var_values["invariant"],
         [
@@ -612,6 +627,8 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
             "disk_low_space",
             "disk_usage",
             "gc_safepoint_lag",
+            "leader_imbalance",
+            "offline_store_stuck",
             "pd_etcd",
             "pd_leader",
             "region_down_peers",

@@ -155,6 +155,31 @@ fn demo_goes_pending_firing_resolved_within_a_minute() {
                     && sample(m, "tikv_invariant_pending", &disk) == Some(0.0)
             }),
         ),
+        (
+            "region health firing",
+            Box::new(|m: &str| {
+                sample(
+                    m,
+                    "tikv_invariant_violation",
+                    &inv("region_down_peers", "", "warning"),
+                ) == Some(1.0)
+                    && sample(
+                        m,
+                        "tikv_region_status",
+                        &[("type", "down-peer-region-count")],
+                    ) == Some(5.0)
+            }),
+        ),
+        (
+            "region health resolved",
+            Box::new(|m: &str| {
+                sample(
+                    m,
+                    "tikv_invariant_violation",
+                    &inv("region_down_peers", "", "warning"),
+                ) == Some(0.0)
+            }),
+        ),
     ];
     // /metrics shows each step in order. The scenario repeats every 40 s, so a step missed
     // while this test was not scheduled comes again: the bound allows a second cycle.
@@ -206,25 +231,72 @@ fn demo_goes_pending_firing_resolved_within_a_minute() {
         text.contains("scenario: store 2 stopped heartbeating"),
         "{text}"
     );
+    // A slow GC safe point, leader imbalance and region health, each told by the scenario and
+    // firing then resolved in the status lines within the first minute of the demo's clock.
+    for story in [
+        "scenario: a stuck TiCDC changefeed holds GC: PD's GC safe point is 25h old",
+        "scenario: store 1 loses its leaders",
+        "scenario: 5 regions have a down peer and miss a replica",
+    ] {
+        assert!(text.contains(story), "{story}:\n{text}");
+    }
+    for (series, pending_first) in [
+        ("gc_safepoint_lag", false),
+        ("leader_imbalance/1", true),
+        ("region_down_peers", true),
+        ("region_miss_peers", true),
+    ] {
+        let fired = timeline
+            .iter()
+            .position(|(_, f, _)| f.iter().any(|i| i == series))
+            .unwrap_or_else(|| panic!("{series} never firing:\n{text}"));
+        assert!(
+            timeline[fired].0 <= 60.0,
+            "{series} at {}:\n{text}",
+            timeline[fired].0
+        );
+        if pending_first {
+            assert!(
+                timeline[..fired]
+                    .iter()
+                    .any(|(_, _, p)| p.iter().any(|i| i == series)),
+                "{series} pending before firing:\n{text}"
+            );
+        }
+        assert!(
+            timeline[fired..]
+                .iter()
+                .any(|(_, f, p)| !f.iter().chain(p).any(|i| i == series)),
+            "{series} resolved:\n{text}"
+        );
+    }
     assert!(text.contains("firing: store_down/2"), "{text}");
     assert!(
         text.contains("pending: disk_usage/3") || text.contains("pending: store_down"),
         "{text}"
     );
     assert!(text.contains("firing: store_down/2 disk_usage/3"), "{text}");
-    // The simulated PD serves its cluster-wide state too: nothing of it is unknown or firing
-    // (store 2's resolved ts stops while it is away, for less than the 1m threshold).
+    // The simulated PD serves its cluster-wide state and schedulers too: nothing of it is
+    // unknown, and what the scenario does not touch never fires (store 2's resolved ts stops
+    // while it is away, for less than the 1m threshold). No store is Offline: no series.
     let m = metrics();
-    for (name, store, sev) in [
-        ("region_down_peers", "", "warning"),
-        ("region_miss_peers", "", "warning"),
-        ("pd_etcd", "", "critical"),
-        ("gc_safepoint_lag", "", "warning"),
-        ("resolved_ts_lag", "", "warning"),
-        ("resolved_ts_lag", "2", "warning"),
-        ("store_restarted", "2", "info"),
+    for (name, store, sev, fires) in [
+        ("region_down_peers", "", "warning", true),
+        ("region_miss_peers", "", "warning", true),
+        ("pd_etcd", "", "critical", false),
+        ("gc_safepoint_lag", "", "warning", true),
+        ("resolved_ts_lag", "", "warning", false),
+        ("resolved_ts_lag", "2", "warning", false),
+        ("store_restarted", "2", "info", false),
+        ("leader_imbalance", "1", "warning", true),
+        ("leader_imbalance", "2", "warning", false),
+        ("leader_imbalance", "3", "warning", false),
     ] {
-        for metric in ["tikv_invariant_unknown", "tikv_invariant_violation"] {
+        let mut metrics = vec!["tikv_invariant_unknown"];
+        if !fires {
+            metrics.push("tikv_invariant_violation");
+        }
+        for metric in metrics {
             assert_eq!(
                 sample(&m, metric, &inv(name, store, sev)),
                 Some(0.0),
@@ -232,6 +304,15 @@ fn demo_goes_pending_firing_resolved_within_a_minute() {
             );
         }
     }
+    assert!(!m.contains("name=\"offline_store_stuck\""), "{m}");
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_health_exporter_source_up",
+            &[("source", "pd:schedulers")]
+        ),
+        Some(1.0)
+    );
     // Its hot-region statistics: store 1 writes 256 KiB/s through region 1001.
     assert_eq!(
         sample(

@@ -248,14 +248,16 @@ fn pd_is_asked_for_stores_once_per_poll_and_never_for_regions() {
         stores.len()
     );
     // Health and members (each member asked directly), and PD's cluster-wide sources (the
-    // leader's own /metrics, the GC safe point, the min resolved ts) once per 30 s: at the
-    // start, and never twice within 30 s.
+    // leader's own /metrics, the GC safe point, the min resolved ts, the schedulers and the
+    // evict-slow-store list) once per 30 s: at the start, and never twice within 30 s.
     for path in [
         "/pd/api/v1/health",
         "/pd/api/v1/members",
         "/metrics",
         "/pd/api/v1/gc/safepoint",
         "/pd/api/v1/min-resolved-ts",
+        "/pd/api/v1/schedulers",
+        "/pd/api/v1/scheduler-config/evict-slow-store-scheduler/list",
     ] {
         let asked = arrivals(path);
         assert!(!asked.is_empty(), "{path}: {:?}", pd.paths());

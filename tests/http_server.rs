@@ -25,23 +25,7 @@ const NOFILE: &[&str] = &["prlimit", "--nofile=256:256", "--"];
 
 /// Starts the exporter against a fake PD with `yaml` as its configuration file.
 fn exporter(pd: &FakePd, dir: &tempfile::TempDir, yaml: &str, launch: Launch<'_>) -> Exporter {
-    let cfg = dir.path().join("config.yml");
-    std::fs::write(&cfg, yaml).unwrap();
-    let args: Vec<String> = [
-        "--pd.endpoints",
-        &pd.url(),
-        "--poll-interval",
-        "1s",
-        "--config.file",
-        cfg.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    Exporter::launch(Launch {
-        args: &args,
-        ..launch
-    })
+    Exporter::with_config(&pd.url(), dir, yaml, launch)
 }
 
 fn shed(m: &str, reason: &str) -> f64 {

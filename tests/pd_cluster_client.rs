@@ -1,15 +1,17 @@
 //! The PD client's cluster-wide reads against the fake PD in PD's real shapes and versions:
-//! the PD leader's own `/metrics` (found among the members, streamed, bounded), `/gc/safepoint`
-//! and `/min-resolved-ts?scope=cluster`; a PD too old to serve an endpoint answers 404 and that
+//! the PD leader's own `/metrics` (found among the members, streamed, bounded; with the
+//! removal progress of Offline stores), `/gc/safepoint`, `/min-resolved-ts?scope=cluster` and
+//! `/schedulers` with the evict-leader / evict-slow-store lists; a PD too old to serve an endpoint answers 404 and that
 //! is "not served" after one request; a reply of the wrong shape is a failure.
 
 mod support;
 
 use std::time::Duration;
 
+use support::fake_pd::schedulers::Removal;
 use support::fake_pd::{FakePd, PdVersion, ServiceSafePoint, StoreSpec, cluster};
 use support::http::Response;
-use tikv_health_exporter::domain::{Member, tso_unix_seconds};
+use tikv_health_exporter::domain::{Member, SlowStoreEviction, tso_unix_seconds};
 use tikv_health_exporter::sources::pd::{PdClient, PdClientConfig, PdError};
 
 fn client(endpoints: &[String]) -> PdClient {
@@ -229,4 +231,99 @@ async fn a_metrics_page_that_is_not_pds_or_too_big_is_a_failure() {
     .unwrap();
     let e = small.leader_metrics(&leader).await.unwrap_err().to_string();
     assert!(e.contains("response larger than 1000 bytes"), "{e}");
+}
+
+#[tokio::test]
+async fn schedulers_and_their_targets_per_version_in_at_most_three_requests() {
+    let pd = FakePd::with_stores(&cluster(3));
+    let c = client(&[pd.url()]);
+    let lists = |pd: &FakePd| {
+        (
+            pd.requests_to("/pd/api/v1/scheduler-config/evict-leader-scheduler/list"),
+            pd.requests_to("/pd/api/v1/scheduler-config/evict-slow-store-scheduler/list"),
+        )
+    };
+    // v8.1 defaults: evict-slow-store runs, its list says `null`; no evict-leader (not asked).
+    let s = c.schedulers().await.unwrap().unwrap();
+    assert_eq!(s.running, 4);
+    assert!(s.evict_leader.is_empty());
+    assert_eq!(s.evict_slow_store, SlowStoreEviction::Unlisted);
+    assert_eq!(pd.requests_to("/pd/api/v1/schedulers"), 1);
+    assert_eq!(lists(&pd), (0, 1));
+    // evict-leader on 2 and 3; v8.5.5 lists the slow stores.
+    pd.set_version(PdVersion::V8_5_5);
+    pd.edit_schedulers(|s| {
+        s.evict_leader = vec![2, 3];
+        s.evicted_slow = vec![1];
+    });
+    let s = c.schedulers().await.unwrap().unwrap();
+    assert_eq!(s.evict_leader, [2, 3].into());
+    assert_eq!(s.evict_slow_store, SlowStoreEviction::Listed([1].into()));
+    assert_eq!(lists(&pd), (1, 2));
+    // PD v3.0's per-store names: the targets without a list request.
+    pd.edit_schedulers(|s| s.v30_names = true);
+    let s = c.schedulers().await.unwrap().unwrap();
+    assert_eq!(s.evict_leader, [2, 3].into());
+    assert_eq!(lists(&pd), (1, 3));
+    // <= v7.5 with evict-slow-store added: `not implements`.
+    pd.set_version(PdVersion::V6_1_0);
+    pd.edit_schedulers(|s| s.evict_slow_store = Some(true));
+    let s = c.schedulers().await.unwrap().unwrap();
+    assert_eq!(s.evict_slow_store, SlowStoreEviction::Unlisted);
+    assert_eq!(pd.requests_to("/pd/api/v1/schedulers"), 4);
+    assert!(!pd.regions_requested());
+    // The scheduler gone between the two requests (its list 404s): not running.
+    pd.respond_with(
+        "/pd/api/v1/scheduler-config/evict-slow-store-scheduler/list",
+        Response::text(404, "404 page not found\n"),
+    );
+    let s = c.schedulers().await.unwrap().unwrap();
+    assert_eq!(s.evict_slow_store, SlowStoreEviction::NotRunning);
+    // A list of the wrong shape fails the whole reading; /schedulers 404: not served.
+    pd.respond_with(
+        "/pd/api/v1/scheduler-config/evict-slow-store-scheduler/list",
+        Response::json(r#"{"evict-stores": "all"}"#),
+    );
+    let e = c.schedulers().await.unwrap_err().to_string();
+    assert!(e.contains("`evict-stores` is \"all\", not a list"), "{e}");
+    pd.respond_with(
+        "/pd/api/v1/schedulers",
+        Response::text(404, "404 page not found\n"),
+    );
+    assert!(c.schedulers().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn removal_progress_comes_with_the_leaders_page() {
+    let pd = FakePd::with_stores(&cluster(3));
+    pd.edit_schedulers(|s| {
+        s.removals = vec![
+            Removal {
+                store: 3,
+                progress: 0.5,
+                speed: 0.0,
+                eta: 0.0,
+            },
+            Removal {
+                store: 2,
+                progress: 0.9,
+                speed: 4.0,
+                eta: 30.0,
+            },
+        ]
+    });
+    let c = client(&[pd.url()]);
+    let leader = leader_of(&c).await;
+    let (_, m) = c.leader_metrics(&leader).await.unwrap();
+    let stalled = m.removal[&3];
+    assert_eq!(
+        (stalled.progress, stalled.speed, stalled.eta),
+        (Some(0.5), Some(0.0), Some(f64::MAX))
+    );
+    assert!(stalled.stalled());
+    assert!(!m.removal[&2].stalled());
+    // PD v4.0 has no progress metrics.
+    pd.set_version(PdVersion::V4_0_0);
+    let (_, m) = c.leader_metrics(&leader).await.unwrap();
+    assert!(m.removal.is_empty());
 }

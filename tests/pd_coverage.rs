@@ -1,8 +1,9 @@
 //! End to end: the exporter binary's PD-side coverage invariants against the fake PD (real
 //! shapes, several versions): region health from the PD leader's own `/metrics`, the leader's
-//! etcd, the GC safe point, the min resolved ts and store restarts — their series, gauges,
-//! transitions, a source of the wrong shape (unknown, never resolved) and a PD too old to serve
-//! an endpoint (no series, not unknown).
+//! etcd, the GC safe point, the min resolved ts, store restarts, the leader balance with PD's
+//! leader-evicting schedulers and stalled scale-ins — their series, gauges, transitions, a
+//! source of the wrong shape (unknown, never resolved), a PD too old to serve an endpoint (no
+//! series, not unknown), and the PD requests they cost (O(1) per health interval).
 
 mod support;
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use support::exporter::{Exporter, inv, sample};
 use support::fake_pd::hotspot::{Kind, peer};
+use support::fake_pd::schedulers::Removal;
 use support::fake_pd::{FakePd, PdVersion, ServiceSafePoint, StoreSpec, cluster};
 use support::http::Response;
 use support::wait::{PATIENCE, unix_now};
@@ -70,7 +72,13 @@ fn a_healthy_cluster_has_every_series_known_and_ok_with_the_gauges() {
             );
         }
     }
-    for s in ["pd:metrics", "pd:gc_safepoint", "pd:min_resolved_ts", "pd"] {
+    for s in [
+        "pd:metrics",
+        "pd:gc_safepoint",
+        "pd:min_resolved_ts",
+        "pd:schedulers",
+        "pd",
+    ] {
         assert_eq!(
             sample(&m, "tikv_health_exporter_source_up", &[("source", s)]),
             Some(1.0),
@@ -431,6 +439,319 @@ fn a_pd_without_the_endpoints_has_no_series_for_them_and_nothing_unknown() {
     });
     assert!(!m.contains("name=\"resolved_ts_lag\",store=\"1\""), "{m}");
     assert!(e.stderr().contains("PD serves /gc/safepoint now"));
+    // Every PD version serves /schedulers; evict-slow-store is not on by default before v7.6,
+    // so its list is never asked; the stores are balanced.
+    for store in ["1", "2", "3"] {
+        assert_eq!(
+            sample(
+                &m,
+                "tikv_invariant_unknown",
+                &inv("leader_imbalance", store, "warning")
+            ),
+            Some(0.0)
+        );
+    }
+    assert_eq!(
+        pd.requests_to("/pd/api/v1/scheduler-config/evict-slow-store-scheduler/list"),
+        0
+    );
+    // A PD that served no /schedulers (404): leader_imbalance has no series, nothing unknown.
+    pd.respond_with(
+        "/pd/api/v1/schedulers",
+        Response::text(404, "404 page not found\n"),
+    );
+    let m = e.wait_metrics("no leader_imbalance", PATIENCE, |m| {
+        !m.contains("name=\"leader_imbalance\"")
+    });
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_health_exporter_source_up",
+            &[("source", "pd:schedulers")]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        e.stderr()
+            .contains("PD does not serve /schedulers: leader_imbalance has no series")
+    );
+}
+
+/// `leader_imbalance`'s message on `store`.
+fn leaders(e: &Exporter, store: &str) -> String {
+    message(e, "leader_imbalance", store)
+}
+
+#[test]
+fn leader_imbalance_fires_unless_a_scheduler_drains_the_store_at_o1_requests() {
+    // 40 Up TiKV stores with 100 leaders each, store 3 with 10, and a TiFlash store.
+    let mut specs: Vec<StoreSpec> = (1..=40)
+        .map(|id| StoreSpec {
+            leader_count: Some(if id == 3 { 10 } else { 100 }),
+            ..StoreSpec::tikv(id)
+        })
+        .collect();
+    specs.push(StoreSpec::tiflash(100));
+    let pd = FakePd::with_live_stores(&specs);
+    let dir = tempfile::tempdir().unwrap();
+    let e = start(&pd, &dir, "invariants:\n  leader_imbalance: {grace: 0s}\n");
+    let m = e.wait_metrics("store 3 imbalanced", PATIENCE, |m| {
+        firing(m, "leader_imbalance", "3", "warning")
+    });
+    // 10 / (3910 / 40) = 0.1023...
+    let v = sample(
+        &m,
+        "tikv_invariant_observed_value",
+        &[("name", "leader_imbalance"), ("store", "3")],
+    )
+    .unwrap();
+    assert!((v - 10.0 / 97.75).abs() < 1e-9, "{v}");
+    assert_eq!(
+        leaders(&e, "3"),
+        "0.1023 < 0.5000 (violated); 10 leaders, 10% of the mean 97.8 over 40 Up TiKV stores"
+    );
+    assert!(!firing(&m, "leader_imbalance", "1", "warning"));
+    // TiFlash has no leaders: no series.
+    assert!(e.invariant("leader_imbalance", "100").is_none());
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_health_exporter_source_up",
+            &[("source", "pd:schedulers")]
+        ),
+        Some(1.0)
+    );
+
+    // PD's requests over at least five health intervals (1 s): each cluster-wide path at most
+    // once per interval, whatever the 41 stores; never /regions, a per-store path or progress.
+    pd.clear_requests();
+    let started = std::time::Instant::now();
+    pd.wait_requests_to("/pd/api/v1/schedulers", 5);
+    let intervals = started.elapsed().as_secs_f64().ceil() as usize + 1;
+    let schedulers = pd.requests_to("/pd/api/v1/schedulers");
+    assert!(schedulers <= intervals, "{schedulers} in {intervals} s");
+    // evict-slow-store runs by default (v7.6+): its list once per /schedulers; evict-leader
+    // does not run: its list is never asked.
+    let slow_list = "/pd/api/v1/scheduler-config/evict-slow-store-scheduler/list";
+    let leader_list = "/pd/api/v1/scheduler-config/evict-leader-scheduler/list";
+    assert!(pd.requests_to(slow_list) <= schedulers + 1);
+    assert_eq!(pd.requests_to(leader_list), 0);
+    for p in pd.paths() {
+        assert!(
+            !p.starts_with("/pd/api/v1/regions")
+                && !p.starts_with("/pd/api/v1/store/")
+                && !p.starts_with("/pd/api/v1/stores/progress"),
+            "{p}"
+        );
+    }
+
+    // An evict-leader scheduler on store 3: ok, saying why.
+    pd.edit_schedulers(|s| s.evict_leader = vec![3]);
+    e.wait_metrics("store 3 exempt", PATIENCE, |m| {
+        !firing(m, "leader_imbalance", "3", "warning")
+    });
+    assert!(
+        leaders(&e, "3").ends_with(
+            "10 leaders, 10% of the mean 97.8 over 40 Up TiKV stores; exempt: an evict-leader-scheduler targets it"
+        ),
+        "{}",
+        leaders(&e, "3")
+    );
+    assert!(pd.requests_to(leader_list) >= 1);
+    // PD v3.0's per-store scheduler name: exempt the same way, without the list endpoint.
+    pd.edit_schedulers(|s| s.v30_names = true);
+    pd.clear_requests();
+    pd.wait_requests_to("/pd/api/v1/schedulers", 3);
+    // (At most one: the list of a round whose /schedulers came before the change.)
+    assert!(pd.requests_to(leader_list) <= 1);
+    assert!(!firing(&e.metrics(), "leader_imbalance", "3", "warning"));
+    assert!(leaders(&e, "3").contains("exempt: an evict-leader-scheduler targets it"));
+
+    // The scheduler removed: firing again. /schedulers failing: unknown below the threshold
+    // (still firing: unknown resolves nothing), stores above it stay known.
+    pd.edit_schedulers(|s| s.evict_leader.clear());
+    e.wait_metrics("store 3 imbalanced again", PATIENCE, |m| {
+        firing(m, "leader_imbalance", "3", "warning")
+    });
+    pd.respond_with(
+        "/pd/api/v1/schedulers",
+        Response::json(r#"{"error": "internal"}"#),
+    );
+    let m = e.wait_metrics("store 3 unknown", PATIENCE, |m| {
+        sample(
+            m,
+            "tikv_invariant_unknown",
+            &inv("leader_imbalance", "3", "warning"),
+        ) == Some(1.0)
+    });
+    assert!(firing(&m, "leader_imbalance", "3", "warning"));
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_invariant_unknown",
+            &inv("leader_imbalance", "1", "warning")
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_health_exporter_source_up",
+            &[("source", "pd:schedulers")]
+        ),
+        Some(0.0)
+    );
+    assert!(
+        leaders(&e, "3").contains("whether PD evicts its leaders on purpose is unknown"),
+        "{}",
+        leaders(&e, "3")
+    );
+}
+
+#[test]
+fn evict_slow_store_exempts_by_its_list_or_by_slow_score_per_pd_version() {
+    let mut specs = cluster(3);
+    specs[2].leader_count = Some(0);
+    let pd = FakePd::with_live_stores(&specs);
+    pd.set_slow_score(3, 100);
+    let dir = tempfile::tempdir().unwrap();
+    let e = start(&pd, &dir, "invariants:\n  leader_imbalance: {grace: 0s}\n");
+    let exempt = |e: &Exporter| {
+        e.wait_metrics("store 3 exempt", PATIENCE, |m| {
+            sample(
+                m,
+                "tikv_invariant_unknown",
+                &inv("leader_imbalance", "3", "warning"),
+            ) == Some(0.0)
+                && leaders(e, "3").contains("exempt")
+        });
+        leaders(e, "3")
+    };
+    let imbalanced = |e: &Exporter| {
+        e.wait_metrics("store 3 firing", PATIENCE, |m| {
+            firing(m, "leader_imbalance", "3", "warning")
+        });
+    };
+    // v7.6–v8.5.4: the list says `null`; PD's trigger (slow_score 100) decides.
+    assert!(
+        exempt(&e).ends_with("evict-slow-store-scheduler evicts its leaders (slow_score >= 100)")
+    );
+    pd.set_slow_score(3, 1);
+    imbalanced(&e);
+    // v8.5.5+: the real list decides, whatever the score.
+    pd.set_version(PdVersion::V8_5_5);
+    pd.edit_schedulers(|s| s.evicted_slow = vec![3]);
+    assert!(exempt(&e).ends_with("; exempt: evict-slow-store-scheduler evicts its leaders"));
+    pd.edit_schedulers(|s| s.evicted_slow = vec![2]);
+    pd.set_slow_score(3, 100);
+    imbalanced(&e);
+    // <= v7.5 (`not implements`), the scheduler added by hand: the score again.
+    pd.set_version(PdVersion::V6_1_0);
+    pd.edit_schedulers(|s| s.evict_slow_store = Some(true));
+    assert!(exempt(&e).ends_with("(slow_score >= 100)"));
+    // Not running: a score of 100 alone exempts nothing.
+    pd.edit_schedulers(|s| s.evict_slow_store = Some(false));
+    imbalanced(&e);
+}
+
+#[test]
+fn an_offline_store_that_stops_losing_regions_fires_and_resolves_when_it_moves() {
+    let pd = FakePd::with_live_stores(&cluster(4));
+    pd.set_store_state(4, "Offline");
+    pd.set_region_count(4, 60);
+    pd.edit_schedulers(|s| {
+        s.removals = vec![Removal {
+            store: 4,
+            progress: 0.25,
+            speed: 0.0,
+            eta: 0.0,
+        }]
+    });
+    let dir = tempfile::tempdir().unwrap();
+    // A threshold of 8 s instead of 30 m.
+    let e = start(
+        &pd,
+        &dir,
+        "invariants:\n  offline_store_stuck: {threshold: 8}\n",
+    );
+    // Not seen falling yet and PD says it does not move: unknown until the threshold has
+    // passed since the first observation (whether it fell before cannot be told), then
+    // firing. (Seen unknown unless this test was not scheduled for the 8 s.)
+    let m = e.wait_metrics("store 4 evaluated", PATIENCE, |m| {
+        sample(
+            m,
+            "tikv_invariant_unknown",
+            &inv("offline_store_stuck", "4", "warning"),
+        )
+        .is_some()
+    });
+    if !firing(&m, "offline_store_stuck", "4", "warning") {
+        let msg = message(&e, "offline_store_stuck", "4");
+        assert!(msg.contains("has not been seen falling yet"), "{msg}");
+    }
+    // Up stores have no series.
+    assert!(
+        !m.contains("name=\"offline_store_stuck\",store=\"1\""),
+        "{m}"
+    );
+    let m = e.wait_metrics("store 4 stuck", PATIENCE, |m| {
+        firing(m, "offline_store_stuck", "4", "warning")
+    });
+    let v = sample(
+        &m,
+        "tikv_invariant_observed_value",
+        &[("name", "offline_store_stuck"), ("store", "4")],
+    )
+    .unwrap();
+    assert!(v > 8.0, "{v}");
+    let msg = message(&e, "offline_store_stuck", "4");
+    assert!(
+        msg.contains(
+            "60 regions; not fallen below 60 since this exporter first saw the store Offline at "
+        ) && msg.ends_with("; PD: 25% done, not moving (speed 0, no ETA)"),
+        "{msg}"
+    );
+    // Regions leave again: resolved at once (the value restarts from 0).
+    pd.set_region_count(4, 50);
+    pd.edit_schedulers(|s| {
+        s.removals = vec![Removal {
+            store: 4,
+            progress: 0.4,
+            speed: 12.5,
+            eta: 1823.4,
+        }]
+    });
+    let m = e.wait_metrics("store 4 moving", PATIENCE, |m| {
+        sample(
+            m,
+            "tikv_invariant_violation",
+            &inv("offline_store_stuck", "4", "warning"),
+        ) == Some(0.0)
+    });
+    let v = sample(
+        &m,
+        "tikv_invariant_observed_value",
+        &[("name", "offline_store_stuck"), ("store", "4")],
+    )
+    .unwrap();
+    assert!(v < 8.0, "{v}");
+    let msg = message(&e, "offline_store_stuck", "4");
+    assert!(msg.contains("50 regions; last fell to 50 at "), "{msg}");
+    // PD down: unknown, still not resolved into anything.
+    pd.fail_with(503, "no leader\n");
+    e.wait_metrics("store 4 unknown", PATIENCE, |m| {
+        sample(
+            m,
+            "tikv_invariant_unknown",
+            &inv("offline_store_stuck", "4", "warning"),
+        ) == Some(1.0)
+    });
+    // The store is buried: its series go.
+    pd.heal();
+    pd.remove_store(4);
+    e.wait_metrics("store 4 gone", PATIENCE, |m| {
+        !m.contains("name=\"offline_store_stuck\"")
+    });
 }
 
 /// Hot peers of the fake: region 100 written on stores 1 (leader), 2 and 3, read on store 1;

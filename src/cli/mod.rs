@@ -185,8 +185,8 @@ pub enum Command {
     /// Run the real exporter against a built-in simulated cluster, with a live status.
     ///
     /// Three simulated stores behind a PD-API compatible server on loopback go through a
-    /// 40-second cycle: one goes Disconnected, a disk fills, leaders move (TiKV/PD log lines
-    /// through the real parser), one slows down. Watch pending → firing → resolved on the
+    /// 40-second cycle: one goes Disconnected, GC stalls, a disk fills, one loses its leaders
+    /// (TiKV/PD log lines through the real parser), regions lose a replica, one slows down. Watch pending → firing → resolved on the
     /// printed status, /metrics and /api/v1/invariants.
     Demo(DemoArgs),
     /// Print a shell completion script for this command line to standard output.

@@ -1,6 +1,8 @@
 //! A simulated TiKV cluster for `demo`: a PD-API compatible HTTP server on loopback (the v8.1
 //! JSON shapes of `/stores`, `/members`, `/health`, `/config/schedule`, `/gc/safepoint`,
-//! `/min-resolved-ts`, and the PD leader's own `/metrics`: region counts, etcd), per-store TiKV metric
+//! `/min-resolved-ts`, `/schedulers` with v8.1's default schedulers and the evict-slow-store
+//! list (`evict-stores` always `null` before v8.5.5; no evict-leader, so its list is 404), and
+//! the PD leader's own `/metrics`: region counts, etcd; cluster-signals.md §3, §6, §8), per-store TiKV metric
 //! endpoints (write-latency histogram, process CPU and quota) for a Prometheus to scrape, and a
 //! TiKV-format log file written as things happen.
 
@@ -45,9 +47,20 @@ pub struct SimStore {
     pub last_heartbeat: std::time::SystemTime,
 }
 
+/// What the simulated PD says about the cluster beyond its stores.
+#[derive(Clone, Debug, Default)]
+pub struct SimPd {
+    /// A TiCDC changefeed's service safe point holding GC this many seconds back (`None`: GC
+    /// runs, 10 minutes of history).
+    pub gc_held_secs: Option<u64>,
+    /// Regions with a down peer, each also missing a replica (`pd_regions_status`).
+    pub unhealthy_regions: u64,
+}
+
 /// The simulated cluster state, shared by its servers and the scenario.
 pub struct SimCluster {
     stores: Mutex<Vec<SimStore>>,
+    pd: Mutex<SimPd>,
     started: Instant,
     log: Mutex<std::fs::File>,
     log_path: PathBuf,
@@ -103,6 +116,7 @@ impl SimCluster {
             .collect();
         Ok(Arc::new(SimCluster {
             stores: Mutex::new(stores),
+            pd: Mutex::new(SimPd::default()),
             started: Instant::now(),
             log: Mutex::new(log),
             log_path: log_path.to_owned(),
@@ -131,6 +145,16 @@ impl SimCluster {
         if let Some(s) = stores.iter_mut().find(|s| s.id == id) {
             f(s);
         }
+    }
+
+    /// Changes what the simulated PD says about the cluster.
+    pub fn update_pd(&self, f: impl FnOnce(&mut SimPd)) {
+        f(&mut self.pd.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// A copy of the simulated PD's cluster-wide state.
+    fn pd_state(&self) -> SimPd {
+        self.pd.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// A copy of the stores.
@@ -217,15 +241,44 @@ impl SimCluster {
             ),
             "/metrics" => (200, self.pd_metrics_text()),
             "/pd/api/v1/gc/safepoint" => {
-                // TiDB's GC worker keeps 10 minutes of history.
-                let sp = tso_ago(600);
+                // TiDB's GC worker keeps 10 minutes of history, unless a changefeed holds it.
+                let worker = tso_ago(600);
+                let mut services = vec![json!({"service_id": "gc_worker", "expired_at": i64::MAX, "safe_point": worker})];
+                let sp = match self.pd_state().gc_held_secs {
+                    Some(held) => {
+                        let sp = tso_ago(held);
+                        let expires = unix_now() as i64 + 86400;
+                        services.push(json!({"service_id": "ticdc-default-1139748333935545375",
+                                             "expired_at": expires, "safe_point": sp}));
+                        sp
+                    }
+                    None => worker,
+                };
                 (
                     200,
-                    json!({"service_gc_safe_points": [{"service_id": "gc_worker", "expired_at": i64::MAX, "safe_point": sp}],
+                    json!({"service_gc_safe_points": services,
                            "min_service_gc_safe_point": sp, "gc_safe_point": sp})
                     .to_string(),
                 )
             }
+            // v8.1's default schedulers (PD >= v8.0), in PD's random order.
+            "/pd/api/v1/schedulers" => {
+                let mut names = [
+                    "balance-region-scheduler",
+                    "balance-leader-scheduler",
+                    "balance-hot-region-scheduler",
+                    "evict-slow-store-scheduler",
+                ];
+                let turn = self.elapsed() as usize % names.len();
+                names.rotate_left(turn);
+                (200, json!(names).to_string())
+            }
+            // v7.6–v8.5.4: the targets are never listed.
+            "/pd/api/v1/scheduler-config/evict-slow-store-scheduler/list" => (
+                200,
+                json!({"disabled": false, "recovery-duration": 1800, "evict-stores": null})
+                    .to_string(),
+            ),
             "/pd/api/v1/min-resolved-ts" => {
                 let stores: serde_json::Map<String, Value> = self
                     .stores()
@@ -295,9 +348,14 @@ etcd_mvcc_db_total_size_in_bytes 2.1336064e+08
 # TYPE pd_regions_status gauge
 "
         ));
+        let unhealthy = self.pd_state().unhealthy_regions;
         for t in crate::domain::REGION_STATUS_TYPES {
+            let n = match t {
+                "down-peer-region-count" | "miss-peer-region-count" => unhealthy,
+                _ => 0,
+            };
             out.push_str(&format!(
-                "pd_regions_status{{type=\"{t}\"}} 0
+                "pd_regions_status{{type=\"{t}\"}} {n}
 "
             ));
         }
@@ -405,12 +463,16 @@ etcd_mvcc_db_total_size_in_bytes 2.1336064e+08
     }
 }
 
+/// Now, Unix seconds.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// A TSO `secs` seconds ago.
 fn tso_ago(secs: u64) -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    crate::domain::tso_from_unix_seconds(now - secs as f64)
+    crate::domain::tso_from_unix_seconds(unix_now() - secs as f64)
 }
 
 /// Answers a path with (status, body, content type).

@@ -1,6 +1,7 @@
 //! `demo`: the real exporter against a built-in simulated cluster whose stores go Disconnected,
-//! fill their disk, lose their leaders and slow down on a 40-second cycle, with a short live
-//! status, so a newcomer sees pending → firing → resolved within a minute.
+//! fill their disk, lose their leaders and slow down, whose GC stalls and whose regions lose a
+//! replica, on a 40-second cycle, with a short live status, so a newcomer sees pending →
+//! firing → resolved within a minute.
 
 pub mod cluster;
 
@@ -69,6 +70,20 @@ pub fn demo_config(opts: &DemoOptions, pd_url: &str, log: &std::path::Path) -> C
             ..Default::default()
         },
     );
+    // Store 1's leaders are gone for 7 s, regions lack a replica for 7 s.
+    for (name, secs) in [
+        ("leader_imbalance", 3),
+        ("region_down_peers", 2),
+        ("region_miss_peers", 3),
+    ] {
+        set(
+            name,
+            InvariantOverride {
+                grace: grace(secs),
+                ..Default::default()
+            },
+        );
+    }
     for name in ["write_latency_p99", "cpu_usage"] {
         set(
             name,
@@ -122,6 +137,16 @@ fn step(sim: &SimCluster, t: u64) -> Option<&'static str> {
                 "store 3's disk fills to 78%, past PD's high-space-ratio 0.7 (disk_usage grace 5s)",
             )
         }
+        7 => {
+            sim.update_pd(|p| p.gc_held_secs = Some(25 * 3600));
+            Some(
+                "a stuck TiCDC changefeed holds GC: PD's GC safe point is 25h old, past 24h (gc_safepoint_lag, no grace)",
+            )
+        }
+        12 => {
+            sim.update_pd(|p| p.gc_held_secs = None);
+            Some("the changefeed is removed: GC advances again")
+        }
         13 => {
             sim.update(2, |s| s.state = "Up".into());
             sim.log(&["[INFO] [raft.rs:783] [\"became follower at term 7\"] [term=7] [raft_id=102] [region_id=100]".into()]);
@@ -130,7 +155,9 @@ fn step(sim: &SimCluster, t: u64) -> Option<&'static str> {
         15 => {
             sim.update(1, |s| s.leaders = 0);
             sim.log(&leader_moves(1, 3, 200, 8));
-            Some("store 1 loses its leaders (transfer-leader storm in the logs)")
+            Some(
+                "store 1 loses its leaders (transfer-leader storm in the logs; leader_imbalance: 0 of a mean 26.7, grace 3s)",
+            )
         }
         22 => {
             sim.update(1, |s| s.leaders = 40);
@@ -139,6 +166,16 @@ fn step(sim: &SimCluster, t: u64) -> Option<&'static str> {
         25 => {
             sim.update(3, |s| s.available_gib = 300.0);
             Some("store 3's disk is freed (disk_usage resolves after clear_grace 3s)")
+        }
+        26 => {
+            sim.update_pd(|p| p.unhealthy_regions = 5);
+            Some(
+                "5 regions have a down peer and miss a replica (PD leader's pd_regions_status; region_down_peers grace 2s, region_miss_peers 3s)",
+            )
+        }
+        33 => {
+            sim.update_pd(|p| p.unhealthy_regions = 0);
+            Some("PD has re-replicated the 5 regions")
         }
         30 => {
             sim.update(1, |s| {
@@ -227,7 +264,7 @@ async fn run_in(
         &format!(
             "tikv-health-exporter demo: 3 simulated TiKV stores behind a simulated PD at {pd_url}\n\
              metrics: http://{}/metrics   invariants: http://{}/api/v1/invariants\n\
-             a {CYCLE_SECS}s cycle: a store goes down, a disk fills, leaders move, a store slows. Ctrl-C to stop.",
+             a {CYCLE_SECS}s cycle: a store goes down, GC stalls, a disk fills, leaders move, regions lose a replica, a store slows. Ctrl-C to stop.",
             cfg.web.listen_address.trim_start_matches(':'),
             cfg.web.listen_address.trim_start_matches(':'),
         ),

@@ -1,9 +1,10 @@
 //! The shared vocabulary of every layer: severities and comparisons of invariants, PD stores and
 //! their states, PD members and schedule settings, PD's cluster-wide state (region health, etcd,
-//! GC and resolved-ts safe points), how samples, containers and pods map to stores, and name
+//! GC and resolved-ts safe points, which stores PD drains and how fast), how samples, containers and pods map to stores, and name
 //! patterns. Nothing here does I/O; every other module may import it, and it
 //! imports none of them.
 
+mod drain;
 mod mapping;
 mod pattern;
 mod pd;
@@ -12,6 +13,10 @@ mod store;
 
 use serde::{Deserialize, Serialize};
 
+pub use drain::{
+    EVICT_LEADER, EVICT_SLOW_STORE, OfflineHistory, OfflineRecord, RemovalProgress,
+    SLOW_STORE_EVICT_SCORE, Schedulers, SlowStoreEviction, v30_evict_leader_target,
+};
 pub use mapping::{DEFAULT_STATUS_PORT, MAPPING_LABELS, MappingRule, StoreMatcher};
 pub use pattern::{Part, PathPattern, PatternError, glob_match, is_pattern};
 pub use pd::{Member, MemberHealth, Members, PdHealth, ScheduleConfig};

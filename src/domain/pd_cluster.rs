@@ -125,6 +125,9 @@ pub struct PdLeaderMetrics {
     pub db_total_size_bytes: Option<f64>,
     /// `etcd_server_quota_backend_bytes`: PD's `quota-backend-bytes` (default 8 GiB).
     pub quota_backend_bytes: Option<f64>,
+    /// `pd_cluster_progress`/`_speed`/`_eta{action="removing"}` by store id (PD ≥ v6.1; empty
+    /// when no store is being removed or PD is older).
+    pub removal: BTreeMap<u64, super::RemovalProgress>,
     /// `pd_hotspot_status` by store id; `None` when the page has no sample of the family at
     /// all (a new leader before its first collection, a PD without it).
     pub hotspot: Option<BTreeMap<u64, StoreHotspot>>,

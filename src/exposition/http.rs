@@ -17,12 +17,13 @@ use hyper::header::{
     VARY,
 };
 use hyper::{Method, Request, Response, StatusCode};
-use prometheus_client::registry::Registry;
 use serde::Serialize;
 
+use super::View;
+use super::api;
+use super::cache::CachedMetrics;
 use super::format::{self, Encoding};
 use super::hot_regions::{self, HotRegionsCache};
-use super::{View, api, metrics};
 use crate::http_server::Handler;
 use crate::invariants::engine::Phase;
 
@@ -30,8 +31,8 @@ use crate::invariants::engine::Phase;
 pub struct Endpoints {
     /// What is exposed.
     pub view: Arc<View>,
-    /// Registry with the state collector.
-    pub registry: Registry,
+    /// `/metrics`, its snapshot part cached per poll.
+    pub metrics: CachedMetrics,
     /// Path of the metrics endpoint.
     pub telemetry_path: String,
     /// Whether OpenMetrics is offered to scrapers that prefer it (`web.openmetrics`).
@@ -81,23 +82,22 @@ fn header_list(headers: &HeaderMap, name: HeaderName) -> Option<String> {
 /// `/metrics` in the negotiated format and coding; the answer varies with both headers.
 fn metrics_reply(state: &Endpoints, headers: &HeaderMap) -> Resp {
     let format = format::negotiate(header_list(headers, ACCEPT).as_deref(), state.openmetrics);
-    let body = if format.is_openmetrics() {
-        metrics::render(&state.registry)
-    } else {
-        metrics::render_text(&state.registry)
-    };
     let mut r = match format::negotiate_encoding(header_list(headers, ACCEPT_ENCODING).as_deref()) {
         Encoding::Gzip => {
             let mut r = respond(
                 StatusCode::OK,
                 format.content_type(),
-                format::gzip(body.as_bytes()),
+                state.metrics.gzipped(format),
             );
             r.headers_mut()
                 .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             r
         }
-        Encoding::Identity => respond(StatusCode::OK, format.content_type(), body),
+        Encoding::Identity => respond(
+            StatusCode::OK,
+            format.content_type(),
+            state.metrics.body(format),
+        ),
     };
     r.headers_mut()
         .insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));

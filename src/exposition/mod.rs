@@ -9,6 +9,7 @@ use crate::notifier::NotifierStats;
 use crate::snapshot::Published;
 
 mod api;
+pub mod cache;
 pub mod format;
 pub mod hot_regions;
 pub(crate) mod http;

@@ -162,7 +162,7 @@ impl Builtin {
 }
 
 /// Every built-in invariant, in the order they are listed and evaluated.
-pub static BUILTINS: [Builtin; 15] = [
+pub static BUILTINS: [Builtin; 17] = [
     Builtin {
         name: "store_down",
         scope: Scope::Store,
@@ -471,6 +471,49 @@ pub static BUILTINS: [Builtin; 15] = [
             detail: "restarted {value} ago (threshold {threshold}).",
         },
     },
+    // PD draining stores: leader balance and scale-in (issue #12).
+    Builtin {
+        name: "leader_imbalance",
+        scope: Scope::Store,
+        severity: Severity::Warning,
+        op: Op::Lt,
+        // Under half the mean for 10 m (issue #12 default): balance-leader has given up or
+        // cannot move leaders there (a label constraint, a slow store, a stuck transfer).
+        threshold: 0.5,
+        pd_threshold: None,
+        grace: Duration::from_secs(600),
+        threshold_kind: ThresholdKind::Ratio,
+        keys: &["threshold", "threshold_percent", "clear_threshold"],
+        data: Data::Pd,
+        evaluate: evaluate::leader_imbalance,
+        description: "the store's leader count over the mean of the Up TiKV stores (TiFlash excluded); a store an evict-leader or evict-slow-store scheduler drains is exempt; unknown below the threshold while /schedulers cannot be read",
+        alert: AlertText {
+            name: "TiKVLeaderImbalance",
+            summary: "A TiKV store holds far fewer leaders than the others.",
+            detail: "holds {value} of the mean leader count of the Up TiKV stores (threshold {threshold}), and no PD scheduler evicts its leaders on purpose.",
+        },
+    },
+    Builtin {
+        name: "offline_store_stuck",
+        scope: Scope::Store,
+        severity: Severity::Warning,
+        op: Op::Gt,
+        // Scale-in moves regions steadily; 30 m without one leaving (issue #12 default) is a
+        // stall (no target store with room, a placement rule, a dead store).
+        threshold: 1800.0,
+        pd_threshold: None,
+        grace: Duration::ZERO,
+        threshold_kind: ThresholdKind::Seconds,
+        keys: &["threshold", "clear_threshold"],
+        data: Data::Pd,
+        evaluate: evaluate::offline_store_stuck,
+        description: "seconds since the region count of an Offline (being removed) store last fell, as this exporter saw it (the history starts again when it restarts: unknown until the count is seen falling, unless PD reports it moving); PD's progress and ETA in the message where PD exports them",
+        alert: AlertText {
+            name: "TiKVOfflineStoreStuck",
+            summary: "A TiKV store being removed does not lose regions.",
+            detail: "is being removed but its region count has not fallen for {value} (threshold {threshold}).",
+        },
+    },
 ];
 
 /// The built-in named `name`.
@@ -533,7 +576,7 @@ mod tests {
         }
         assert_eq!(
             accepting("threshold_percent"),
-            "disk_usage, disk_low_space, cpu_usage"
+            "disk_usage, disk_low_space, cpu_usage, leader_imbalance"
         );
         assert_eq!(accepting("query"), "write_latency_p99, cpu_usage");
         assert!(find("store_down").is_some() && find("nope").is_none());

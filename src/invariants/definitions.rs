@@ -460,7 +460,9 @@ mod tests {
                 "pd_etcd",
                 "gc_safepoint_lag",
                 "resolved_ts_lag",
-                "store_restarted"
+                "store_restarted",
+                "leader_imbalance",
+                "offline_store_stuck"
             ]
         );
         for d in &defs {

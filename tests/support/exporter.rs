@@ -160,6 +160,33 @@ impl Exporter {
         })
     }
 
+    /// Starts the exporter against `pd` (poll 1 s) with `yaml` written as its `--config.file`
+    /// in `dir`, launched as `launch` says otherwise (its `args` are replaced).
+    pub fn with_config(
+        pd_url: &str,
+        dir: &tempfile::TempDir,
+        yaml: &str,
+        launch: Launch<'_>,
+    ) -> Exporter {
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, yaml).unwrap();
+        let args: Vec<String> = [
+            "--pd.endpoints",
+            pd_url,
+            "--poll-interval",
+            "1s",
+            "--config.file",
+            cfg.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Self::launch(Launch {
+            args: &args,
+            ..launch
+        })
+    }
+
     /// Starts the exporter as `launch` says, reads the port it got from `/proc`, and waits
     /// until it serves `/-/healthy` (bounded).
     pub fn launch(launch: Launch<'_>) -> Exporter {

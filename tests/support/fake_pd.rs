@@ -40,6 +40,7 @@ use super::http::{Acceptor, ReadWrite, Request, Response, TestServer};
 
 pub mod coverage;
 pub mod hotspot;
+pub mod schedulers;
 
 pub use coverage::ServiceSafePoint;
 
@@ -619,6 +620,8 @@ struct State {
     coverage: coverage::Coverage,
     /// Hot peers (`pd_hotspot_status`, `/hotspot/regions/*`).
     hotspot: hotspot::Hotspot,
+    /// Leader-evicting schedulers and removal progress.
+    schedulers: schedulers::Schedulers,
     /// (member, path without query) of every request, for per-member counts.
     served: Vec<(String, String)>,
     requests: Vec<Request>,
@@ -1029,6 +1032,11 @@ impl FakePd {
         self.lock().coverage.persist_interval = Some(interval);
     }
 
+    /// Changes the leader-evicting schedulers and removal progress.
+    pub fn edit_schedulers(&self, f: impl FnOnce(&mut schedulers::Schedulers)) {
+        f(&mut self.lock().schedulers);
+    }
+
     /// Every request answers `status` with this raw body (e.g. a JSON string like PD's errors).
     pub fn fail_with(&self, status: u16, body: &str) {
         self.lock().failure = Some(Response::json(body).status(status));
@@ -1185,6 +1193,7 @@ impl State {
             next_stores: VecDeque::new(),
             coverage: coverage::Coverage::default(),
             hotspot: hotspot::Hotspot::default(),
+            schedulers: schedulers::Schedulers::default(),
             served: Vec::new(),
             requests: Vec::new(),
         }
@@ -1246,6 +1255,22 @@ impl State {
             "/pd/api/v1/hotspot/regions/read" => {
                 Response::json(self.hotspot.regions(hotspot::Kind::Read, &self.stores))
             }
+            "/pd/api/v1/schedulers" => {
+                Response::json(self.schedulers.names(self.version, self.requests.len()))
+            }
+            "/pd/api/v1/scheduler-config/evict-leader-scheduler/list" => {
+                match self.schedulers.evict_leader_list(self.version) {
+                    Some(body) => Response::json(body),
+                    None => Response::text(404, "404 page not found\n"),
+                }
+            }
+            "/pd/api/v1/scheduler-config/evict-slow-store-scheduler/list" => {
+                match self.schedulers.evict_slow_store_list(self.version) {
+                    Some((body, true)) => Response::json(body),
+                    Some((text, false)) => Response::text(200, text),
+                    None => Response::text(404, "404 page not found\n"),
+                }
+            }
             p if p.starts_with("/pd/api/v1/regions") => {
                 Response::json(r#"{"count":0,"regions":[]}"#)
             }
@@ -1286,6 +1311,8 @@ fn needs_cluster(path: &str) -> bool {
         "/pd/api/v1/regions",
         "/pd/api/v1/region/",
         "/pd/api/v1/min-resolved-ts",
+        "/pd/api/v1/schedulers",
+        "/pd/api/v1/scheduler-config/",
     ]
     .iter()
     .any(|p| path.starts_with(p))
@@ -1315,6 +1342,7 @@ impl State {
             // Leader-only (reset when a member loses leadership; cluster-signals.md §8).
             if is_leader {
                 page.push_str(&self.hotspot.metrics(&self.stores));
+                page.push_str(&self.schedulers.progress_metrics(self.version));
             }
             return Response::text(200, page);
         }

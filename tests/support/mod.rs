@@ -14,4 +14,5 @@ pub mod kubelet;
 pub mod listen;
 pub mod load;
 pub mod prometheus;
+pub mod tikv_fleet;
 pub mod wait;

@@ -224,7 +224,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::config::Config;
     use crate::domain::{
         GcSafePoints, PdLeaderMetrics, ServiceSafePoint, Store, StoreState, tso_from_unix_seconds,
     };
@@ -233,13 +232,7 @@ mod tests {
 
     const T0: f64 = 1_700_000_000.0;
 
-    fn def(name: &str) -> Definition {
-        crate::invariants::definitions::build(&Config::default())
-            .unwrap()
-            .into_iter()
-            .find(|d| d.rule.name == name)
-            .unwrap()
-    }
+    use super::super::default_definition as def;
 
     fn metrics(regions: Option<&[(&'static str, f64)]>) -> PdLeaderMetrics {
         PdLeaderMetrics {
@@ -249,7 +242,7 @@ mod tests {
             wal_fsync: None,
             db_total_size_bytes: Some(200.0 * 1048576.0),
             quota_backend_bytes: Some(8192.0 * 1048576.0),
-            hotspot: None,
+            ..PdLeaderMetrics::default()
         }
     }
 

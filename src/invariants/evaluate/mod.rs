@@ -1,17 +1,19 @@
 //! The evaluators of the invariants: each turns one round's [`Observations`] into engine
 //! [`Input`]s, one per store it applies to (or one `""` series for cluster-wide invariants).
-//! Stores being removed (Offline) are only looked at by `store_down`; PD-based inputs are
-//! unknown while PD is failing; a query that failed makes every store it covers unknown. The
+//! Stores being removed (Offline) are only looked at by `store_down` and
+//! `offline_store_stuck`; PD-based inputs are unknown while PD is failing; a query that failed makes every store it covers unknown. The
 //! invariants on PD's cluster-wide sources (the leader's `/metrics`, `/gc/safepoint`,
 //! `/min-resolved-ts`) are unknown while their source fails and have no series where this PD
 //! does not serve it.
 
 mod cluster;
+mod drain;
 
 pub use cluster::{
     gc_safepoint_lag, pd_etcd, region_down_peers, region_miss_peers, region_offline_peers,
     region_pending_peers, resolved_ts_lag,
 };
+pub use drain::{leader_imbalance, offline_store_stuck};
 
 use super::definitions::Definition;
 use super::engine::Input;
@@ -249,6 +251,16 @@ fn pd_leader_input(h: &PdHealth) -> Input {
         reason,
         since: None,
     }
+}
+
+/// The built-in `name` as the default configuration defines it (unit tests).
+#[cfg(test)]
+pub(super) fn default_definition(name: &str) -> Definition {
+    super::definitions::build(&crate::config::Config::default())
+        .unwrap()
+        .into_iter()
+        .find(|d| d.rule.name == name)
+        .unwrap()
 }
 
 /// The last reading of a PD source read every health interval: `Ok(None)` when this PD does

@@ -1,8 +1,10 @@
 //! The PD leader's own `/metrics` (Prometheus text, served by every member locally, not under
 //! `/pd/`, so never redirected): region health counts (`pd_regions_status`, computed only by the
 //! leader; PD ≥ v7.1 exports zeros on followers), each store's hot write and read traffic
-//! (`pd_hotspot_status`, leader-only, a store's series deleted while it has no load statistics)
-//! and the embedded etcd's WAL fsync histogram and database size and quota. cluster-signals.md §8.
+//! (`pd_hotspot_status`, leader-only, a store's series deleted while it has no load statistics),
+//! the embedded etcd's WAL fsync histogram and database size and quota, and the scale-in
+//! progress of each store being removed (`pd_cluster_progress`/`_speed`/`_eta{action=
+//! "removing"}`, PD ≥ v6.1; §7). cluster-signals.md §8.
 //!
 //! The page is big (tens of thousands of series at 1000 stores): it is streamed line by line
 //! within `pd.max_response_bytes`, and only the few families needed are parsed, by a small
@@ -149,7 +151,28 @@ impl Page {
                 }
             }
             "etcd_disk_wal_fsync_duration_seconds_count" => self.fsync_count = Some(s.value),
+            "pd_cluster_progress" | "pd_cluster_speed" | "pd_cluster_eta" => {
+                self.removal(&s);
+            }
             _ => {}
+        }
+    }
+
+    /// One `pd_cluster_{progress,speed,eta}` sample of a store being removed (other actions,
+    /// `preparing`, and samples without a store id are skipped).
+    fn removal(&mut self, s: &Sample<'_>) {
+        if s.label("action").as_deref() != Some("removing") {
+            return;
+        }
+        let Some(id) = s.label("store").and_then(|v| v.parse::<u64>().ok()) else {
+            return;
+        };
+        let p = self.metrics.removal.entry(id).or_default();
+        let v = Some(s.value).filter(|v| !v.is_nan());
+        match s.name {
+            "pd_cluster_progress" => p.progress = v,
+            "pd_cluster_speed" => p.speed = v,
+            _ => p.eta = v,
         }
     }
 
@@ -368,6 +391,42 @@ pd_hotspot_status{address="x",store="store-9",type="hot_write_region_as_peer"} 5
         let old = page("etcd_server_is_leader 1\npd_hotspot_status{store=\"store-1\",type=\"hot_write_region_as_peer\"} 3\n")
             .unwrap();
         assert_eq!(old.hotspot, None);
+    }
+
+    #[test]
+    fn removal_progress_is_read_per_store_being_removed() {
+        // cluster-signals.md §7/§8: labels {address, store, action}; ETA MaxFloat64 when stalled;
+        // HEAD/v26.3 leaves `address` empty.
+        let m = page(concat!(
+            "etcd_server_is_leader 1\n",
+            "# HELP pd_cluster_eta The ETA of corresponding action\n",
+            "# TYPE pd_cluster_eta gauge\n",
+            "pd_cluster_eta{action=\"removing\",address=\"10.0.1.5:20160\",store=\"5\"} 1.7976931348623157e+308\n",
+            "pd_cluster_progress{action=\"removing\",address=\"10.0.1.5:20160\",store=\"5\"} 0.4321\n",
+            "pd_cluster_speed{action=\"removing\",address=\"10.0.1.5:20160\",store=\"5\"} 0\n",
+            "pd_cluster_progress{action=\"removing\",address=\"\",store=\"6\"} 0.9\n",
+            "pd_cluster_progress{action=\"preparing\",address=\"\",store=\"7\"} 0.1\n",
+            "pd_cluster_progress{action=\"removing\",address=\"\",store=\"x\"} 0.1\n",
+        ))
+        .unwrap();
+        let ids: Vec<u64> = m.removal.keys().copied().collect();
+        assert_eq!(ids, [5, 6]);
+        let five = m.removal[&5];
+        assert_eq!(
+            (five.progress, five.speed, five.eta),
+            (Some(0.4321), Some(0.0), Some(f64::MAX))
+        );
+        assert!(five.stalled());
+        assert_eq!(
+            (m.removal[&6].progress, m.removal[&6].speed),
+            (Some(0.9), None)
+        );
+        assert!(
+            page("etcd_server_is_leader 1\n")
+                .unwrap()
+                .removal
+                .is_empty()
+        );
     }
 
     #[test]

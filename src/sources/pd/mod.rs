@@ -1,7 +1,8 @@
 //! A small, tolerant client for PD's HTTP API (`/pd/api/v1/...`).
 //!
 //! Only cheap endpoints are read: `/stores`, `/members`, `/health`, `/leader`,
-//! `/config/schedule`, `/gc/safepoint`, `/min-resolved-ts?scope=cluster` (`safepoints.rs`) and
+//! `/config/schedule`, `/gc/safepoint`, `/min-resolved-ts?scope=cluster` (`safepoints.rs`),
+//! `/schedulers` and the evict-leader / evict-slow-store list endpoints (`schedulers.rs`) and
 //! the PD leader's own `/metrics` (`leader_metrics.rs`), each one request whatever the number of
 //! regions; `/hotspot/regions/{write,read}` (`hotspot.rs`) only on an API request, at most once
 //! per poll. `/regions` and `/regions/check/*` are never requested (they serialise every region
@@ -40,6 +41,7 @@ mod hotspot;
 mod leader_metrics;
 mod members;
 mod safepoints;
+mod schedulers;
 mod units;
 mod wire;
 
@@ -494,6 +496,15 @@ impl PdClient {
 
 /// Parses one endpoint's body, or says why it has the wrong shape.
 type Parse<T> = fn(&[u8]) -> Result<T, String>;
+
+/// A JSON value for an error message, cut short.
+fn short(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    match s.char_indices().nth(80) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s,
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{PdClient, PdError};
+use super::{PdClient, PdError, short};
 use crate::domain::{GcSafePoints, MinResolvedTs, ServiceSafePoint};
 
 impl PdClient {
@@ -110,15 +110,6 @@ pub(super) fn parse_min_resolved_ts(body: &[u8]) -> Result<MinResolvedTs, String
         is_real_time,
         stores,
     })
-}
-
-/// A JSON value for an error message, cut short.
-fn short(v: &Value) -> String {
-    let s = v.to_string();
-    match s.char_indices().nth(80) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s,
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,262 @@
+//! `/metrics` rendered in two parts: the snapshot families (per invariant and per store, the
+//! bulk of a scrape at 1000 stores) once per published snapshot, in each format and coding on
+//! first demand, and the live families (heartbeat ages, log counters, process, connections...)
+//! at every scrape. The answer is byte for byte what the uncached [`super::metrics::registry`]
+//! renders; a gzipped answer is one gzip member whose deflate stream is the cached part's
+//! blocks (sync-flushed: byte-aligned, not final) followed by the live part's own blocks, with
+//! the CRC of both combined. Scrapes then cost a copy and the live part's encoding, not a
+//! render and compression of megabytes.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use flate2::Crc;
+use flate2::write::DeflateEncoder;
+use prometheus_client::registry::Registry;
+
+use super::View;
+use super::format::{self, Format};
+use super::metrics::{BuildInfo, live_registry, render, render_snapshot};
+use crate::snapshot::Snapshot;
+
+/// The gzip header flate2 writes too: magic, deflate, no flags, no mtime, OS unknown.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+/// One part compressed as the head of a deflate stream: blocks ending in a sync flush.
+#[derive(Debug)]
+struct Deflated {
+    blocks: Vec<u8>,
+    crc: Crc,
+}
+
+impl Deflated {
+    fn new(text: &str) -> Deflated {
+        let mut enc = DeflateEncoder::new(
+            Vec::with_capacity(text.len() / 8 + 64),
+            flate2::Compression::fast(),
+        );
+        // Writing into a Vec cannot fail; `flush` is a sync flush.
+        let _ = enc.write_all(text.as_bytes()).and_then(|()| enc.flush());
+        let mut crc = Crc::new();
+        crc.update(text.as_bytes());
+        Deflated {
+            blocks: std::mem::take(enc.get_mut()),
+            crc,
+        }
+    }
+}
+
+/// The snapshot part of one snapshot, in each format and coding once asked for.
+#[derive(Debug)]
+struct Part {
+    snap: Arc<Snapshot>,
+    openmetrics: String,
+    text: OnceLock<String>,
+    openmetrics_gz: OnceLock<Deflated>,
+    text_gz: OnceLock<Deflated>,
+}
+
+impl Part {
+    fn text(&self) -> &str {
+        self.text.get_or_init(|| format::to_text(&self.openmetrics))
+    }
+
+    fn body(&self, f: Format) -> &str {
+        if f.is_openmetrics() {
+            &self.openmetrics
+        } else {
+            self.text()
+        }
+    }
+
+    fn deflated(&self, f: Format) -> &Deflated {
+        let cell = if f.is_openmetrics() {
+            &self.openmetrics_gz
+        } else {
+            &self.text_gz
+        };
+        cell.get_or_init(|| Deflated::new(self.body(f)))
+    }
+}
+
+/// The exporter's `/metrics`, the snapshot part cached per published snapshot.
+pub struct CachedMetrics {
+    view: Arc<View>,
+    live: Registry,
+    cluster: Option<String>,
+    part: Mutex<Option<Arc<Part>>>,
+}
+
+impl std::fmt::Debug for CachedMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedMetrics")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CachedMetrics {
+    /// The exposition of `view`; with `cluster`, every series carries `cluster="<name>"`.
+    pub fn new(view: Arc<View>, build: BuildInfo, cluster: Option<&str>) -> CachedMetrics {
+        CachedMetrics {
+            live: live_registry(view.clone(), build, cluster),
+            view,
+            cluster: cluster.map(str::to_owned),
+            part: Mutex::new(None),
+        }
+    }
+
+    /// The snapshot part of the snapshot published now (rendered if it is new; concurrent
+    /// scrapes of a new snapshot wait for one render).
+    fn part(&self) -> Arc<Part> {
+        let snap = self.view.published.snapshot();
+        let mut cached = self.part.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some(p) if Arc::ptr_eq(&p.snap, &snap) => p.clone(),
+            _ => {
+                let p = Arc::new(Part {
+                    openmetrics: render_snapshot(snap.clone(), self.cluster.as_deref()),
+                    snap,
+                    text: OnceLock::new(),
+                    openmetrics_gz: OnceLock::new(),
+                    text_gz: OnceLock::new(),
+                });
+                *cached = Some(p.clone());
+                p
+            }
+        }
+    }
+
+    /// The live part in format `f`.
+    fn live(&self, f: Format) -> String {
+        let om = render(&self.live);
+        if f.is_openmetrics() {
+            om
+        } else {
+            format::to_text(&om)
+        }
+    }
+
+    /// `/metrics` in format `f`, uncompressed.
+    pub fn body(&self, f: Format) -> String {
+        let part = self.part();
+        let head = part.body(f);
+        let live = self.live(f);
+        let mut out = String::with_capacity(head.len() + live.len());
+        out.push_str(head);
+        out.push_str(&live);
+        out
+    }
+
+    /// `/metrics` in format `f`, gzipped (fast level): one gzip member.
+    pub fn gzipped(&self, f: Format) -> Vec<u8> {
+        let part = self.part();
+        let head = part.deflated(f);
+        let live = self.live(f);
+        let mut enc = DeflateEncoder::new(
+            Vec::with_capacity(live.len() / 4 + 64),
+            flate2::Compression::fast(),
+        );
+        let tail = enc
+            .write_all(live.as_bytes())
+            .and_then(|()| enc.finish())
+            .unwrap_or_default();
+        let mut live_crc = Crc::new();
+        live_crc.update(live.as_bytes());
+        let mut crc = Crc::new();
+        crc.combine(&head.crc);
+        crc.combine(&live_crc);
+        let mut out = Vec::with_capacity(GZIP_HEADER.len() + head.blocks.len() + tail.len() + 8);
+        out.extend_from_slice(&GZIP_HEADER);
+        out.extend_from_slice(&head.blocks);
+        out.extend_from_slice(&tail);
+        out.extend_from_slice(&crc.sum().to_le_bytes());
+        out.extend_from_slice(&crc.amount().to_le_bytes());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+    use crate::exposition::metrics::tests::{build, full_view};
+    use crate::exposition::metrics::{registry, render_text};
+
+    /// The exposition without the samples that move between two renders (process, heartbeat
+    /// age at scrape time).
+    fn steady(body: &str) -> String {
+        body.lines()
+            .filter(|l| {
+                !(l.starts_with("process_") || l.starts_with("tikv_store_heartbeat_age_seconds{"))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    fn gunzip(bytes: &[u8]) -> String {
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_string(&mut out)
+            .expect("one valid gzip member, CRC and length checked");
+        out
+    }
+
+    #[test]
+    fn cached_bodies_are_the_uncached_exposition_in_every_format_and_coding() {
+        let view = full_view();
+        let cached = CachedMetrics::new(view.clone(), build(), Some("c1"));
+        let full = registry(view, build(), Some("c1"));
+        for (f, uncached) in [
+            (Format::OpenMetrics1, render(&full)),
+            (Format::OpenMetrics001, render(&full)),
+            (Format::Text, render_text(&full)),
+        ] {
+            assert!(uncached.contains("tikv_invariant_violation{"), "{uncached}");
+            assert_eq!(steady(&cached.body(f)), steady(&uncached), "{f:?}");
+            // Twice: the second answer comes from the cached part.
+            for _ in 0..2 {
+                assert_eq!(
+                    steady(&gunzip(&cached.gzipped(f))),
+                    steady(&uncached),
+                    "{f:?}"
+                );
+            }
+        }
+        assert!(cached.body(Format::OpenMetrics1).ends_with("# EOF\n"));
+        assert!(!cached.body(Format::Text).contains("# EOF"));
+    }
+
+    #[test]
+    fn a_new_snapshot_is_rendered_and_the_live_part_is_read_at_every_scrape() {
+        let view = full_view();
+        let cached = CachedMetrics::new(view.clone(), build(), None);
+        let line = |body: &str, start: &str| {
+            body.lines()
+                .find(|l| l.starts_with(start))
+                .map(str::to_owned)
+        };
+        let first = cached.body(Format::Text);
+        assert_eq!(
+            line(&first, "tikv_store_leaders{").as_deref(),
+            Some("tikv_store_leaders{store=\"1\"} 3.0")
+        );
+        let up = "tikv_health_exporter_source_up{source=\"file:tikv.log\"}";
+        assert_eq!(line(&first, up).as_deref(), Some(&*format!("{up} 0.0")));
+        view.logs.list()[0].set_up(true);
+        let mut snap = (*view.published.snapshot()).clone();
+        snap.stores[0].leader_count = Some(7);
+        view.published.publish(snap);
+        for body in [
+            cached.body(Format::Text),
+            gunzip(&cached.gzipped(Format::Text)),
+        ] {
+            assert_eq!(
+                line(&body, "tikv_store_leaders{").as_deref(),
+                Some("tikv_store_leaders{store=\"1\"} 7.0")
+            );
+            assert_eq!(line(&body, up).as_deref(), Some(&*format!("{up} 1.0")));
+        }
+    }
+}
