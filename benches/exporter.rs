@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use tikv_health_exporter::domain::Scope;
+use tikv_health_exporter::domain::{HotFlow, Scope};
 use tikv_health_exporter::exposition::View;
 use tikv_health_exporter::exposition::cache::CachedMetrics;
 use tikv_health_exporter::exposition::format::{self, Format};
@@ -76,6 +76,12 @@ fn snapshot(stores: u64) -> Snapshot {
             available_bytes: Some(1 << 39),
             slow_score: Some(1.0),
             start_timestamp: Some(1.7e9 - 86400.0),
+            hot_write: Some(HotFlow {
+                regions: 60.0,
+                bytes_per_second: 3.0e7,
+                keys_per_second: 1.0e5,
+            }),
+            hot_read: Some(HotFlow::default()),
         })
         .collect();
     let mut sources = std::collections::BTreeMap::new();

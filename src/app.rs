@@ -14,6 +14,7 @@ use crate::config::{Config, WebConfig, parse_listen_address};
 use crate::domain::PathPattern;
 use crate::exposition::View;
 use crate::exposition::cache::CachedMetrics;
+use crate::exposition::hot_regions::HotRegionsCache;
 use crate::exposition::http::{Endpoints, ReloadTrigger, handler};
 use crate::exposition::metrics::BuildInfo;
 use crate::http_server::tracker::open_files_limit;
@@ -235,6 +236,8 @@ async fn run_inner(
         .collect();
     let mut serve_opts = web_options(&cfg.web);
     let mut poller = Poller::new(&cfg)?;
+    let hot_regions = Arc::new(HotRegionsCache::new());
+    hot_regions.set_client(poller.pd_client());
     let (store_publisher, store_lookup) = store_directory();
     // The delivery tasks stop last: alerts queued by the last poll still go out while the
     // HTTP server and the log sources drain.
@@ -308,6 +311,7 @@ async fn run_inner(
         telemetry_path: cfg.web.telemetry_path.clone(),
         openmetrics: cfg.web.openmetrics,
         reload: reload_http,
+        hot_regions: hot_regions.clone(),
     });
     let http_cancel = CancellationToken::new();
     let (handler, tls) = match &web_file {
@@ -397,6 +401,9 @@ async fn run_inner(
                 let Some(loader) = &loader else { continue };
                 let interval = cfg.poll_interval;
                 let outcome = reload(loader, &mut poller, &mut cfg);
+                if outcome.is_ok() {
+                    hot_regions.set_client(poller.pd_client());
+                }
                 // A new configuration is evaluated (and published) at once, then every
                 // (new) poll_interval.
                 if outcome.is_ok() {

@@ -15,12 +15,12 @@
 //! the count is seen falling, `offline_store_stuck` is unknown rather than ok), so a stalled
 //! removal is seen again a full threshold after the restart, and never looks resolved.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use crate::domain::{
-    Histogram, OfflineHistory, PdHealth, REGION_STATUS_TYPES, Schedulers, Store, resolved_ts_known,
-    tso_unix_seconds,
+    Histogram, OfflineHistory, PdHealth, REGION_STATUS_TYPES, Schedulers, Store, StoreHotspot,
+    resolved_ts_known, tso_unix_seconds,
 };
 use crate::log::info;
 use crate::observations::{LeaderReading, Observations, Polled, Unavailable};
@@ -266,9 +266,30 @@ impl Coverage {
         obs.offline = self.offline.clone();
     }
 
+    /// The hot traffic per store from the leader's `/metrics` of this health interval (never an
+    /// older reading: a failed read leaves no traffic), or why there is none (a page without
+    /// `pd_hotspot_status` included: then no store has a series).
+    pub(crate) fn hotspot(&self) -> Result<&BTreeMap<u64, StoreHotspot>, String> {
+        match &self.leader {
+            Polled::Read { value, .. } => value.metrics.hotspot.as_ref().ok_or_else(|| {
+                "the PD leader's /metrics has no pd_hotspot_status series (no hot-region statistics yet)"
+                    .to_owned()
+            }),
+            Polled::Failed { reason, .. } => {
+                Err(format!("the PD leader's /metrics failed: {reason}"))
+            }
+            Polled::NotYet | Polled::NotServed => {
+                Err("the PD leader's /metrics has not been read yet".to_owned())
+            }
+        }
+    }
+
     /// What the last good readings say, for the exported gauges.
     pub(crate) fn view(&self) -> PdClusterView {
-        let mut v = PdClusterView::default();
+        let mut v = PdClusterView {
+            hotspot_unavailable: self.hotspot().err(),
+            ..PdClusterView::default()
+        };
         if let Some((_, r)) = self.leader.last()
             && let Some(counts) = &r.metrics.region_status
         {

@@ -17,7 +17,7 @@ use std::time::Instant;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, TiflashMode};
 use crate::domain::{
-    MappingRule, PdHealth, ScheduleConfig, Scope, Store, StoreMatcher, StoreState,
+    MappingRule, PdHealth, ScheduleConfig, Scope, Store, StoreHotspot, StoreMatcher, StoreState,
 };
 use crate::invariants::definitions::{self, Definition};
 use crate::invariants::engine::{Engine, Persisted, Phase, SeriesState};
@@ -275,6 +275,11 @@ impl Poller {
             self.sources.remove("prometheus");
         }
         Ok(())
+    }
+
+    /// The PD client (shared connections and counters), for requests made outside a poll.
+    pub fn pd_client(&self) -> PdClient {
+        self.pd.clone()
     }
 
     /// The configured invariants.
@@ -662,7 +667,10 @@ impl Poller {
         self.save_state(obs.now);
         Snapshot {
             invariants: views,
-            stores: self.stores.iter().map(store_view).collect(),
+            stores: {
+                let hot = self.coverage.hotspot().ok();
+                self.stores.iter().map(|s| store_view(s, hot)).collect()
+            },
             sources: self.sources.clone(),
             taken_at: obs.now,
             max_store_down_time: obs.schedule.max_store_down_time.map(|d| d.as_secs_f64()),
@@ -671,6 +679,16 @@ impl Poller {
             rejected_stores: self.rejected.clone(),
             state_file: self.state_file.as_ref().map(|_| self.state_health),
             pd_cluster: self.coverage.view(),
+            pd_leader: self
+                .pd_health
+                .as_ref()
+                .ok()
+                .and_then(|h| Some(h.leader.as_ref()?.name.clone())),
+            pd_leader_unavailable: match &self.pd_health {
+                Ok(h) if h.leader.is_some() => None,
+                Ok(_) => Some("PD has no leader".to_owned()),
+                Err(e) => Some(e.to_string()),
+            },
         }
     }
 
@@ -788,7 +806,10 @@ fn unmapped_view(m: &MappedSamples) -> UnmappedView {
     }
 }
 
-fn store_view(s: &Store) -> StoreView {
+/// A store as published; `hot` is the hot traffic of this health interval, where a store PD
+/// lists without a `pd_hotspot_status` series has none (PD deletes the series then).
+fn store_view(s: &Store, hot: Option<&BTreeMap<u64, StoreHotspot>>) -> StoreView {
+    let flow = hot.map(|h| h.get(&s.id).copied().unwrap_or_default());
     StoreView {
         id: s.id.to_string(),
         address: s.address.clone(),
@@ -806,6 +827,8 @@ fn store_view(s: &Store) -> StoreView {
         available_bytes: s.available_bytes,
         slow_score: s.slow_score,
         start_timestamp: s.start_timestamp.filter(|&t| t > 0).map(|t| t as f64),
+        hot_write: flow.map(|f| f.write),
+        hot_read: flow.map(|f| f.read),
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
-use crate::domain::{Op, Severity};
+use crate::domain::{HotFlow, Op, Severity};
 use crate::invariants::engine::Phase;
 
 /// One evaluated (invariant, store).
@@ -70,6 +70,11 @@ pub struct StoreView {
     pub slow_score: Option<f64>,
     /// When the store's process started (Unix seconds, TiKV's clock).
     pub start_timestamp: Option<f64>,
+    /// Hot write traffic (PD leader's `pd_hotspot_status`); `None` when it was not read this
+    /// health interval (see [`PdClusterView::hotspot_unavailable`]).
+    pub hot_write: Option<HotFlow>,
+    /// Hot read traffic, as `hot_write`.
+    pub hot_read: Option<HotFlow>,
 }
 
 /// PD's cluster-wide state as last read (kept while its source fails), for the gauges.
@@ -81,6 +86,8 @@ pub struct PdClusterView {
     pub gc_safepoint: Option<f64>,
     /// The min resolved ts's wall time (Unix seconds): `""` for the cluster, then per store id.
     pub min_resolved_ts: Vec<(String, f64)>,
+    /// Why the stores have no hot traffic (`None` when they have it).
+    pub hotspot_unavailable: Option<String>,
 }
 
 /// Health of one polled source.
@@ -137,6 +144,10 @@ pub struct Snapshot {
     pub state_file: Option<StateFileHealth>,
     /// PD's cluster-wide state (region counts, GC safe point, min resolved ts).
     pub pd_cluster: PdClusterView,
+    /// The PD leader's name, as PD's members last said (`None`: see `pd_leader_unavailable`).
+    pub pd_leader: Option<String>,
+    /// Why the PD leader is not known (`None` when it is).
+    pub pd_leader_unavailable: Option<String>,
 }
 
 /// The latest snapshot, replaced after every poll; read by scrapes and API calls.

@@ -314,6 +314,19 @@ fn demo_goes_pending_firing_resolved_within_a_minute() {
         ),
         Some(1.0)
     );
+    // Its hot-region statistics: store 1 writes 256 KiB/s through region 1001.
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_store_hot_write_bytes_per_second",
+            &[("store", "1")]
+        ),
+        Some(262144.0)
+    );
+    let (code, _, hot) = http_get(addr, "/api/v1/hot-regions?type=write").unwrap();
+    let hot: serde_json::Value = serde_json::from_str(&hot).unwrap();
+    assert_eq!(code, 200, "{hot}");
+    assert_eq!(hot["stores"][0]["regions"][0]["region_id"], 1001, "{hot}");
     let status_lines: Vec<&String> = out.iter().filter(|l| status(l).is_some()).collect();
     assert!(
         status_lines

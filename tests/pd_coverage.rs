@@ -10,6 +10,7 @@ mod support;
 use std::time::Duration;
 
 use support::exporter::{Exporter, inv, sample};
+use support::fake_pd::hotspot::{Kind, peer};
 use support::fake_pd::schedulers::Removal;
 use support::fake_pd::{FakePd, PdVersion, ServiceSafePoint, StoreSpec, cluster};
 use support::http::Response;
@@ -28,18 +29,13 @@ const CLUSTER_INVARIANTS: [(&str, &str); 7] = [
 /// The exporter on `pd` with a 1 s health interval (the cluster-wide PD sources' period),
 /// polling every 200 ms, plus `yaml` in the config file.
 fn start(pd: &FakePd, dir: &tempfile::TempDir, yaml: &str) -> Exporter {
-    let cfg = dir.path().join("config.yml");
-    std::fs::write(
-        &cfg,
-        format!(
+    Exporter::start_with_config(
+        dir,
+        &format!(
             "pd:\n  endpoints: [{}]\n  timeout: 2s\n  health_interval: 1s\npoll_interval: 200ms\n{yaml}",
             pd.url()
         ),
     )
-    .unwrap();
-    let e = Exporter::start(&["--config.file".into(), cfg.display().to_string()]);
-    e.wait_ready();
-    e
 }
 
 fn message(e: &Exporter, name: &str, store: &str) -> String {
@@ -410,6 +406,15 @@ fn a_pd_without_the_endpoints_has_no_series_for_them_and_nothing_unknown() {
         ),
         Some(0.0)
     );
+    // pd_hotspot_status is in PD v4.0's leader page too (`{address,store,type}`): every store
+    // without hot peers at 0.
+    for store in ["1", "2", "3"] {
+        assert_eq!(
+            sample(&m, "tikv_store_hot_write_regions", &[("store", store)]),
+            Some(0.0),
+            "{store}"
+        );
+    }
     let log = e.stderr();
     assert_eq!(
         log.matches("PD does not serve /gc/safepoint (PD < v5.0): gc_safepoint_lag has no series")
@@ -747,4 +752,109 @@ fn an_offline_store_that_stops_losing_regions_fires_and_resolves_when_it_moves()
     e.wait_metrics("store 4 gone", PATIENCE, |m| {
         !m.contains("name=\"offline_store_stuck\"")
     });
+}
+
+/// Hot peers of the fake: region 100 written on stores 1 (leader), 2 and 3, read on store 1;
+/// region 101 written on store 1 only; store 3 has no load statistics (PD deleted its series).
+fn hot_cluster() -> FakePd {
+    let pd = FakePd::with_live_stores(&cluster(3));
+    pd.edit_hotspot(|h| {
+        h.peers = vec![
+            peer(Kind::Write, 100, 1, true, 1_048_576.0),
+            peer(Kind::Write, 100, 2, false, 1_048_576.0),
+            peer(Kind::Write, 101, 1, true, 524_288.0),
+            peer(Kind::Read, 100, 1, true, 2_097_152.0),
+        ];
+        h.absent = vec![3];
+    });
+    pd
+}
+
+fn hot(m: &str, name: &str, store: &str) -> Option<f64> {
+    sample(m, name, &[("store", store)])
+}
+
+#[test]
+fn hot_traffic_per_store_comes_from_the_leaders_hotspot_gauges_and_is_absent_when_unread() {
+    let pd = hot_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let e = start(&pd, &dir, "");
+    let m = e.wait_metrics("hot gauges", PATIENCE, |m| {
+        hot(m, "tikv_store_hot_write_regions", "1").is_some()
+    });
+    // `_as_peer`: every replica of a write counts; store 3 (no series at PD) has none: 0.
+    let want = [
+        ("tikv_store_hot_write_regions", [2.0, 1.0, 0.0]),
+        (
+            "tikv_store_hot_write_bytes_per_second",
+            [1_572_864.0, 1_048_576.0, 0.0],
+        ),
+        (
+            "tikv_store_hot_write_keys_per_second",
+            [1536.0, 1024.0, 0.0],
+        ),
+        ("tikv_store_hot_read_regions", [1.0, 0.0, 0.0]),
+        (
+            "tikv_store_hot_read_bytes_per_second",
+            [2_097_152.0, 0.0, 0.0],
+        ),
+        ("tikv_store_hot_read_keys_per_second", [2048.0, 0.0, 0.0]),
+    ];
+    for (name, values) in want {
+        for (store, v) in ["1", "2", "3"].iter().zip(values) {
+            assert_eq!(hot(&m, name, store), Some(v), "{name} {store}");
+        }
+    }
+    // Bounded labels: the store id only.
+    let labels: Vec<_> = support::exporter::samples(&m)
+        .into_iter()
+        .filter(|(name, _, _)| name.starts_with("tikv_store_hot_"))
+        .map(|(_, labels, _)| labels.into_iter().map(|(k, _)| k).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(labels.len(), 18);
+    assert!(labels.iter().all(|l| l == &["store"]), "{labels:?}");
+    assert!(
+        !pd.paths().iter().any(|p| p.contains("/hotspot/")),
+        "never polled"
+    );
+    // The leader's page failing: the gauges go (not 0, not the last value).
+    pd.respond_with("/metrics", Response::text(500, "boom\n"));
+    let m = e.wait_source_up("pd:metrics", 0.0);
+    let m = if hot(&m, "tikv_store_hot_write_regions", "1").is_none() {
+        m
+    } else {
+        e.wait_metrics("hot gauges gone", PATIENCE, |m| {
+            hot(m, "tikv_store_hot_write_regions", "1").is_none()
+        })
+    };
+    assert!(!m.contains("tikv_store_hot_"), "{m}");
+    pd.heal();
+    e.wait_metrics("hot gauges back", PATIENCE, |m| {
+        hot(m, "tikv_store_hot_write_regions", "1") == Some(2.0)
+    });
+}
+
+#[test]
+fn a_leader_page_without_the_hotspot_family_gives_no_hot_series() {
+    let pd = hot_cluster();
+    pd.edit_hotspot(|h| h.family = false);
+    let dir = tempfile::tempdir().unwrap();
+    let e = start(&pd, &dir, "");
+    let m = e.wait_metrics("region counts read", PATIENCE, |m| {
+        sample(
+            m,
+            "tikv_region_status",
+            &[("type", "down-peer-region-count")],
+        )
+        .is_some()
+    });
+    assert!(!m.contains("tikv_store_hot_"), "{m}");
+    assert_eq!(
+        sample(
+            &m,
+            "tikv_health_exporter_source_up",
+            &[("source", "pd:metrics")]
+        ),
+        Some(1.0)
+    );
 }

@@ -209,6 +209,9 @@ fn every_path_needs_the_password_and_carries_the_headers() {
         "/-/ready",
         "/api/v1/invariants",
         "/api/v1/leadership",
+        "/api/v1/stores",
+        "/api/v1/cluster",
+        "/api/v1/hot-regions?type=write",
         "/nope",
     ] {
         let none = client.get(e.addr(), path, &[]).unwrap();
@@ -225,6 +228,10 @@ fn every_path_needs_the_password_and_carries_the_headers() {
             "/nope" => assert_eq!(ok.status, 404, "{ok:?}"),
             // Ready or not (PD is down): the endpoint's own answer.
             "/-/ready" => assert!(matches!(ok.status, 200 | 503), "{ok:?}"),
+            // Asks PD (which may be down here): PD's answer or a 502 saying why.
+            "/api/v1/hot-regions?type=write" => {
+                assert!(matches!(ok.status, 200 | 502), "{ok:?}")
+            }
             _ => assert_eq!(ok.status, 200, "{path}: {ok:?}"),
         }
         assert_eq!(ok.header("www-authenticate"), None);

@@ -323,6 +323,8 @@ impl SimCluster {
                     .to_string(),
                 )
             }
+            "/pd/api/v1/hotspot/regions/write" => (200, self.hot_regions_json(true).to_string()),
+            "/pd/api/v1/hotspot/regions/read" => (200, self.hot_regions_json(false).to_string()),
             "/pd/api/v1/leader" => (200, member("pd-0", 1).to_string()),
             "/pd/api/v1/config/schedule" => (
                 200,
@@ -380,7 +382,54 @@ etcd_mvcc_db_total_size_in_bytes 2.1336064e+08
 "
             ));
         }
+        out.push_str("# TYPE pd_hotspot_status gauge\n");
+        for s in self.stores() {
+            let (id, (bytes, keys)) = (s.id, hot_write_flow(s.id));
+            for (t, v) in [
+                ("hot_write_region_as_peer", 1.0),
+                ("total_write_bytes_as_peer", bytes),
+                ("total_write_keys_as_peer", keys),
+                ("hot_read_region_as_peer", 0.0),
+                ("total_read_bytes_as_peer", 0.0),
+                ("total_read_keys_as_peer", 0.0),
+            ] {
+                out.push_str(&format!(
+                    "pd_hotspot_status{{address=\"tikv-{id}:20160\",store=\"{id}\",type=\"{t}\"}} {v}\n"
+                ));
+            }
+        }
         out
+    }
+
+    /// `/hotspot/regions/{write,read}` as PD renders it (cluster-signals.md §5): one hot
+    /// written region per store (region `1000 + id`), nothing read; the same flows as
+    /// `pd_hotspot_status`.
+    fn hot_regions_json(&self, write: bool) -> Value {
+        let mut as_peer = serde_json::Map::new();
+        for s in self.stores() {
+            let (bytes, keys) = if write {
+                hot_write_flow(s.id)
+            } else {
+                (0.0, 0.0)
+            };
+            let stats: Vec<Value> = if write {
+                vec![
+                    json!({"store_id": s.id, "stores": [s.id], "is_leader": true,
+                            "is_learner": false, "region_id": 1000 + s.id, "hot_degree": 5,
+                            "flow_bytes": bytes, "flow_keys": keys, "flow_query": 0,
+                            "anti_count": 2, "last_update_time": "2024-12-25T03:41:23Z"}),
+                ]
+            } else {
+                Vec::new()
+            };
+            as_peer.insert(
+                s.id.to_string(),
+                json!({"store_bytes": bytes, "store_keys": keys, "store_query": 0,
+                       "total_flow_bytes": bytes, "total_flow_keys": keys, "total_flow_query": 0,
+                       "regions_count": stats.len(), "statistics": stats}),
+            );
+        }
+        json!({"as_peer": as_peer, "as_leader": as_peer})
     }
 
     /// TiKV metrics of one store: a real cumulative gRPC duration histogram
@@ -511,6 +560,12 @@ pub async fn start_pd(sim: Arc<SimCluster>, cancel: CancellationToken) -> std::i
         cancel,
     );
     Ok(url)
+}
+
+/// The simulated hot write flow of store `id`: (bytes/s, keys/s).
+fn hot_write_flow(id: u64) -> (f64, f64) {
+    let bytes = (id * 256 * 1024) as f64;
+    (bytes, bytes / 64.0)
 }
 
 /// Starts one TiKV metrics endpoint per store (their status addresses); returns the addresses.

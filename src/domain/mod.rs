@@ -21,8 +21,9 @@ pub use mapping::{DEFAULT_STATUS_PORT, MAPPING_LABELS, MappingRule, StoreMatcher
 pub use pattern::{Part, PathPattern, PatternError, glob_match, is_pattern};
 pub use pd::{Member, MemberHealth, Members, PdHealth, ScheduleConfig};
 pub use pd_cluster::{
-    GcSafePoints, Histogram, MinResolvedTs, PdLeaderMetrics, REGION_STATUS_TYPES, ServiceSafePoint,
-    region_status_type, resolved_ts_known, tso_from_unix_seconds, tso_unix_seconds,
+    GcSafePoints, Histogram, HotFlow, MinResolvedTs, PdLeaderMetrics, REGION_STATUS_TYPES,
+    ServiceSafePoint, StoreHotspot, region_status_type, resolved_ts_known, tso_from_unix_seconds,
+    tso_unix_seconds,
 };
 pub use store::{Store, StoreState, host_of};
 

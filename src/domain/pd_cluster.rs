@@ -128,6 +128,49 @@ pub struct PdLeaderMetrics {
     /// `pd_cluster_progress`/`_speed`/`_eta{action="removing"}` by store id (PD ≥ v6.1; empty
     /// when no store is being removed or PD is older).
     pub removal: BTreeMap<u64, super::RemovalProgress>,
+    /// `pd_hotspot_status` by store id; `None` when the page has no sample of the family at
+    /// all (a new leader before its first collection, a PD without it).
+    pub hotspot: Option<BTreeMap<u64, StoreHotspot>>,
+}
+
+/// One direction of a store's hot traffic, per second (`pd_hotspot_status` `*_as_peer`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct HotFlow {
+    /// Hot peers on the store (`hot_{write,read}_region_as_peer`).
+    pub regions: f64,
+    /// Bytes per second summed over those peers (`total_{write,read}_bytes_as_peer`).
+    pub bytes_per_second: f64,
+    /// Keys per second summed over those peers (`total_{write,read}_keys_as_peer`).
+    pub keys_per_second: f64,
+}
+
+/// A store's hot write and read traffic as the PD leader's `pd_hotspot_status` gives it
+/// (cluster-signals.md §5, §8). The `_as_peer` series are read for both directions: a write is
+/// applied by every replica (each store's own write load), a read is counted on the peer that
+/// served it (the leader, or a follower under follower/stale read); `_as_leader` would leave
+/// out the followers' share. A type PD deleted (the store has no hot peer) reads as 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct StoreHotspot {
+    /// Hot write traffic.
+    pub write: HotFlow,
+    /// Hot read traffic.
+    pub read: HotFlow,
+}
+
+impl StoreHotspot {
+    /// Takes one `pd_hotspot_status` sample of type `ty`; other types are ignored.
+    pub fn set(&mut self, ty: &str, value: f64) {
+        let slot = match ty {
+            "hot_write_region_as_peer" => &mut self.write.regions,
+            "total_write_bytes_as_peer" => &mut self.write.bytes_per_second,
+            "total_write_keys_as_peer" => &mut self.write.keys_per_second,
+            "hot_read_region_as_peer" => &mut self.read.regions,
+            "total_read_bytes_as_peer" => &mut self.read.bytes_per_second,
+            "total_read_keys_as_peer" => &mut self.read.keys_per_second,
+            _ => return,
+        };
+        *slot = value;
+    }
 }
 
 impl PdLeaderMetrics {

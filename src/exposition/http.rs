@@ -1,7 +1,8 @@
 //! The HTTP endpoints: `/metrics` (the text format 0.0.4 or OpenMetrics, as negotiated, gzip
 //! when accepted: [`super::format`]), a landing page, `/-/healthy`, `/-/ready`,
-//! `/api/v1/invariants` and `/api/v1/leadership`. Every handler reads the published snapshot;
-//! the accept loop is [`crate::http_server`].
+//! `/api/v1/invariants`, `/api/v1/stores`, `/api/v1/cluster` and `/api/v1/leadership`: every
+//! one reads the published snapshot. `/api/v1/hot-regions` alone asks PD, at most once per
+//! type and poll ([`super::hot_regions`]). The accept loop is [`crate::http_server`].
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -19,8 +20,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use super::View;
+use super::api;
 use super::cache::CachedMetrics;
 use super::format::{self, Encoding};
+use super::hot_regions::{self, HotRegionsCache};
 use crate::http_server::Handler;
 use crate::invariants::engine::Phase;
 
@@ -36,6 +39,8 @@ pub struct Endpoints {
     pub openmetrics: bool,
     /// What `POST /-/reload` calls (`None`: no reload, 404).
     pub reload: Option<ReloadTrigger>,
+    /// `/api/v1/hot-regions`: the PD client and the fetches of the current poll.
+    pub hot_regions: Arc<HotRegionsCache>,
 }
 
 /// Reloads the configuration; `Err` carries why the new one was refused.
@@ -138,13 +143,14 @@ pub fn handle(
             "Not ready: the first poll has not finished\n",
         ),
         "/api/v1/invariants" => json(&state.view.published.snapshot().invariants),
+        "/api/v1/stores" => json(&api::stores(&state.view.published.snapshot())),
+        "/api/v1/cluster" => json(&api::cluster(
+            &state.view.published.snapshot(),
+            crate::clock::unix_now(),
+        )),
         "/api/v1/leadership" => match leadership_limit(query, state.view.history.capacity()) {
             Ok(limit) => json(&leadership(&state.view, limit)),
-            Err(e) => respond(
-                StatusCode::BAD_REQUEST,
-                "application/json",
-                serde_json::json!({ "error": e }).to_string(),
-            ),
+            Err(e) => json_error(StatusCode::BAD_REQUEST, &e),
         },
         _ => respond(
             StatusCode::NOT_FOUND,
@@ -225,11 +231,16 @@ fn landing_page(state: &Endpoints) -> String {
          .firing{{background:#f8d7da}}.pending{{background:#fff3cd}}.unknown{{background:#e2e3e5}}</style>\
          </head><body><h1>tikv-health-exporter</h1><p>Prometheus exporter and alert sidecar for TiKV. \
          Version {}.</p><ul><li><a href=\"{}\">Metrics</a></li><li><a href=\"/api/v1/invariants\">\
-         Invariants (JSON)</a></li><li><a href=\"/api/v1/leadership\">Recent leadership events (JSON)\
+         Invariants (JSON)</a></li><li><a href=\"/api/v1/stores\">Stores (JSON)</a> · \
+         <a href=\"/api/v1/cluster\">Cluster (JSON)</a> · Hot regions (JSON, from PD): \
+         <a href=\"/api/v1/hot-regions?type=write\">write</a>, \
+         <a href=\"/api/v1/hot-regions?type=read\">read</a></li>\
+         <li><a href=\"/api/v1/leadership\">Recent leadership events (JSON)\
          </a></li><li><a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></li></ul>",
         esc(env!("CARGO_PKG_VERSION")),
         esc(&state.telemetry_path)
     );
+    stores_table(&mut h, &snap);
     let _ = write!(
         h,
         "<h2>Invariants</h2><table><tr><th>name</th><th>store</th><th>severity</th><th>state</th>\
@@ -328,6 +339,94 @@ fn landing_page(state: &Endpoints) -> String {
     h
 }
 
+/// A rate in bytes per second, binary units (`1.5 MiB/s`).
+fn fmt_rate(bytes: f64) -> String {
+    let mut v = bytes;
+    for unit in ["B/s", "KiB/s", "MiB/s", "GiB/s"] {
+        if v < 1024.0 || unit == "GiB/s" {
+            return format!("{v:.1} {unit}");
+        }
+        v /= 1024.0;
+    }
+    unreachable!("the last unit returns")
+}
+
+/// The stores as `/api/v1/stores` has them: one row each, firing invariants named.
+fn stores_table(h: &mut String, snap: &crate::snapshot::Snapshot) {
+    h.push_str(
+        "<h2>Stores</h2><table><tr><th>id</th><th>address</th><th>state</th><th>leaders</th>\
+         <th>regions</th><th>disk available</th><th>slow score</th><th>hot write</th>\
+         <th>firing</th></tr>",
+    );
+    if snap.stores.is_empty() {
+        h.push_str("<tr><td colspan=\"9\">no stores from PD yet</td></tr>");
+    }
+    let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+    for s in &snap.stores {
+        let firing: Vec<&str> = snap
+            .invariants
+            .iter()
+            .filter(|i| i.store == s.id && i.state == Phase::Firing)
+            .map(|i| i.name.as_str())
+            .collect();
+        let disk = match (s.available_bytes, s.capacity_bytes) {
+            (Some(a), Some(c)) if c > 0 => format!(
+                "{:.1} of {:.1} GiB ({:.0}%)",
+                a as f64 / 1073741824.0,
+                c as f64 / 1073741824.0,
+                100.0 * a as f64 / c as f64
+            ),
+            _ => String::new(),
+        };
+        let hot = s
+            .hot_write
+            .map(|f| format!("{} in {} regions", fmt_rate(f.bytes_per_second), f.regions))
+            .unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td></tr>",
+            if firing.is_empty() { "ok" } else { "firing" },
+            esc(&s.id),
+            esc(&s.address),
+            esc(&s.state),
+            opt(s.leader_count),
+            opt(s.region_count),
+            disk,
+            s.slow_score.map(|v| v.to_string()).unwrap_or_default(),
+            esc(&hot),
+            esc(&firing.join(", "))
+        );
+    }
+    h.push_str("</table>");
+}
+
+fn json_error(status: StatusCode, message: &str) -> Resp {
+    respond(
+        status,
+        "application/json",
+        serde_json::json!({ "error": message }).to_string(),
+    )
+}
+
+/// `GET /api/v1/hot-regions`: 400 for a bad query, 502 with the reason when PD's reply could
+/// not be had or read.
+async fn hot_regions_reply(state: Arc<Endpoints>, query: Option<String>) -> Resp {
+    let q = match hot_regions::parse_query(query.as_deref()) {
+        Ok(q) => q,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+    };
+    let poll = state.view.published.snapshot().taken_at;
+    let fetched = state.hot_regions.get(q.kind, poll).await;
+    match fetched.as_ref() {
+        Ok(hot) => json(&hot_regions::reply(q, poll, hot)),
+        Err(e) => json_error(
+            StatusCode::BAD_GATEWAY,
+            &format!("PD's /hotspot/regions/{}: {e}", q.kind.as_str()),
+        ),
+    }
+}
+
 /// `POST /-/reload` (and `PUT`, as Prometheus): 200 once the new configuration runs, 500 with
 /// the reason when it was refused (the old one keeps running).
 async fn reload(trigger: Option<ReloadTrigger>) -> Resp {
@@ -351,6 +450,19 @@ pub fn handler(state: Arc<Endpoints>) -> Handler {
         if req.uri().path() == "/-/reload" && matches!(*req.method(), Method::POST | Method::PUT) {
             return Box::pin(reload(state.reload.clone()));
         }
+        if req.uri().path() == "/api/v1/hot-regions"
+            && matches!(*req.method(), Method::GET | Method::HEAD)
+        {
+            let head = req.method() == Method::HEAD;
+            let (state, query) = (state.clone(), req.uri().query().map(str::to_owned));
+            return Box::pin(async move {
+                let mut resp = hot_regions_reply(state, query).await;
+                if head {
+                    *resp.body_mut() = Full::new(Bytes::new());
+                }
+                resp
+            });
+        }
         let mut resp = handle(
             &state,
             req.method(),
@@ -363,4 +475,69 @@ pub fn handler(state: Arc<Endpoints>) -> Handler {
         }
         Box::pin(async move { resp })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{HotFlow, Op, Severity};
+    use crate::snapshot::{InvariantView, Snapshot, StoreView};
+
+    #[test]
+    fn the_stores_table_escapes_and_names_the_firing_invariants() {
+        let snap = Snapshot {
+            stores: vec![StoreView {
+                id: "7".into(),
+                address: "<b>tikv&7</b>:20160".into(),
+                status_address: String::new(),
+                version: String::new(),
+                engine: "tikv".into(),
+                state: "Up".into(),
+                last_heartbeat: None,
+                leader_count: Some(3),
+                region_count: None,
+                capacity_bytes: Some(100 << 30),
+                available_bytes: Some(25 << 30),
+                slow_score: Some(1.0),
+                start_timestamp: None,
+                hot_write: Some(HotFlow {
+                    regions: 2.0,
+                    bytes_per_second: 1536.0,
+                    keys_per_second: 1.0,
+                }),
+                hot_read: None,
+            }],
+            invariants: vec![InvariantView {
+                name: "store_slow".into(),
+                store: "7".into(),
+                severity: Severity::Warning,
+                state: Phase::Firing,
+                unknown: false,
+                since: None,
+                value: None,
+                op: Op::Gt,
+                threshold: 80.0,
+                clear_threshold: None,
+                grace_seconds: 0.0,
+                message: String::new(),
+                description: String::new(),
+            }],
+            ..Snapshot::default()
+        };
+        let mut h = String::new();
+        stores_table(&mut h, &snap);
+        assert!(
+            h.contains(
+                "<tr class=\"firing\"><td>7</td><td>&lt;b&gt;tikv&amp;7&lt;/b&gt;:20160</td>\
+                 <td>Up</td><td>3</td><td></td><td>25.0 of 100.0 GiB (25%)</td><td>1</td>\
+                 <td>1.5 KiB/s in 2 regions</td><td>store_slow</td></tr>"
+            ),
+            "{h}"
+        );
+        let mut empty = String::new();
+        stores_table(&mut empty, &Snapshot::default());
+        assert!(empty.contains("no stores from PD yet"), "{empty}");
+        assert_eq!(fmt_rate(0.0), "0.0 B/s");
+        assert_eq!(fmt_rate(5.0 * 1073741824.0 * 1024.0), "5120.0 GiB/s");
+    }
 }

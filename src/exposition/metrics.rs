@@ -22,7 +22,7 @@ use crate::logs::events::EventKind;
 use crate::logs::file::GapReason;
 use crate::logs::ingest::SourceStats;
 use crate::logs::parse::Level;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, StoreView};
 
 /// The `reason` values of `tikv_health_exporter_pd_rejected_stores` (always all exported).
 pub const REJECT_REASONS: [&str; 3] = ["invalid_id", "duplicate_id", "malformed"];
@@ -53,6 +53,45 @@ impl BuildInfo {
 }
 
 type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+/// A per-store gauge: name, help, value.
+type StoreGauge = (&'static str, &'static str, fn(&StoreView) -> Option<f64>);
+
+/// The per-store hot traffic gauges: name, help, value. From the PD leader's
+/// `pd_hotspot_status` `_as_peer` series (a write counts on every replica, a read on the peer
+/// that served it: leaders, and followers under follower read).
+const HOT_GAUGES: [StoreGauge; 6] = [
+    (
+        "tikv_store_hot_write_regions",
+        "Hot write peers on the store (PD leader's pd_hotspot_status hot_write_region_as_peer; 0 when PD lists none)",
+        |s| s.hot_write.map(|f| f.regions),
+    ),
+    (
+        "tikv_store_hot_write_bytes_per_second",
+        "Bytes per second written by the store's hot peers, every replica counted (PD total_write_bytes_as_peer)",
+        |s| s.hot_write.map(|f| f.bytes_per_second),
+    ),
+    (
+        "tikv_store_hot_write_keys_per_second",
+        "Keys per second written by the store's hot peers, every replica counted (PD total_write_keys_as_peer)",
+        |s| s.hot_write.map(|f| f.keys_per_second),
+    ),
+    (
+        "tikv_store_hot_read_regions",
+        "Hot read peers on the store (PD leader's pd_hotspot_status hot_read_region_as_peer; 0 when PD lists none)",
+        |s| s.hot_read.map(|f| f.regions),
+    ),
+    (
+        "tikv_store_hot_read_bytes_per_second",
+        "Bytes per second read from the store's hot peers, leaders and followers that served reads (PD total_read_bytes_as_peer)",
+        |s| s.hot_read.map(|f| f.bytes_per_second),
+    ),
+    (
+        "tikv_store_hot_read_keys_per_second",
+        "Keys per second read from the store's hot peers, leaders and followers that served reads (PD total_read_keys_as_peer)",
+        |s| s.hot_read.map(|f| f.keys_per_second),
+    ),
+];
 
 #[derive(Debug)]
 struct StateCollector {
@@ -224,7 +263,7 @@ fn encode_snapshot(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), s
         st.iter()
             .filter_map(|s| Some((vec![("store", s.id.as_str())], s.last_heartbeat?))),
     )?;
-    let per_store = |f: fn(&crate::snapshot::StoreView) -> Option<f64>| {
+    let per_store = |f: fn(&StoreView) -> Option<f64>| {
         st.iter()
             .filter_map(move |s| Some((vec![("store", s.id.as_str())], f(s)?)))
     };
@@ -264,6 +303,10 @@ fn encode_snapshot(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), s
         "When the store's process started (PD start_timestamp, from TiKV's own clock)",
         per_store(|s| s.start_timestamp),
     )?;
+    // Hot traffic (see `domain::StoreHotspot`): absent, not 0, while not read.
+    for (name, help, value) in HOT_GAUGES {
+        gauges(enc, name, help, per_store(value))?;
+    }
     let pc = &snap.pd_cluster;
     gauges(
         enc,
@@ -658,7 +701,7 @@ pub fn render(registry: &Registry) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::domain::{Op, Severity};
+    use crate::domain::{HotFlow, Op, Severity};
     use crate::logs::ingest::{EventHistory, FileState};
     use crate::logs::source::LogRegistry;
     use crate::notifier::NotifierStats;
@@ -741,6 +784,12 @@ pub(crate) mod tests {
             available_bytes: Some(1 << 39),
             slow_score: Some(1.0),
             start_timestamp: Some(1.6e9),
+            hot_write: Some(HotFlow {
+                regions: 3.0,
+                bytes_per_second: 1024.0,
+                keys_per_second: 16.0,
+            }),
+            hot_read: Some(HotFlow::default()),
         };
         let health = SourceHealth {
             up: true,
@@ -762,6 +811,7 @@ pub(crate) mod tests {
                 write_failures: 0,
             }),
             pd_cluster: Default::default(),
+            ..Snapshot::default()
         });
         view
     }

@@ -8,8 +8,10 @@ use crate::logs::source::LogRegistry;
 use crate::notifier::NotifierStats;
 use crate::snapshot::Published;
 
+mod api;
 pub mod cache;
 pub mod format;
+pub mod hot_regions;
 pub(crate) mod http;
 pub mod metrics;
 pub mod process;

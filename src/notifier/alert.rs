@@ -320,6 +320,8 @@ mod tests {
                 available_bytes: None,
                 slow_score: None,
                 start_timestamp: None,
+                hot_write: None,
+                hot_read: None,
             }],
             ..Snapshot::default()
         }

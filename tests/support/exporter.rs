@@ -141,6 +141,16 @@ impl Exporter {
         Self::start_with_env(args, &[])
     }
 
+    /// Writes `yaml` to `config.yml` in `dir`, starts the exporter on it and waits until it
+    /// is ready (its first poll published).
+    pub fn start_with_config(dir: &tempfile::TempDir, yaml: &str) -> Exporter {
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, yaml).unwrap();
+        let e = Exporter::start(&["--config.file".into(), cfg.display().to_string()]);
+        e.wait_ready();
+        e
+    }
+
     /// [`Exporter::start`] with these environment variables set.
     pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Exporter {
         Self::launch(Launch {

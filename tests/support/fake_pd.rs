@@ -39,6 +39,7 @@ use serde_json::{Map, Value, json};
 use super::http::{Acceptor, ReadWrite, Request, Response, TestServer};
 
 pub mod coverage;
+pub mod hotspot;
 pub mod schedulers;
 
 pub use coverage::ServiceSafePoint;
@@ -617,6 +618,8 @@ struct State {
     next_stores: VecDeque<Vec<Value>>,
     /// Region counts, etcd, GC and resolved ts.
     coverage: coverage::Coverage,
+    /// Hot peers (`pd_hotspot_status`, `/hotspot/regions/*`).
+    hotspot: hotspot::Hotspot,
     /// Leader-evicting schedulers and removal progress.
     schedulers: schedulers::Schedulers,
     /// (member, path without query) of every request, for per-member counts.
@@ -969,6 +972,11 @@ impl FakePd {
         });
     }
 
+    /// Changes the hot peers (both `pd_hotspot_status` and `/hotspot/regions/*` follow).
+    pub fn edit_hotspot(&self, f: impl FnOnce(&mut hotspot::Hotspot)) {
+        f(&mut self.lock().hotspot);
+    }
+
     /// Sets a `pd_regions_status` count of the leader (`ty` in PD's spelling, e.g.
     /// `down-peer-region-count`); `None` removes the type (a PD that does not count it).
     pub fn set_region_status(&self, ty: &str, n: Option<f64>) {
@@ -1184,6 +1192,7 @@ impl State {
             overrides: HashMap::new(),
             next_stores: VecDeque::new(),
             coverage: coverage::Coverage::default(),
+            hotspot: hotspot::Hotspot::default(),
             schedulers: schedulers::Schedulers::default(),
             served: Vec::new(),
             requests: Vec::new(),
@@ -1239,6 +1248,12 @@ impl State {
                     Some(body) => Response::json(body),
                     None => Response::text(404, "404 page not found\n"),
                 }
+            }
+            "/pd/api/v1/hotspot/regions/write" => {
+                Response::json(self.hotspot.regions(hotspot::Kind::Write, &self.stores))
+            }
+            "/pd/api/v1/hotspot/regions/read" => {
+                Response::json(self.hotspot.regions(hotspot::Kind::Read, &self.stores))
             }
             "/pd/api/v1/schedulers" => {
                 Response::json(self.schedulers.names(self.version, self.requests.len()))
@@ -1324,7 +1339,9 @@ impl State {
         if path == "/metrics" {
             let etcd = self.etcd_leader.as_deref() == Some(me);
             let mut page = self.coverage.metrics(self.version, is_leader, etcd);
+            // Leader-only (reset when a member loses leadership; cluster-signals.md §8).
             if is_leader {
+                page.push_str(&self.hotspot.metrics(&self.stores));
                 page.push_str(&self.schedulers.progress_metrics(self.version));
             }
             return Response::text(200, page);

@@ -1,8 +1,10 @@
 //! The PD leader's own `/metrics` (Prometheus text, served by every member locally, not under
 //! `/pd/`, so never redirected): region health counts (`pd_regions_status`, computed only by the
-//! leader; PD ≥ v7.1 exports zeros on followers) and the embedded etcd's WAL fsync histogram and
-//! database size and quota, and the scale-in progress of each store being removed
-//! (`pd_cluster_progress`/`_speed`/`_eta{action="removing"}`, PD ≥ v6.1; §7). cluster-signals.md §8.
+//! leader; PD ≥ v7.1 exports zeros on followers), each store's hot write and read traffic
+//! (`pd_hotspot_status`, leader-only, a store's series deleted while it has no load statistics),
+//! the embedded etcd's WAL fsync histogram and database size and quota, and the scale-in
+//! progress of each store being removed (`pd_cluster_progress`/`_speed`/`_eta{action=
+//! "removing"}`, PD ≥ v6.1; §7). cluster-signals.md §8.
 //!
 //! The page is big (tens of thousands of series at 1000 stores): it is streamed line by line
 //! within `pd.max_response_bytes`, and only the few families needed are parsed, by a small
@@ -17,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use super::{EndpointFailure, PdClient, PdError};
-use crate::domain::{Histogram, Member, PdLeaderMetrics, region_status_type};
+use crate::domain::{Histogram, Member, PdLeaderMetrics, StoreHotspot, region_status_type};
 
 /// The path of the metrics page.
 const METRICS: &str = "/metrics";
@@ -99,6 +101,7 @@ impl PdClient {
 pub(super) struct Page {
     metrics: PdLeaderMetrics,
     regions: Option<BTreeMap<&'static str, f64>>,
+    hotspot: Option<BTreeMap<u64, StoreHotspot>>,
     fsync_buckets: Vec<(f64, f64)>,
     fsync_count: Option<f64>,
 }
@@ -122,6 +125,18 @@ impl Page {
                 let regions = self.regions.get_or_insert_with(BTreeMap::new);
                 if let Some(t) = s.label("type").as_deref().and_then(region_status_type) {
                     regions.insert(t, s.value);
+                }
+            }
+            "pd_hotspot_status" => {
+                let hot = self.hotspot.get_or_insert_with(BTreeMap::new);
+                // `store` is the id PD formats with `strconv.FormatUint`; anything else names
+                // no store and is skipped.
+                if let (Some(id), Some(ty)) = (
+                    s.label("store").and_then(|v| v.parse::<u64>().ok()),
+                    s.label("type"),
+                ) && s.value.is_finite()
+                {
+                    hot.entry(id).or_default().set(&ty, s.value);
                 }
             }
             "service_member_role" if s.label("service").as_deref() == Some("PD") => {
@@ -180,6 +195,9 @@ impl Page {
             _ => None,
         };
         self.metrics.region_status = self.regions;
+        // A family whose samples name no store id (PD v3.x labelled `store="store-1"`) says
+        // nothing of any store: no hot traffic at all rather than zeros for every store.
+        self.metrics.hotspot = self.hotspot.filter(|h| !h.is_empty());
         Ok(self.metrics)
     }
 }
@@ -269,6 +287,7 @@ fn parse_value(text: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::HotFlow;
 
     fn page(text: &str) -> Result<PdLeaderMetrics, String> {
         let mut p = Page::default();
@@ -308,6 +327,19 @@ pd_regions_status{type="pending-peer-region-count"} 12
 # HELP pd_scheduler_store_status Store status for schedule
 # TYPE pd_scheduler_store_status gauge
 pd_scheduler_store_status{address="10.0.1.1:20160",store="1",type="leader_count"} 16672
+# HELP pd_hotspot_status Status of the hotspot.
+# TYPE pd_hotspot_status gauge
+pd_hotspot_status{address="10.0.1.1:20160",store="1",type="hot_write_region_as_leader"} 12
+pd_hotspot_status{address="10.0.1.1:20160",store="1",type="hot_write_region_as_peer"} 30
+pd_hotspot_status{address="10.0.1.1:20160",store="1",type="total_write_bytes_as_peer"} 2.09715201e+07
+pd_hotspot_status{address="10.0.1.1:20160",store="1",type="total_write_keys_as_peer"} 65536
+pd_hotspot_status{address="10.0.1.1:20160",store="1",type="total_write_query_as_peer"} 1200
+pd_hotspot_status{address="10.0.1.1:20160",store="1",type="hot_read_region_as_peer"} 2
+pd_hotspot_status{address="10.0.1.1:20160",store="1",type="total_read_bytes_as_peer"} 1.048576e+06
+pd_hotspot_status{address="10.0.1.1:20160",store="1",type="total_read_keys_as_peer"} 2048
+pd_hotspot_status{address="10.0.1.4:20160",store="4",type="hot_write_region_as_peer"} 0
+pd_hotspot_status{address="10.0.1.4:20160",store="4",type="total_write_bytes_as_peer"} 0
+pd_hotspot_status{address="x",store="store-9",type="hot_write_region_as_peer"} 5
 "#;
 
     #[test]
@@ -326,6 +358,39 @@ pd_scheduler_store_status{address="10.0.1.1:20160",store="1",type="leader_count"
             [(0.001, 40312.0), (8.192, 53390.0), (f64::INFINITY, 53390.0)]
         );
         assert_eq!(h.count, 53390.0);
+        // `_as_peer` for both directions; `_as_leader` and `_query` are not read; a store
+        // label that is not an id names no store.
+        let hot = m.hotspot.unwrap();
+        assert_eq!(hot.keys().copied().collect::<Vec<_>>(), [1, 4]);
+        let s1 = hot[&1];
+        assert_eq!(
+            s1.write,
+            HotFlow {
+                regions: 30.0,
+                bytes_per_second: 20_971_520.1,
+                keys_per_second: 65536.0
+            }
+        );
+        assert_eq!(
+            s1.read,
+            HotFlow {
+                regions: 2.0,
+                bytes_per_second: 1_048_576.0,
+                keys_per_second: 2048.0
+            }
+        );
+        assert_eq!(hot[&4], StoreHotspot::default());
+    }
+
+    #[test]
+    fn a_page_without_the_hotspot_family_has_no_hotspot_map() {
+        let m =
+            page("etcd_server_is_leader 1\npd_regions_status{type=\"down-peer-region-count\"} 0\n")
+                .unwrap();
+        assert_eq!(m.hotspot, None);
+        let old = page("etcd_server_is_leader 1\npd_hotspot_status{store=\"store-1\",type=\"hot_write_region_as_peer\"} 3\n")
+            .unwrap();
+        assert_eq!(old.hotspot, None);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! `/config/schedule`, `/gc/safepoint`, `/min-resolved-ts?scope=cluster` (`safepoints.rs`),
 //! `/schedulers` and the evict-leader / evict-slow-store list endpoints (`schedulers.rs`) and
 //! the PD leader's own `/metrics` (`leader_metrics.rs`), each one request whatever the number of
-//! regions. `/regions` and `/regions/check/*` are never requested (they serialise every region
+//! regions; `/hotspot/regions/{write,read}` (`hotspot.rs`) only on an API request, at most once
+//! per poll. `/regions` and `/regions/check/*` are never requested (they serialise every region
 //! of the cluster in one body and are expensive for PD on big clusters).
 //!
 //! Parsing is deliberately lenient across PD versions (2.x/3.0 to 8.x): unknown fields are
@@ -36,6 +37,7 @@ use reqwest::header::ACCEPT;
 use super::http::{self, BuildError, ClientConfig, HttpClient, TlsFiles};
 use crate::domain::{Member, MemberHealth, Members, ScheduleConfig, Store};
 
+mod hotspot;
 mod leader_metrics;
 mod members;
 mod safepoints;
@@ -43,6 +45,9 @@ mod schedulers;
 mod units;
 mod wire;
 
+pub use hotspot::{
+    HOT_REGIONS_MAX_BYTES, HOT_REGIONS_PER_STORE, HotKind, HotPeer, HotRegions, HotStore,
+};
 pub use members::Survey;
 pub use units::{parse_byte_size, parse_go_duration};
 
@@ -365,15 +370,18 @@ impl PdClient {
 
     /// GETs `API + path` from the endpoints in preference order and parses the body.
     async fn get<T>(&self, path: &str, parse: Parse<T>) -> Result<T, PdError> {
-        self.get_until(path, parse, false).await
+        self.get_until(path, parse, false, self.inner.max_response_bytes)
+            .await
     }
 
-    /// [`get`](Self::get), stopping at the first 404 when `stop_at_404`.
+    /// [`get`](Self::get), stopping at the first 404 when `stop_at_404`, with bodies of at
+    /// most `limit` bytes.
     async fn get_until<T>(
         &self,
         path: &str,
         parse: Parse<T>,
         stop_at_404: bool,
+        limit: usize,
     ) -> Result<T, PdError> {
         let full_path = format!("{API}{path}");
         let n = self.inner.endpoints.len();
@@ -382,7 +390,10 @@ impl PdClient {
         let mut failures = Vec::new();
         for idx in order {
             let endpoint = &self.inner.endpoints[idx];
-            match self.attempt(endpoint, &full_path, false, parse).await {
+            match self
+                .attempt(endpoint, &full_path, false, parse, limit)
+                .await
+            {
                 Ok(v) => {
                     self.inner.preferred.store(idx, Ordering::Relaxed);
                     return Ok(v);
@@ -405,7 +416,10 @@ impl PdClient {
     /// Like [`get`](Self::get), but a 404 (this PD version has no such endpoint) is `Ok(None)`,
     /// at once: the other members run the same version.
     async fn get_if_served<T>(&self, path: &str, parse: Parse<T>) -> Result<Option<T>, PdError> {
-        match self.get_until(path, parse, true).await {
+        match self
+            .get_until(path, parse, true, self.inner.max_response_bytes)
+            .await
+        {
             Ok(v) => Ok(Some(v)),
             Err(PdError::AllFailed { failures, .. })
                 if failures.iter().any(|f| f.status == Some(404)) =>
@@ -437,12 +451,18 @@ impl PdClient {
     /// GETs `API + path` from the member at `endpoint` only, with the follower-handle header.
     async fn get_from<T>(&self, endpoint: &str, path: &str, parse: Parse<T>) -> Result<T, PdError> {
         let full_path = format!("{API}{path}");
-        self.attempt(endpoint, &full_path, true, parse)
-            .await
-            .map_err(|failure| PdError::Member {
-                path: full_path,
-                failure,
-            })
+        self.attempt(
+            endpoint,
+            &full_path,
+            true,
+            parse,
+            self.inner.max_response_bytes,
+        )
+        .await
+        .map_err(|failure| PdError::Member {
+            path: full_path,
+            failure,
+        })
     }
 
     /// One GET on one endpoint.
@@ -452,6 +472,7 @@ impl PdClient {
         full_path: &str,
         follower: bool,
         parse: Parse<T>,
+        limit: usize,
     ) -> Result<T, EndpointFailure> {
         let http = &self.inner.http;
         let mut req = http
@@ -466,7 +487,7 @@ impl PdClient {
             message,
         };
         let body = http
-            .fetch_ok(req, self.inner.max_response_bytes)
+            .fetch_ok(req, limit)
             .await
             .map_err(|e| fail(e.status(), e.to_string()))?;
         parse(&body).map_err(|why| fail(None, format!("unusable reply to {full_path}: {why}")))
