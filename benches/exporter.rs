@@ -204,6 +204,11 @@ fn prometheus_over(fleet: &TikvFleet) -> RealPrometheus {
         fleet.target()
     );
     let prom = RealPrometheus::launch_config(&config, &[], "");
+    // Prometheus shares this machine's cores with the exporter here (in production it runs
+    // elsewhere): ingesting 1000 TiKVs' series every 15 s must not slow the exporter's polls.
+    let _ = std::process::Command::new("renice")
+        .args(["-n", "19", "-p", &prom.pid().to_string()])
+        .output();
     let query =
         "count(count_over_time(tikv_grpc_msg_duration_seconds_count{type=\"kv_get\"}[1m]) >= 2)";
     support::wait::until(
@@ -279,10 +284,18 @@ fn end_to_end() {
         .iter()
         .filter(|b| b.default_query().is_some())
         .count();
+    let polls = by_path.get("/pd/api/v1/stores").copied().unwrap_or(0);
     println!(
-        "Prometheus: {queries} instant queries in 10 polls; {prometheus_based} Prometheus-based built-ins"
+        "Prometheus: {queries} instant queries in {polls} polls (one /stores each); \
+         {prometheus_based} Prometheus-based built-ins"
     );
     let metrics = e.metrics();
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("tikv_health_exporter_poll_duration_seconds{"))
+    {
+        println!("{line}");
+    }
     let violations = metrics
         .lines()
         .filter(|l| l.starts_with("tikv_invariant_violation{"))
