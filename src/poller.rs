@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, TiflashMode};
@@ -46,6 +46,25 @@ struct Reported {
     unmapped: BTreeMap<String, u64>,
     /// Whether PD had a leader at the last members poll.
     had_leader: Option<bool>,
+}
+
+/// A round's Prometheus queries, running on their own task (aborted when dropped).
+struct PromBatch(tokio::task::JoinHandle<PromAnswers>);
+
+impl Drop for PromBatch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What a batch of Prometheus queries brings back.
+struct PromAnswers {
+    /// Each query's result.
+    results: QueryResults,
+    /// How long the queries took.
+    took: Duration,
+    /// Prometheus' start time (asked only when `prometheus.warmup` is set).
+    start_time: Option<f64>,
 }
 
 /// What a configuration builds before anything is polled: the clients (URLs checked, TLS and
@@ -155,6 +174,12 @@ pub struct Poller {
     prometheus_warmup: f64,
     prometheus_started: Option<f64>,
     prometheus_warm_until: f64,
+    /// How long a round waits for Prometheus once PD has answered (half the poll interval).
+    prometheus_wait: Duration,
+    /// The Prometheus queries still running, started by an earlier round.
+    prometheus_batch: Option<PromBatch>,
+    /// Each query's last answer, evaluated again by rounds Prometheus does not answer in time.
+    prometheus_last: QueryResults,
     mapping_rule: Option<MappingRule>,
     stores: Vec<Store>,
     doubtful: BTreeMap<u64, Unavailable>,
@@ -235,6 +260,9 @@ impl Poller {
             prometheus_warmup: cfg.prometheus.warmup.0.as_secs_f64(),
             prometheus_started: None,
             prometheus_warm_until: 0.0,
+            prometheus_wait: cfg.poll_interval.0 / 2,
+            prometheus_batch: None,
+            prometheus_last: QueryResults::new(),
             mapping_rule,
             stores: Vec::new(),
             doubtful: BTreeMap::new(),
@@ -269,6 +297,11 @@ impl Poller {
         self.health_interval = cfg.pd.health_interval.0.as_secs_f64();
         self.coverage.set_interval(self.health_interval);
         self.prometheus_warmup = cfg.prometheus.warmup.0.as_secs_f64();
+        self.prometheus_wait = cfg.poll_interval.0 / 2;
+        // Answers of the old client or queries are not used again: the next round waits for
+        // the new ones, as the first round does.
+        self.prometheus_batch = None;
+        self.prometheus_last.clear();
         if self.prom.is_some() {
             self.sources.entry("prometheus".to_owned()).or_default();
         } else {
@@ -459,54 +492,113 @@ impl Poller {
         Ok(health)
     }
 
-    async fn poll_prometheus(&mut self) -> QueryResults {
-        let mut out = BTreeMap::new();
-        let Some(prom) = self.prom.clone() else {
-            return out;
-        };
-        let queries: BTreeSet<String> = self
-            .defs
+    /// The query texts of the configured invariants.
+    fn queries(&self) -> BTreeSet<String> {
+        self.defs
             .iter()
             .filter_map(|d| d.query().map(str::to_owned))
-            .collect();
-        if queries.is_empty() {
-            return out;
+            .collect()
+    }
+
+    /// Starts this round's Prometheus queries, unless the last round's are still running.
+    fn start_prometheus(&mut self) {
+        let Some(prom) = self.prom.clone() else {
+            return;
+        };
+        let queries = self.queries();
+        if queries.is_empty() || self.prometheus_batch.is_some() {
+            return;
         }
-        let t = Instant::now();
-        let mut set = tokio::task::JoinSet::new();
-        for q in queries {
-            let prom = prom.clone();
-            set.spawn(async move {
-                let r = prom
-                    .query(&q)
-                    .await
-                    .map_err(|e| Unavailable::new(e.to_string()));
-                (q, r)
-            });
-        }
-        while let Some(done) = set.join_next().await {
-            if let Ok((q, r)) = done {
-                out.insert(q, r);
+        let warmup = self.prometheus_warmup > 0.0;
+        let task = tokio::spawn(async move {
+            let t = Instant::now();
+            let answers = async {
+                let mut set = tokio::task::JoinSet::new();
+                for q in queries {
+                    let prom = prom.clone();
+                    set.spawn(async move {
+                        let r = prom
+                            .query(&q)
+                            .await
+                            .map_err(|e| Unavailable::new(e.to_string()));
+                        (q, r)
+                    });
+                }
+                let mut results = QueryResults::new();
+                while let Some(done) = set.join_next().await {
+                    if let Ok((q, r)) = done {
+                        results.insert(q, r);
+                    }
+                }
+                (results, t.elapsed())
+            };
+            let start_time = async {
+                match warmup {
+                    true => prom.start_time().await.ok(),
+                    false => None,
+                }
+            };
+            let ((results, took), start_time) = tokio::join!(answers, start_time);
+            PromAnswers {
+                results,
+                took,
+                start_time,
+            }
+        });
+        self.prometheus_batch = Some(PromBatch(task));
+    }
+
+    /// This round's Prometheus results: the running queries' answers if they come before
+    /// `deadline` (or, while some configured query has never been answered, within the
+    /// queries' own timeout), otherwise each query's last answer. A slow Prometheus so delays
+    /// only the Prometheus-based invariants, by at most `prometheus.timeout`, after which its
+    /// queries fail and their invariants are unknown.
+    async fn prometheus_round(&mut self, deadline: tokio::time::Instant) -> QueryResults {
+        let unanswered = self
+            .queries()
+            .iter()
+            .any(|q| !self.prometheus_last.contains_key(q));
+        if let Some(batch) = &mut self.prometheus_batch {
+            let done = if unanswered {
+                Some((&mut batch.0).await)
+            } else {
+                tokio::time::timeout_at(deadline, &mut batch.0).await.ok()
+            };
+            if let Some(done) = done {
+                self.prometheus_batch = None;
+                if let Ok(answers) = done {
+                    self.take_answers(answers);
+                }
             }
         }
-        let failed: Vec<&Unavailable> = out.values().filter_map(|r| r.as_ref().err()).collect();
-        let all_failed = !failed.is_empty() && failed.len() == out.len();
+        std::mem::take(&mut self.prometheus_last)
+    }
+
+    /// Records a finished batch of queries: source health, per-query transitions, restarts.
+    fn take_answers(&mut self, answers: PromAnswers) {
+        let PromAnswers {
+            results,
+            took,
+            start_time,
+        } = answers;
+        let failed: Vec<&Unavailable> = results.values().filter_map(|r| r.as_ref().err()).collect();
+        let all_failed = !failed.is_empty() && failed.len() == results.len();
         let result = if all_failed {
             Err(failed[0].clone())
         } else {
             Ok(())
         };
         if !all_failed {
-            self.report_queries(&out);
+            self.report_queries(&results);
         }
-        self.record("prometheus", t, result);
-        if self.prometheus_warmup > 0.0 {
-            if let Ok(started) = prom.start_time().await {
-                self.prometheus_started_at(started);
-            }
-            self.hold_during_warmup(&mut out);
+        let started = Instant::now()
+            .checked_sub(took)
+            .unwrap_or_else(Instant::now);
+        self.record("prometheus", started, result);
+        if let Some(t) = start_time {
+            self.prometheus_started_at(t);
         }
-        out
+        self.prometheus_last = results;
     }
 
     /// Logs each invariant's query failing or answering again (Prometheus itself answers).
@@ -538,23 +630,27 @@ impl Poller {
 
     /// A Prometheus seen restarting has a gap in its rate windows and reads low until they
     /// refill: the built-in rate queries are unknown for `prometheus.warmup` after a restart.
-    fn hold_during_warmup(&self, out: &mut QueryResults) {
+    /// Returns the answers it held, to be used again once the warm-up is over.
+    fn hold_during_warmup(&self, out: &mut QueryResults) -> QueryResults {
+        let mut held = QueryResults::new();
         let left = self.prometheus_warm_until - self.clock.now();
         if left <= 0.0 {
-            return;
+            return held;
         }
         for d in self.defs.iter().filter(|d| d.is_builtin_prometheus()) {
             if let Some(q) = d.query()
                 && let Some(Ok(_)) = out.get(q)
             {
-                out.insert(
+                let answer = out.insert(
                     q.to_owned(),
                     Err(Unavailable::new(format!(
                         "Prometheus restarted; its rate windows have a gap for {left:.0}s more (prometheus.warmup)"
                     ))),
                 );
+                held.extend(answer.map(|a| (q.to_owned(), a)));
             }
         }
+        held
     }
 
     /// The observations of a round at `now`: the last good PD data, with `pd_error` when it is
@@ -579,12 +675,20 @@ impl Poller {
         obs
     }
 
-    /// One round: poll, evaluate, persist, and return the snapshot to publish.
+    /// One round: poll, evaluate, persist, and return the snapshot to publish. PD and
+    /// Prometheus are asked at the same time; once PD has answered, the round waits for
+    /// Prometheus until half the poll interval has passed (see [`Poller::prometheus_round`]).
     pub async fn poll(&mut self) -> Snapshot {
+        let deadline = tokio::time::Instant::now() + self.prometheus_wait;
+        self.start_prometheus();
         let pd_error = self.poll_pd().await;
-        let prom = self.poll_prometheus().await;
-        let obs = self.observations(pd_error, prom);
-        self.evaluate(&obs)
+        let prom = self.prometheus_round(deadline).await;
+        let mut obs = self.observations(pd_error, prom);
+        let held = self.hold_during_warmup(&mut obs.prom);
+        let snap = self.evaluate(&obs);
+        self.prometheus_last = obs.prom;
+        self.prometheus_last.extend(held);
+        snap
     }
 
     /// The snapshot to serve before the first poll when the state file restored violations:
@@ -1575,11 +1679,12 @@ mod tests {
         p.prometheus_started_at(T0 - 3600.0);
         let mut out: QueryResults = BTreeMap::new();
         out.insert(cpu.clone(), Ok(vec![]));
-        p.hold_during_warmup(&mut out);
+        assert!(p.hold_during_warmup(&mut out).is_empty());
         assert!(out[&cpu].is_ok(), "no restart seen");
-        // Restarted 10 s ago: held for the 50 s left of the warm-up.
+        // Restarted 10 s ago: held for the 50 s left of the warm-up; the answer is given back.
         p.prometheus_started_at(T0 - 10.0);
-        p.hold_during_warmup(&mut out);
+        let held = p.hold_during_warmup(&mut out);
+        assert!(held[&cpu].is_ok());
         let e = out[&cpu].as_ref().unwrap_err();
         assert!(e.to_string().contains("for 50s more"), "{e}");
         clock.advance(51.0);

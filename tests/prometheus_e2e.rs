@@ -632,6 +632,90 @@ fn prometheus_outage_and_a_silent_tikv() {
 /// active-since time).
 type Watched = (u128, Option<f64>, Option<f64>, Option<f64>);
 
+/// Instant queries a Prometheus has answered so far (its own `prometheus_http_requests_total`).
+fn instant_queries(prom: &RealPrometheus) -> f64 {
+    let (_, body) = prom.get("/metrics");
+    body.lines()
+        .filter(|l| {
+            l.starts_with("prometheus_http_requests_total{")
+                && l.contains("handler=\"/api/v1/query\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A Prometheus answering in 6 s (behind a delaying proxy, its queries' timeout 20 s) holds
+/// back neither the poll interval nor the PD-based invariants: PD is polled every 250 ms, a
+/// store going down fires at once, and the Prometheus-based invariants keep their last answers
+/// (known, store 2 still firing) while one batch of queries at a time is in flight.
+#[test]
+fn a_slow_prometheus_holds_back_neither_polls_nor_pd_invariants() {
+    let (a, b) = fakes();
+    let prom = prometheus_with_history(&[&a, &b]);
+    let proxy = support::delay_proxy::DelayProxy::start(prom.addr());
+    let pd = FakePd::with_live_stores(&[tikv_store(1, a.instance()), tikv_store(2, b.instance())]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("prometheus:\n  timeout: 20s\n{NO_GRACE}");
+    let e = exporter(
+        &pd,
+        None,
+        &dir,
+        &config,
+        &["--prometheus.url".to_owned(), proxy.url()],
+    );
+    let known = |m: &str| {
+        source_up(m, "prometheus") == Some(1.0)
+            && flag(m, "violation", WRITE, "2", "warning") == Some(1.0)
+            && [(WRITE, "1"), (WRITE, "2"), (CPU, "1"), (CPU, "2")]
+                .iter()
+                .all(|&(n, s)| flag(m, "unknown", n, s, "warning") == Some(0.0))
+    };
+    e.wait_metrics("store 2's write latency firing, known", WAIT, known);
+
+    const DELAY: Duration = Duration::from_secs(6);
+    proxy.set_delay(DELAY);
+    let slow = Instant::now();
+    let asked_before = instant_queries(&prom);
+    // Four PD polls well within one Prometheus answer (before, a round waited for it).
+    e.wait_polls_after("pd", unix_now(), 4);
+    assert!(
+        slow.elapsed() < Duration::from_secs(5),
+        "4 PD polls took {:?} while Prometheus answers in {DELAY:?}\n{}",
+        slow.elapsed(),
+        e.stderr()
+    );
+    // A store going down now fires at once, not after Prometheus' answer.
+    let down = Instant::now();
+    pd.set_heartbeat_age(1, Duration::from_secs(100));
+    let m = e.wait_metrics("store 1 down", WAIT, |m| {
+        flag(m, "violation", "store_down", "1", "critical") == Some(1.0)
+    });
+    assert!(
+        down.elapsed() < Duration::from_secs(4),
+        "store_down fired after {:?} with Prometheus answering in {DELAY:?}",
+        down.elapsed()
+    );
+    // Meanwhile the Prometheus-based invariants hold their last answers: known, not resolved.
+    assert!(known(&m), "{m}");
+    // Let a full slow answer come and go: still known, and no pile-up of queries (one batch
+    // in flight at a time: at most the one running when the delay began and two more).
+    std::thread::sleep((DELAY * 2).saturating_sub(slow.elapsed()));
+    let m = e.metrics();
+    assert!(known(&m), "{m}");
+    let asked = instant_queries(&prom) - asked_before;
+    let per_batch = tikv_health_exporter::invariants::catalog::BUILTINS
+        .iter()
+        .filter(|b| b.default_query().is_some())
+        .count() as f64;
+    assert!(
+        asked <= per_batch * 3.0,
+        "{asked} queries in {:?} ({per_batch} per batch)",
+        slow.elapsed()
+    );
+    proxy.set_delay(Duration::ZERO);
+    drop(e);
+}
+
 /// A Prometheus outage must not resolve a firing invariant, also not while Prometheus catches
 /// up after it: store 2's `cpu_usage` (0.75 > 0.7) should stay firing, with the same
 /// active-since time, from before the outage until fresh scrapes are in.

@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod cmd;
+pub mod delay_proxy;
 pub mod docker;
 pub mod exporter;
 pub mod fake_pd;
