@@ -177,7 +177,7 @@ impl Observations {
                 Some(id) => out.by_store.entry(id).or_default().push(sample),
                 None => {
                     out.unmapped += 1;
-                    out.example.get_or_insert_with(|| sample.labels.clone());
+                    out.example.get_or_insert_with(|| sample.labels.to_map());
                 }
             }
         }

@@ -708,7 +708,8 @@ impl Poller {
     /// Evaluates every invariant on `obs` and builds the snapshot (separate from polling so
     /// tests can drive time).
     pub fn evaluate(&mut self, obs: &Observations) -> Snapshot {
-        let mut views = Vec::new();
+        // About one view per series of the last round (13 000 at 1000 stores): sized once.
+        let mut views = Vec::with_capacity(self.engine.states().count());
         let mut unmapped = BTreeMap::new();
         for d in &self.defs {
             let rule = d.rule_for(obs);
@@ -726,7 +727,7 @@ impl Poller {
                     let kept: Vec<String> = self
                         .engine
                         .states()
-                        .filter(|((n, s), _)| *n == d.rule.name && !listed.contains(s))
+                        .filter(|((n, s), _)| **n == *d.rule.name && !listed.contains(s))
                         .map(|((_, s), _)| s.clone())
                         .collect();
                     inputs.extend(kept.into_iter().map(|s| {
@@ -762,11 +763,11 @@ impl Poller {
             if d.scope == Scope::Store
                 && let Some(Ok(m)) = d.query().map(|q| obs.mapped(q))
             {
-                unmapped.insert(d.rule.name.clone(), unmapped_view(&m));
+                unmapped.insert(d.rule.name.to_string(), unmapped_view(&m));
             }
         }
         self.report_unmapped(&unmapped);
-        let names: Vec<&str> = self.defs.iter().map(|d| d.rule.name.as_str()).collect();
+        let names: Vec<&str> = self.defs.iter().map(|d| &*d.rule.name).collect();
         self.engine.retain_names(&names);
         self.save_state(obs.now);
         Snapshot {
@@ -1003,7 +1004,7 @@ mod tests {
     fn find<'a>(s: &'a Snapshot, name: &str, store: &str) -> Option<&'a InvariantView> {
         s.invariants
             .iter()
-            .find(|i| i.name == name && i.store == store)
+            .find(|i| &*i.name == name && i.store == store)
     }
 
     fn view<'a>(s: &'a Snapshot, name: &str, store: &str) -> &'a InvariantView {
@@ -1023,7 +1024,7 @@ mod tests {
     fn query(p: &Poller, name: &str) -> String {
         p.definitions()
             .iter()
-            .find(|d| d.rule.name == name)
+            .find(|d| &*d.rule.name == name)
             .and_then(|d| d.query())
             .unwrap()
             .to_owned()
@@ -1589,7 +1590,7 @@ mod tests {
         let grace = |p: &Poller| {
             p.definitions()
                 .iter()
-                .find(|d| d.rule.name == "disk_usage")
+                .find(|d| &*d.rule.name == "disk_usage")
                 .map(|d| d.rule.grace)
         };
         assert_eq!(grace(&p), Some(60.0));

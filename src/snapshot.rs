@@ -14,7 +14,7 @@ use crate::invariants::engine::Phase;
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct InvariantView {
     /// Invariant name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Store id, `""` for cluster-wide invariants.
     pub store: String,
     /// Severity label.
@@ -36,9 +36,9 @@ pub struct InvariantView {
     /// Grace period in seconds.
     pub grace_seconds: f64,
     /// Why it is in this state.
-    pub message: String,
+    pub message: Arc<str>,
     /// What the invariant checks.
-    pub description: String,
+    pub description: Arc<str>,
 }
 
 /// One PD store as last seen.

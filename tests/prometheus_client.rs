@@ -11,6 +11,7 @@ use support::fake_tikv::{FakeTikv, expected_quantile};
 use support::http::{Request, Response, TestServer};
 use support::listen::refused_url;
 use support::prometheus::RealPrometheus;
+use tikv_health_exporter::domain::Labels;
 use tikv_health_exporter::sources::prometheus::{
     MAX_RESPONSE_BYTES, PromClient, PromError, Sample,
 };
@@ -30,11 +31,8 @@ fn canned(resp: Response) -> (TestServer, Arc<Mutex<Vec<String>>>) {
     (server, seen)
 }
 
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().copied().collect()
 }
 
 async fn query_json(body: &str) -> Result<Vec<Sample>, PromError> {
@@ -81,7 +79,7 @@ async fn scalar_is_one_unlabelled_sample() {
     assert_eq!(
         got,
         vec![Sample {
-            labels: BTreeMap::new(),
+            labels: Labels::default(),
             value: 42.0
         }]
     );
@@ -308,7 +306,7 @@ fn by_instance(samples: &[Sample]) -> BTreeMap<String, f64> {
         .iter()
         .map(|s| {
             assert_eq!(s.labels.len(), 1, "unexpected labels {:?}", s.labels);
-            (s.labels["instance"].clone(), s.value)
+            (s.labels.get("instance").unwrap().to_owned(), s.value)
         })
         .collect()
 }
@@ -448,7 +446,7 @@ async fn real_prometheus_answer_shapes() {
     assert_eq!(
         one,
         vec![Sample {
-            labels: BTreeMap::new(),
+            labels: Labels::default(),
             value: 1.5
         }]
     );

@@ -212,7 +212,7 @@ pub fn status_line(snap: &Snapshot, view: &View) -> String {
             .filter(|i| f(i))
             .map(|i| {
                 if i.store.is_empty() {
-                    i.name.clone()
+                    i.name.to_string()
                 } else {
                     format!("{}/{}", i.name, i.store)
                 }

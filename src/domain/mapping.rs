@@ -22,8 +22,9 @@
 //! (label + regex); `instance` as an address, then as a name; `kubernetes_pod_name`, then `pod`
 //! as a name. The first rule that names exactly one store wins.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
+use super::labels::Labels;
 use super::store::{Store, host_of};
 
 /// TiKV's default status port, assumed when PD reports no `status_address`.
@@ -59,7 +60,7 @@ impl MappingRule {
     }
 
     /// The key this rule extracts from a sample's labels.
-    fn key<'a>(&self, labels: &'a BTreeMap<String, String>) -> Option<&'a str> {
+    fn key<'a>(&self, labels: &'a Labels) -> Option<&'a str> {
         let value = labels.get(&self.label)?;
         let caps = self.regex.captures(value)?;
         caps.get(1).or_else(|| caps.get(0)).map(|m| m.as_str())
@@ -183,19 +184,19 @@ impl StoreMatcher {
     }
 
     /// Whether the sample's namespace label (if any) allows store `id`.
-    fn same_namespace(&self, id: u64, labels: &BTreeMap<String, String>) -> bool {
+    fn same_namespace(&self, id: u64, labels: &Labels) -> bool {
         let Some(ns) = self.namespaces.get(&id) else {
             return true;
         };
         ["kubernetes_namespace", "namespace"]
             .iter()
-            .filter_map(|k| labels.get(*k))
+            .filter_map(|k| labels.get(k))
             .all(|v| v.eq_ignore_ascii_case(ns))
     }
 
     /// The store a Prometheus sample belongs to (see the module documentation for the rules).
-    pub fn store_of_sample(&self, labels: &BTreeMap<String, String>) -> Option<u64> {
-        if let Some(id) = labels.get("store").and_then(|s| self.ids.get(s.as_str())) {
+    pub fn store_of_sample(&self, labels: &Labels) -> Option<u64> {
+        if let Some(id) = labels.get("store").and_then(|s| self.ids.get(s)) {
             return Some(*id);
         }
         if let Some(id) = self
@@ -206,7 +207,7 @@ impl StoreMatcher {
         {
             return Some(id);
         }
-        let instance = labels.get("instance").map(String::as_str);
+        let instance = labels.get("instance");
         let candidates = [
             instance.and_then(|i| lookup(&self.addresses, i)),
             instance.and_then(|i| lookup(&self.names, i)),
@@ -255,10 +256,8 @@ mod tests {
         Store::at(id, address, status)
     }
 
-    fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+    fn labels(kv: &[(&str, &str)]) -> Labels {
+        kv.iter().copied().collect()
     }
 
     #[test]

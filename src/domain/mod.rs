@@ -5,6 +5,7 @@
 //! imports none of them.
 
 mod drain;
+mod labels;
 mod mapping;
 mod pattern;
 mod pd;
@@ -17,6 +18,7 @@ pub use drain::{
     EVICT_LEADER, EVICT_SLOW_STORE, OfflineHistory, OfflineRecord, RemovalProgress,
     SLOW_STORE_EVICT_SCORE, Schedulers, SlowStoreEviction, v30_evict_leader_target,
 };
+pub use labels::Labels;
 pub use mapping::{DEFAULT_STATUS_PORT, MAPPING_LABELS, MappingRule, StoreMatcher};
 pub use pattern::{Part, PathPattern, PatternError, glob_match, is_pattern};
 pub use pd::{Member, MemberHealth, Members, PdHealth, ScheduleConfig};

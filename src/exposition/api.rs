@@ -336,7 +336,7 @@ mod tests {
             clear_threshold: None,
             grace_seconds: 60.0,
             message: "m".into(),
-            description: String::new(),
+            description: "".into(),
         }
     }
 

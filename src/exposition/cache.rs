@@ -15,8 +15,8 @@ use flate2::write::DeflateEncoder;
 use prometheus_client::registry::Registry;
 
 use super::View;
-use super::format::{self, Format};
-use super::metrics::{BuildInfo, live_registry, render, render_snapshot};
+use super::format::{self, Format, TextConverter};
+use super::metrics::{BuildInfo, live_registry, render, render_snapshot, write_snapshot};
 use crate::snapshot::Snapshot;
 
 /// The gzip header flate2 writes too: magic, deflate, no flags, no mtime, OS unknown.
@@ -43,6 +43,101 @@ impl Deflated {
             blocks: std::mem::take(enc.get_mut()),
             crc,
         }
+    }
+}
+
+/// Compresses the snapshot part as it is rendered, a line at a time: OpenMetrics as written,
+/// or converted to text 0.0.4; the closing `# EOF` is left out. At 1000 stores the gzipped
+/// part is 300 KB and its text, never held whole this way, 6 MB.
+struct LineDeflater {
+    enc: DeflateEncoder<Vec<u8>>,
+    crc: Crc,
+    /// The line being written, until its newline.
+    partial: String,
+    /// Lines ready to be compressed (compressed by the 64 KiB).
+    pending: String,
+    /// Set for text 0.0.4.
+    text: Option<TextConverter>,
+}
+
+impl LineDeflater {
+    fn new(f: Format) -> LineDeflater {
+        LineDeflater {
+            enc: DeflateEncoder::new(Vec::with_capacity(64 * 1024), flate2::Compression::fast()),
+            crc: Crc::new(),
+            partial: String::new(),
+            pending: String::with_capacity(80 * 1024),
+            text: (!f.is_openmetrics()).then(TextConverter::default),
+        }
+    }
+
+    /// The snapshot part of `part` in format `f`, compressed.
+    fn part(part: &Part, f: Format) -> Deflated {
+        let mut w = LineDeflater::new(f);
+        match write_snapshot(part.snap.clone(), part.cluster.as_deref(), &mut w) {
+            Ok(()) => w.finish(),
+            Err(_) => Deflated::new(""),
+        }
+    }
+
+    fn line(&mut self, line: &str) {
+        match &mut self.text {
+            // As `str::lines` gives them to `format::to_text`.
+            Some(conv) => conv.line(line.strip_suffix('\r').unwrap_or(line), &mut self.pending),
+            None if line == "# EOF" => {}
+            None => {
+                self.pending.push_str(line);
+                self.pending.push('\n');
+            }
+        }
+        if self.pending.len() >= 64 * 1024 {
+            self.compress();
+        }
+    }
+
+    fn compress(&mut self) {
+        // Writing into a Vec cannot fail.
+        let _ = self.enc.write_all(self.pending.as_bytes());
+        self.crc.update(self.pending.as_bytes());
+        self.pending.clear();
+    }
+
+    fn finish(mut self) -> Deflated {
+        let last = std::mem::take(&mut self.partial);
+        match &mut self.text {
+            Some(_) if !last.is_empty() => self.line(&last),
+            Some(_) => {}
+            None => self.pending.push_str(&last),
+        }
+        if let Some(conv) = self.text.take() {
+            conv.finish(&mut self.pending);
+        }
+        self.compress();
+        // A sync flush: the blocks end byte-aligned, not final.
+        let _ = self.enc.flush();
+        Deflated {
+            blocks: std::mem::take(self.enc.get_mut()),
+            crc: self.crc,
+        }
+    }
+}
+
+impl std::fmt::Write for LineDeflater {
+    fn write_str(&mut self, mut s: &str) -> std::fmt::Result {
+        while let Some(i) = memchr::memchr(b'\n', s.as_bytes()) {
+            if self.partial.is_empty() {
+                self.line(&s[..i]);
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.push_str(&s[..i]);
+                self.line(&line);
+                line.clear();
+                self.partial = line;
+            }
+            s = &s[i + 1..];
+        }
+        self.partial.push_str(s);
+        Ok(())
     }
 }
 
@@ -73,10 +168,10 @@ impl Part {
 
     /// The part in format `f`, rendered now (from the cached OpenMetrics text if there is one).
     fn render(&self, f: Format) -> String {
+        // Called only while `f`'s own cell is empty; text converts the OpenMetrics part.
         let om = || render_snapshot(self.snap.clone(), self.cluster.as_deref());
         match (f.is_openmetrics(), self.openmetrics.get()) {
-            (true, Some(om)) => om.clone(),
-            (true, None) => om(),
+            (true, _) => om(),
             (false, Some(om)) => format::to_text(om),
             (false, None) => format::to_text(&om()),
         }
@@ -92,7 +187,8 @@ impl Part {
         cell.get_or_init(|| self.render(f))
     }
 
-    /// The part in format `f` compressed, kept; its text is kept only if already there.
+    /// The part in format `f` compressed, kept; its text is kept only if already there (and
+    /// otherwise never rendered whole).
     fn deflated(&self, f: Format) -> &Deflated {
         let (cell, text) = if f.is_openmetrics() {
             (&self.openmetrics_gz, &self.openmetrics)
@@ -101,7 +197,7 @@ impl Part {
         };
         cell.get_or_init(|| match text.get() {
             Some(t) => Deflated::new(t),
-            None => Deflated::new(&self.render(f)),
+            None => LineDeflater::part(self, f),
         })
     }
 }
@@ -258,6 +354,45 @@ mod tests {
         }
         assert!(cached.body(Format::OpenMetrics1).ends_with("# EOF\n"));
         assert!(!cached.body(Format::Text).contains("# EOF"));
+    }
+
+    #[test]
+    fn the_streamed_part_is_the_rendered_part_whatever_the_write_boundaries() {
+        use std::fmt::Write as _;
+        let snap = full_view().published.snapshot();
+        let om = render_snapshot(snap, Some("c1"));
+        assert!(om.contains("tikv_invariant_violation{") && !om.contains("# EOF"));
+        // What the encoder writes: the part and its closing line, in pieces of any size.
+        let written = format!("{om}# EOF\n");
+        for (f, want) in [
+            (Format::OpenMetrics1, om.clone()),
+            (Format::Text, format::to_text(&om)),
+        ] {
+            for size in [1, 7, 4096, written.len()] {
+                let mut w = LineDeflater::new(f);
+                let mut start = 0;
+                while start < written.len() {
+                    let mut end = (start + size).min(written.len());
+                    while !written.is_char_boundary(end) {
+                        end += 1;
+                    }
+                    w.write_str(&written[start..end]).unwrap();
+                    start = end;
+                }
+                let d = w.finish();
+                // The blocks end in a sync flush: a final empty block closes the stream.
+                let mut stream = d.blocks.clone();
+                stream.extend_from_slice(&[0x03, 0x00]);
+                let mut got = String::new();
+                flate2::read::DeflateDecoder::new(&stream[..])
+                    .read_to_string(&mut got)
+                    .unwrap();
+                assert_eq!(got, want, "{f:?}, pieces of {size}");
+                let mut crc = Crc::new();
+                crc.update(want.as_bytes());
+                assert_eq!((d.crc.sum(), d.crc.amount()), (crc.sum(), crc.amount()));
+            }
+        }
     }
 
     #[test]

@@ -189,9 +189,10 @@ pub fn gzip(body: &[u8]) -> Vec<u8> {
 }
 
 /// What `# TYPE` declared for the family being read.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Family {
     /// No `_created` samples (gauge, unknown, info, stateset, none yet).
+    #[default]
     Plain,
     /// Counter, histogram, summary, gaugehistogram: `<family>_created` samples are dropped.
     WithCreated,
@@ -305,24 +306,46 @@ fn push_sample(out: &mut String, line: &str) {
 /// The Prometheus text format 0.0.4 of an OpenMetrics exposition (see the module doc).
 pub fn to_text(openmetrics: &str) -> String {
     let mut out = String::with_capacity(openmetrics.len() + openmetrics.len() / 64);
-    // A HELP line waits for its TYPE, which names the family's 0.0.4 name.
-    let mut help: Option<(&str, &str)> = None;
-    let mut family = ("", Family::Plain);
+    let mut conv = TextConverter::default();
     for line in openmetrics.lines() {
+        conv.line(line, &mut out);
+    }
+    conv.finish(&mut out);
+    out
+}
+
+/// [`to_text`] a line at a time, for an exposition that is never held whole (the gzipped
+/// `/metrics` is compressed as it is rendered).
+#[derive(Debug, Default)]
+pub struct TextConverter {
+    /// A HELP line waits for its TYPE, which names the family's 0.0.4 name.
+    help: Option<(String, String)>,
+    /// The current family's OpenMetrics name and kind.
+    family: (String, Family),
+    /// `# EOF` was read: nothing after it counts.
+    done: bool,
+}
+
+impl TextConverter {
+    /// Converts one OpenMetrics line (without its newline), appending the result to `out`.
+    pub fn line(&mut self, line: &str, out: &mut String) {
+        if self.done {
+            return;
+        }
         if let Some(meta) = line.strip_prefix("# ") {
             let (keyword, rest) = meta.split_once(' ').unwrap_or((meta, ""));
             let (name, arg) = rest.split_once(' ').unwrap_or((rest, ""));
             match keyword {
                 "HELP" => {
-                    if let Some((n, t)) = help.replace((name, arg)) {
-                        push_help(&mut out, n, "", t);
+                    if let Some((n, t)) = self.help.replace((name.to_owned(), arg.to_owned())) {
+                        push_help(out, &n, "", &t);
                     }
                 }
                 "TYPE" => {
                     let (base, suffix, kind, f) = text_family(name, arg);
-                    match help.take() {
-                        Some((n, t)) if n == name => push_help(&mut out, base, suffix, t),
-                        Some((n, t)) => push_help(&mut out, n, "", t),
+                    match self.help.take() {
+                        Some((n, t)) if n == name => push_help(out, base, suffix, &t),
+                        Some((n, t)) => push_help(out, &n, "", &t),
                         None => {}
                     }
                     out.push_str("# TYPE ");
@@ -331,33 +354,38 @@ pub fn to_text(openmetrics: &str) -> String {
                     out.push(' ');
                     out.push_str(kind);
                     out.push('\n');
-                    family = (name, f);
+                    self.family.0.clear();
+                    self.family.0.push_str(name);
+                    self.family.1 = f;
                 }
-                "EOF" => break,
+                "EOF" => self.done = true,
                 _ => {} // UNIT, and nothing else is allowed.
             }
-            continue;
+            return;
         }
         if line.starts_with('#') || line.is_empty() {
-            continue;
+            return;
         }
-        if let Some((n, t)) = help.take() {
-            push_help(&mut out, n, "", t);
+        if let Some((n, t)) = self.help.take() {
+            push_help(out, &n, "", &t);
         }
-        if family.1 == Family::WithCreated
+        if self.family.1 == Family::WithCreated
             && let Some(after) = line
-                .strip_prefix(family.0)
+                .strip_prefix(self.family.0.as_str())
                 .and_then(|r| r.strip_prefix("_created"))
             && matches!(after.as_bytes().first(), Some(b'{' | b' '))
         {
-            continue;
+            return;
         }
-        push_sample(&mut out, line);
+        push_sample(out, line);
     }
-    if let Some((n, t)) = help {
-        push_help(&mut out, n, "", t);
+
+    /// Ends the conversion: a HELP line still waiting for its TYPE is written as it is.
+    pub fn finish(self, out: &mut String) {
+        if let Some((n, t)) = self.help {
+            push_help(out, &n, "", &t);
+        }
     }
-    out
 }
 
 #[cfg(test)]

@@ -367,7 +367,7 @@ fn stores_table(h: &mut String, snap: &crate::snapshot::Snapshot) {
             .invariants
             .iter()
             .filter(|i| i.store == s.id && i.state == Phase::Firing)
-            .map(|i| i.name.as_str())
+            .map(|i| &*i.name)
             .collect();
         let disk = match (s.available_bytes, s.capacity_bytes) {
             (Some(a), Some(c)) if c > 0 => format!(
@@ -519,8 +519,8 @@ mod tests {
                 threshold: 80.0,
                 clear_threshold: None,
                 grace_seconds: 0.0,
-                message: String::new(),
-                description: String::new(),
+                message: "".into(),
+                description: "".into(),
             }],
             ..Snapshot::default()
         };

@@ -68,8 +68,8 @@ pub(crate) fn full_view() -> Arc<View> {
         threshold: 60.0,
         clear_threshold: None,
         grace_seconds: 60.0,
-        message: String::new(),
-        description: String::new(),
+        message: "".into(),
+        description: "".into(),
     };
     let store = StoreView {
         id: "1".into(),

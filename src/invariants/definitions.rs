@@ -3,6 +3,7 @@
 //! both against the catalog (the run and `check-config` use it alike).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::catalog::{self, BUILTINS, Builtin, Data, PdThreshold, ThresholdKind};
@@ -23,8 +24,8 @@ pub struct Definition {
     pub query: Option<String>,
     /// The catalog entry of a built-in; `None` for custom invariants.
     pub builtin: Option<&'static Builtin>,
-    /// One-line description for users.
-    pub description: String,
+    /// One-line description for users (shared with every series' view).
+    pub description: Arc<str>,
     /// The threshold comes from PD's schedule configuration (none was configured).
     pub pd_threshold: Option<PdThreshold>,
     /// `pd_etcd`'s two limits (the catalog's defaults for every other invariant).
@@ -169,7 +170,7 @@ fn builtin(b: &'static Builtin, o: &InvariantOverride, cfg: &Config) -> Definiti
         .map(|c| if ratio && c > 1.0 { c / 100.0 } else { c });
     Definition {
         rule: Rule {
-            name: b.name.to_owned(),
+            name: b.name.into(),
             severity: o.severity.unwrap_or(b.severity),
             op: b.op,
             threshold,
@@ -198,7 +199,7 @@ fn builtin(b: &'static Builtin, o: &InvariantOverride, cfg: &Config) -> Definiti
             }
         }),
         builtin: Some(b),
-        description: b.description.to_owned(),
+        description: b.description.into(),
         pd_threshold: b
             .pd_threshold
             .filter(|_| o.threshold.is_none() && o.threshold_percent.is_none()),
@@ -215,7 +216,7 @@ fn builtin(b: &'static Builtin, o: &InvariantOverride, cfg: &Config) -> Definiti
 fn custom(c: &CustomInvariant, unknown_hold: f64) -> Definition {
     Definition {
         rule: Rule {
-            name: c.name.clone(),
+            name: c.name.as_str().into(),
             severity: c.severity,
             op: c.op,
             threshold: c.threshold,
@@ -229,7 +230,7 @@ fn custom(c: &CustomInvariant, unknown_hold: f64) -> Definition {
         builtin: None,
         pd_threshold: None,
         etcd: EtcdLimits::default(),
-        description: format!("custom: {} {} {}", c.query, c.op.as_str(), c.threshold),
+        description: format!("custom: {} {} {}", c.query, c.op.as_str(), c.threshold).into(),
         evaluate: evaluate::custom_query,
     }
 }
@@ -444,7 +445,7 @@ mod tests {
     #[test]
     fn defaults_come_from_the_catalog() {
         let defs = load("").unwrap();
-        let names: Vec<&str> = defs.iter().map(|d| d.rule.name.as_str()).collect();
+        let names: Vec<&str> = defs.iter().map(|d| &*d.rule.name).collect();
         // Without prometheus.url the Prometheus-based built-ins are off.
         assert_eq!(
             names,
@@ -477,7 +478,7 @@ mod tests {
             assert!(d.query.is_none() && d.builtin.is_some());
         }
         let defs = load("prometheus:\n  url: http://p:9090\n").unwrap();
-        let cpu = defs.iter().find(|d| d.rule.name == "cpu_usage").unwrap();
+        let cpu = defs.iter().find(|d| &*d.rule.name == "cpu_usage").unwrap();
         assert_eq!(cpu.query(), default_query("cpu_usage").as_deref());
         assert!(cpu.is_builtin_prometheus());
         assert_eq!(cpu.rule.unknown_hold, 300.0);
@@ -491,7 +492,7 @@ mod tests {
         .unwrap();
         let q = |name: &str| {
             defs.iter()
-                .find(|d| d.rule.name == name)
+                .find(|d| &*d.rule.name == name)
                 .unwrap()
                 .query()
                 .unwrap()
@@ -520,7 +521,7 @@ mod tests {
         let defs = load("prometheus:\n  url: http://p:9090\n  selector: 'a=\"b\"'\ninvariants:\n  cpu_usage:\n    query: my_cpu\n").unwrap();
         assert_eq!(
             defs.iter()
-                .find(|d| d.rule.name == "cpu_usage")
+                .find(|d| &*d.rule.name == "cpu_usage")
                 .unwrap()
                 .query(),
             Some("my_cpu")
@@ -535,7 +536,7 @@ mod tests {
         obs.schedule.low_space_ratio = Some(0.75);
         let t = |obs: &Observations, name: &str| {
             defs.iter()
-                .find(|d| d.rule.name == name)
+                .find(|d| &*d.rule.name == name)
                 .unwrap()
                 .rule_for(obs)
                 .threshold
@@ -552,7 +553,7 @@ mod tests {
             "invariants:\n  pd_etcd:\n    wal_fsync_threshold: 500ms\n    db_quota_ratio: 0.9\n",
         )
         .unwrap();
-        let etcd = defs.iter().find(|d| d.rule.name == "pd_etcd").unwrap();
+        let etcd = defs.iter().find(|d| &*d.rule.name == "pd_etcd").unwrap();
         assert_eq!(
             etcd.etcd,
             EtcdLimits {
@@ -561,7 +562,7 @@ mod tests {
             }
         );
         let defs = load("").unwrap();
-        let etcd = defs.iter().find(|d| d.rule.name == "pd_etcd").unwrap();
+        let etcd = defs.iter().find(|d| &*d.rule.name == "pd_etcd").unwrap();
         assert_eq!(
             (etcd.etcd.wal_fsync_p99, etcd.etcd.db_quota_ratio),
             (1.0, 0.8)
@@ -579,16 +580,16 @@ mod tests {
             "prometheus:\n  url: http://p:9090\ninvariants:\n  disk_usage:\n    threshold_percent: 85\n    clear_threshold: 80\n    severity: critical\n    grace: 1m\n    clear_grace: 30s\n  cpu_usage:\n    query: my_cpu\n  store_slow:\n    enabled: false\ncustom_invariants:\n  - name: raft_lag\n    query: lag\n    op: \">=\"\n    threshold: 5\n    scope: cluster\n",
         )
         .unwrap();
-        let disk = defs.iter().find(|d| d.rule.name == "disk_usage").unwrap();
+        let disk = defs.iter().find(|d| &*d.rule.name == "disk_usage").unwrap();
         assert_eq!(disk.rule.threshold, 0.85);
         assert_eq!(disk.rule.clear_threshold, Some(0.8));
         assert_eq!(disk.rule.severity, crate::domain::Severity::Critical);
         assert_eq!((disk.rule.grace, disk.rule.clear_grace), (60.0, 30.0));
-        let cpu = defs.iter().find(|d| d.rule.name == "cpu_usage").unwrap();
+        let cpu = defs.iter().find(|d| &*d.rule.name == "cpu_usage").unwrap();
         assert_eq!(cpu.query(), Some("my_cpu"));
-        assert!(defs.iter().all(|d| d.rule.name != "store_slow"));
+        assert!(defs.iter().all(|d| &*d.rule.name != "store_slow"));
         let lag = defs.last().unwrap();
-        assert_eq!(lag.rule.name, "raft_lag");
+        assert_eq!(&*lag.rule.name, "raft_lag");
         assert_eq!(lag.scope, Scope::Cluster);
         assert_eq!(lag.query(), Some("lag"));
         assert!(lag.builtin.is_none() && !lag.is_builtin_prometheus());

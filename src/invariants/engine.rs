@@ -12,6 +12,7 @@
 //! that has been down for an hour when the exporter starts fires at once.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,8 +21,8 @@ use crate::domain::{Op, Severity};
 /// The rule of one invariant.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rule {
-    /// Invariant name (`name` label).
-    pub name: String,
+    /// Invariant name (`name` label; shared with every series' view).
+    pub name: Arc<str>,
     /// Severity label.
     pub severity: Severity,
     /// Violated when `value op threshold`.
@@ -108,8 +109,8 @@ pub struct SeriesState {
     pub unknown_since: Option<f64>,
     /// Last compared value.
     pub value: Option<f64>,
-    /// Human-readable explanation of the last evaluation.
-    pub message: String,
+    /// Human-readable explanation of the last evaluation (shared with the published views).
+    pub message: Arc<str>,
     /// When it was last evaluated (Unix seconds).
     pub evaluated_at: f64,
 }
@@ -201,14 +202,14 @@ impl Engine {
     pub fn evaluate(&mut self, rule: &Rule, store: &str, input: Input, now: f64) -> &SeriesState {
         let st = self
             .states
-            .entry((rule.name.clone(), store.to_owned()))
+            .entry((rule.name.to_string(), store.to_owned()))
             .or_insert_with(SeriesState::new);
         st.evaluated_at = now;
         let (value, violated, still_violated, reason, evidence) = match input {
             Input::Unknown(why) => {
                 st.unknown = true;
                 let unknown_since = *st.unknown_since.get_or_insert(now);
-                st.message = format!("unknown: {why}");
+                st.message = format!("unknown: {why}").into();
                 let held = now - unknown_since;
                 if st.phase != Phase::Ok && rule.unknown_hold > 0.0 && held >= rule.unknown_hold {
                     st.phase = Phase::Ok;
@@ -217,7 +218,8 @@ impl Engine {
                     st.message = format!(
                         "unknown for {held:.0}s: {why}; no longer counted as violated (unknown_hold {:.0}s)",
                         rule.unknown_hold
-                    );
+                    )
+                    .into();
                 }
                 return st;
             }
@@ -239,7 +241,7 @@ impl Engine {
         st.unknown = false;
         st.unknown_since = None;
         st.value = Some(value);
-        st.message = reason;
+        st.message = reason.into();
         match st.phase {
             Phase::Ok | Phase::Pending if !violated => {
                 st.phase = Phase::Ok;
@@ -637,7 +639,7 @@ mod tests {
             (Phase::Firing, Some(100.0), false)
         );
         assert_eq!(
-            e.get("disk_usage", "1").unwrap().message,
+            &*e.get("disk_usage", "1").unwrap().message,
             "0.9000 > 0.7000 (violated); on the PD leader pd-1"
         );
         // Below the threshold but above clear_threshold: still firing.
@@ -649,7 +651,7 @@ mod tests {
             (Phase::Pending, Some(1030.0), false)
         );
         assert_eq!(
-            e.get("disk_usage", "1").unwrap().message,
+            &*e.get("disk_usage", "1").unwrap().message,
             "0.9000 > 0.7000 (violated); on the PD leader pd-1"
         );
     }

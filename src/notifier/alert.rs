@@ -86,7 +86,7 @@ impl Tracker {
         for v in snap.invariants.iter().filter(|v| v.state == Phase::Firing) {
             let Some(starts_at) = v.since else { continue };
             self.active.insert(
-                (v.name.clone(), v.store.clone()),
+                (v.name.to_string(), v.store.clone()),
                 Sent {
                     labels: self.labels(v),
                     starts_at,
@@ -101,7 +101,7 @@ impl Tracker {
         let mut out = Vec::new();
         let mut firing = std::collections::BTreeSet::new();
         for v in snap.invariants.iter().filter(|v| v.state == Phase::Firing) {
-            let key = (v.name.clone(), v.store.clone());
+            let key = (v.name.to_string(), v.store.clone());
             let starts_at = v.since.unwrap_or(now).min(now);
             let labels = self.labels(v);
             firing.insert(key.clone());
@@ -150,7 +150,7 @@ impl Tracker {
             let view = snap
                 .invariants
                 .iter()
-                .find(|v| v.name == key.0 && v.store == key.1);
+                .find(|v| *v.name == key.0 && v.store == key.1);
             match view {
                 // No longer held while unknown: not seen to recover, never sent as resolved.
                 Some(v) if v.unknown => {}
@@ -184,7 +184,7 @@ impl Tracker {
             "alertname".into(),
             catalog::alert_for(&v.name).name.to_owned(),
         );
-        l.insert("name".into(), v.name.clone());
+        l.insert("name".into(), v.name.to_string());
         l.insert("store".into(), v.store.clone());
         l.insert("severity".into(), v.severity.as_str().to_owned());
         l.retain(|_, value| !value.is_empty());
@@ -298,8 +298,8 @@ mod tests {
             threshold: 60.0,
             clear_threshold: None,
             grace_seconds: 60.0,
-            message: String::new(),
-            description: String::new(),
+            message: "".into(),
+            description: "".into(),
         }
     }
 

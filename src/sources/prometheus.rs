@@ -5,16 +5,17 @@
 //! is the caller's decision. Responses are read in chunks and capped at [`MAX_RESPONSE_BYTES`];
 //! every request (connect, headers and body) is bounded by the client's timeout.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use reqwest::Url;
 use reqwest::header::ACCEPT;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::http::{self, ClientConfig, HttpClient, HttpError, Reply, RequestAuth, TlsFiles};
 use crate::config::HttpClientConfig;
+use crate::domain::Labels;
 
 /// Largest response body accepted from Prometheus, in bytes (16 MiB).
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -37,7 +38,7 @@ pub struct PromClient {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     /// The series' labels, including `__name__` when Prometheus kept it.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// The sample value.
     pub value: f64,
 }
@@ -311,9 +312,10 @@ impl PromClient {
         let data = envelope
             .data
             .ok_or_else(|| invalid("no \"data\" in a success response".into()))?;
+        let result = data.result.map_or("null", RawValue::get);
         match data.result_type.as_str() {
             "vector" => {
-                let items: Vec<VectorItem> = serde_json::from_value(data.result)
+                let items: Vec<VectorItem> = serde_json::from_str(result)
                     .map_err(|e| invalid(format!("malformed vector result: {e}")))?;
                 items
                     .into_iter()
@@ -332,10 +334,10 @@ impl PromClient {
                     .collect()
             }
             "scalar" => {
-                let point: Point = serde_json::from_value(data.result)
+                let point: Point = serde_json::from_str(result)
                     .map_err(|e| invalid(format!("malformed scalar result: {e}")))?;
                 Ok(vec![Sample {
-                    labels: BTreeMap::new(),
+                    labels: Labels::default(),
                     value: parse_value(&point.1).map_err(invalid)?,
                 }])
             }
@@ -365,28 +367,30 @@ impl fmt::Debug for PromClient {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     status: String,
-    #[serde(default)]
-    data: Option<Data>,
+    #[serde(default, borrow)]
+    data: Option<Data<'a>>,
     #[serde(default, rename = "errorType")]
     error_type: Option<String>,
     #[serde(default)]
     error: Option<String>,
 }
 
+/// `data`; its `result` is decoded once its type is known, straight from the body's text (no
+/// intermediate `Value` tree: at 1000 stores a result holds thousands of samples).
 #[derive(Deserialize)]
-struct Data {
+struct Data<'a> {
     #[serde(rename = "resultType")]
     result_type: String,
-    #[serde(default)]
-    result: serde_json::Value,
+    #[serde(default, borrow)]
+    result: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
 struct VectorItem {
     #[serde(default)]
-    metric: BTreeMap<String, String>,
+    metric: Labels,
     #[serde(default)]
     value: Option<Point>,
 }

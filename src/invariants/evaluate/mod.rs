@@ -264,7 +264,7 @@ pub(super) fn default_definition(name: &str) -> Definition {
     super::definitions::build(&crate::config::Config::default())
         .unwrap()
         .into_iter()
-        .find(|d| d.rule.name == name)
+        .find(|d| &*d.rule.name == name)
         .unwrap()
 }
 
@@ -412,7 +412,7 @@ mod tests {
         let d = crate::invariants::definitions::build(&crate::config::Config::default())
             .unwrap()
             .into_iter()
-            .find(|d| d.rule.name == "store_restarted")
+            .find(|d| &*d.rule.name == "store_restarted")
             .unwrap();
         assert_eq!(d.rule.severity, crate::domain::Severity::Info);
         let t0 = 1_700_000_000.0;
@@ -438,7 +438,7 @@ mod tests {
             (Phase::Firing, Some(t0 - 120.0), Some(120.0))
         );
         assert_eq!(
-            st.message,
+            &*st.message,
             "120 < 600 (violated); started at 2023-11-14T22:11:20Z"
         );
         assert_eq!(

@@ -47,7 +47,7 @@ fn per_tikv(
 }
 
 fn label<'a>(s: &'a Sample, name: &str) -> Option<&'a str> {
-    s.labels.get(name).map(String::as_str)
+    s.labels.get(name)
 }
 
 /// The sample with the largest value (NaN ignored), or why there is none.

@@ -16,7 +16,7 @@ fn def(name: &str) -> Definition {
     definitions::build(&cfg)
         .unwrap()
         .into_iter()
-        .find(|d| d.rule.name == name)
+        .find(|d| &*d.rule.name == name)
         .unwrap()
 }
 
@@ -30,11 +30,12 @@ fn store(id: u64) -> Store {
 
 /// A sample of store `id`'s TiKV with `labels` besides `instance`.
 fn sample(id: u64, labels: &[(&str, &str)], value: f64) -> Sample {
-    let mut l: std::collections::BTreeMap<String, String> = labels
+    let instance = format!("tikv-{id}:20180");
+    let l = labels
         .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .copied()
+        .chain([("instance", instance.as_str())])
         .collect();
-    l.insert("instance".into(), format!("tikv-{id}:20180"));
     Sample { labels: l, value }
 }
 
@@ -125,7 +126,7 @@ fn thread_pool_cpu_names_the_busiest_pool_and_its_threads() {
     let st = e.evaluate(&d.rule, "1", inputs[0].1.clone(), T0);
     assert_eq!(st.phase, Phase::Pending);
     assert_eq!(
-        st.message,
+        &*st.message,
         "0.9300 > 0.8000 (violated); raftstore at 93% of 2 threads"
     );
     let later = e.evaluate(&d.rule, "1", inputs[0].1.clone(), T0 + 61.0);

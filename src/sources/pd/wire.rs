@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
+use serde_json::value::RawValue;
 
 use super::units::{parse_byte_size, parse_go_duration, rfc3339_to_unix_ns, rfc3339_to_unix_secs};
 use super::{RejectReason, RejectedStore, StoreList};
@@ -16,12 +17,29 @@ use crate::domain::{Member, MemberHealth, Members, ScheduleConfig, Store, StoreS
 /// `GET /stores`: `{"count": n, "stores": [...]}`; PD sets `count` to the length of the list
 /// (`server/api/store.go` `GetAllStores`: `StoresInfo.Count = len(StoresInfo.Stores)`), so a
 /// disagreement means the body is not what PD sent.
+///
+/// Each entry is kept as its text and decoded on its own (no `Value` tree of the whole list:
+/// at 1000 stores the body is 766 KB), so one bad entry is rejected alone.
 #[derive(Deserialize)]
-struct RawStores {
+struct RawStores<'a> {
     #[serde(default)]
     count: Option<serde_json::Value>,
+    #[serde(default, borrow)]
+    stores: Option<Vec<&'a RawValue>>,
+}
+
+/// Just an entry's `store.id`, for naming a rejected entry.
+#[derive(Deserialize)]
+struct IdProbe {
     #[serde(default)]
-    stores: Option<Vec<serde_json::Value>>,
+    store: Option<IdOnly>,
+}
+
+/// See [`IdProbe`].
+#[derive(Deserialize)]
+struct IdOnly {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
 }
 
 /// Parses a `/stores` body: the identified stores plus the entries rejected one by one (no
@@ -44,11 +62,11 @@ pub(super) fn parse_stores(body: &[u8]) -> Result<StoreList, String> {
     let mut stores = Vec::with_capacity(entries.len());
     let mut rejected = Vec::new();
     for entry in entries {
-        let id_text = entry
-            .get("store")
-            .and_then(|s| s.get("id"))
+        let id_text = serde_json::from_str::<IdProbe>(entry.get())
+            .ok()
+            .and_then(|p| p.store?.id)
             .map_or_else(|| "none".to_owned(), |v| v.to_string());
-        match serde_json::from_value::<RawStoreInfo>(entry) {
+        match serde_json::from_str::<RawStoreInfo>(entry.get()) {
             Ok(info) => match info.into_store() {
                 Ok(s) => stores.push(s),
                 Err(reason) => rejected.push(RejectedStore {
