@@ -313,6 +313,7 @@ async fn run_inner(
         reload: reload_http,
         hot_regions: hot_regions.clone(),
     });
+    let prerender = http.clone();
     let http_cancel = CancellationToken::new();
     let (handler, tls) = match &web_file {
         Some(w) => {
@@ -391,6 +392,8 @@ async fn run_inner(
                 }
                 store_publisher.publish(poller.stores());
                 view.published.publish(snap);
+                let endpoints = prerender.clone();
+                tokio::task::spawn_blocking(move || endpoints.metrics.prepare());
                 let published = view.published.snapshot();
                 if let Some(n) = &mut notifier {
                     n.notify(&published, published.taken_at);

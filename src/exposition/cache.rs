@@ -5,10 +5,13 @@
 //! renders; a gzipped answer is one gzip member whose deflate stream is the cached part's
 //! blocks (sync-flushed: byte-aligned, not final) followed by the live part's own blocks, with
 //! the CRC of both combined. Scrapes then cost a copy and the live part's encoding, not a
-//! render and compression of megabytes.
+//! render and compression of megabytes. After each poll the new snapshot's part is rendered
+//! ahead of the scrapes ([`CachedMetrics::prepare`]); while that runs, scrapes get the previous
+//! snapshot's part with the live families of the new one.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use flate2::Crc;
 use flate2::write::DeflateEncoder;
@@ -177,6 +180,16 @@ impl Part {
         }
     }
 
+    /// Whether format `f` (gzipped or not) is rendered already.
+    fn has(&self, f: Format, gzipped: bool) -> bool {
+        match (f.is_openmetrics(), gzipped) {
+            (true, false) => self.openmetrics.get().is_some(),
+            (true, true) => self.openmetrics_gz.get().is_some(),
+            (false, false) => self.text.get().is_some(),
+            (false, true) => self.text_gz.get().is_some(),
+        }
+    }
+
     /// The part in format `f`, kept for the next scrapes of this snapshot.
     fn body(&self, f: Format) -> &str {
         let cell = if f.is_openmetrics() {
@@ -208,7 +221,16 @@ pub struct CachedMetrics {
     live: Registry,
     cluster: Option<String>,
     part: Mutex<Option<Arc<Part>>>,
+    /// The snapshot [`CachedMetrics::prepare`] is rendering (lock order: `part` first).
+    preparing: Mutex<Option<Arc<Snapshot>>>,
+    /// When a scrape last asked for each format and coding: OpenMetrics, OpenMetrics
+    /// gzipped, text, text gzipped.
+    asked: Mutex<[Option<Instant>; 4]>,
 }
+
+/// How long after a scrape asked for a format [`CachedMetrics::prepare`] keeps rendering it
+/// (longer than any scrape interval in use).
+const PREPARE_WINDOW: Duration = Duration::from_secs(300);
 
 impl std::fmt::Debug for CachedMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -226,22 +248,105 @@ impl CachedMetrics {
             view,
             cluster: cluster.map(str::to_owned),
             part: Mutex::new(None),
+            preparing: Mutex::new(None),
+            asked: Mutex::new([None; 4]),
         }
     }
 
-    /// The snapshot part of the snapshot published now (rendered if it is new; concurrent
-    /// scrapes of a new snapshot wait for one render).
-    fn part(&self) -> Arc<Part> {
+    /// The snapshot part to serve format `f` (gzipped or not) from: the part of the snapshot
+    /// published now (rendered if it is new; concurrent scrapes of a new snapshot wait for one
+    /// render), or, while [`CachedMetrics::prepare`] renders that snapshot, the previous part if
+    /// it has `f` already.
+    fn part(&self, f: Format, gzipped: bool) -> Arc<Part> {
         let snap = self.view.published.snapshot();
         let mut cached = self.part.lock().unwrap_or_else(|e| e.into_inner());
         match &*cached {
             Some(p) if Arc::ptr_eq(&p.snap, &snap) => p.clone(),
+            Some(p) if p.has(f, gzipped) && self.preparing(&snap) => p.clone(),
             _ => {
                 let p = Arc::new(Part::new(snap, self.cluster.clone()));
                 *cached = Some(p.clone());
                 p
             }
         }
+    }
+
+    /// Whether [`CachedMetrics::prepare`] is rendering `snap`.
+    fn preparing(&self, snap: &Arc<Snapshot>) -> bool {
+        let preparing = self.preparing.lock().unwrap_or_else(|e| e.into_inner());
+        preparing.as_ref().is_some_and(|p| Arc::ptr_eq(p, snap))
+    }
+
+    /// Renders the part of the snapshot published now ahead of the scrapes, in each format
+    /// and coding a scrape asked for within [`PREPARE_WINDOW`] (nothing before the first
+    /// scrape; a format asked once, by someone's `curl`, stops being rendered after it).
+    /// Until it is ready, scrapes are answered from the previous snapshot's part (one poll
+    /// older, for the time of a render: tens of milliseconds at 1000 stores), so no scrape
+    /// waits for a render, also right after a poll.
+    pub fn prepare(&self) {
+        if let Some(part) = self.begin_prepare() {
+            for (f, gzipped) in self.asked_lately() {
+                if gzipped {
+                    part.deflated(f);
+                } else {
+                    part.body(f);
+                }
+            }
+            self.finish_prepare(part);
+        }
+    }
+
+    /// A new part for the snapshot published now, unless it has one already.
+    fn begin_prepare(&self) -> Option<Part> {
+        let snap = self.view.published.snapshot();
+        let cached = self.part.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.as_ref().is_some_and(|p| Arc::ptr_eq(&p.snap, &snap)) {
+            return None;
+        }
+        *self.preparing.lock().unwrap_or_else(|e| e.into_inner()) = Some(snap.clone());
+        Some(Part::new(snap, self.cluster.clone()))
+    }
+
+    /// Serves `part` from now on, if its snapshot is still the one published and no scrape
+    /// has rendered a part of it meanwhile.
+    fn finish_prepare(&self, part: Part) {
+        let mut cached = self.part.lock().unwrap_or_else(|e| e.into_inner());
+        let mut preparing = self.preparing.lock().unwrap_or_else(|e| e.into_inner());
+        if preparing
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, &part.snap))
+        {
+            *preparing = None;
+        }
+        let current = self.view.published.snapshot();
+        let served = cached
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(&p.snap, &current));
+        if Arc::ptr_eq(&part.snap, &current) && !served {
+            *cached = Some(Arc::new(part));
+        }
+    }
+
+    /// Records that a scrape asked for format `f`, gzipped or not.
+    fn mark_asked(&self, f: Format, gzipped: bool) {
+        let i = usize::from(!f.is_openmetrics()) * 2 + usize::from(gzipped);
+        self.asked.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(Instant::now());
+    }
+
+    /// The formats and codings asked for within [`PREPARE_WINDOW`], uncompressed first (a
+    /// gzipped part is then compressed from that text, as a scrape would have it).
+    fn asked_lately(&self) -> Vec<(Format, bool)> {
+        let asked = *self.asked.lock().unwrap_or_else(|e| e.into_inner());
+        [
+            (Format::OpenMetrics1, false, asked[0]),
+            (Format::Text, false, asked[2]),
+            (Format::OpenMetrics1, true, asked[1]),
+            (Format::Text, true, asked[3]),
+        ]
+        .into_iter()
+        .filter(|(_, _, at)| at.is_some_and(|t| t.elapsed() <= PREPARE_WINDOW))
+        .map(|(f, gzipped, _)| (f, gzipped))
+        .collect()
     }
 
     /// The live part in format `f`.
@@ -256,7 +361,8 @@ impl CachedMetrics {
 
     /// `/metrics` in format `f`, uncompressed.
     pub fn body(&self, f: Format) -> String {
-        let part = self.part();
+        self.mark_asked(f, false);
+        let part = self.part(f, false);
         let head = part.body(f);
         let live = self.live(f);
         let mut out = String::with_capacity(head.len() + live.len());
@@ -267,7 +373,8 @@ impl CachedMetrics {
 
     /// `/metrics` in format `f`, gzipped (fast level): one gzip member.
     pub fn gzipped(&self, f: Format) -> Vec<u8> {
-        let part = self.part();
+        self.mark_asked(f, true);
+        let part = self.part(f, true);
         let head = part.deflated(f);
         let live = self.live(f);
         let mut enc = DeflateEncoder::new(
@@ -393,6 +500,80 @@ mod tests {
                 assert_eq!((d.crc.sum(), d.crc.amount()), (crc.sum(), crc.amount()));
             }
         }
+    }
+
+    #[test]
+    fn prepare_renders_a_new_snapshot_in_what_scrapes_asked_for_lately() {
+        let view = full_view();
+        let cached = CachedMetrics::new(view.clone(), build(), None);
+        let current = || cached.part.lock().unwrap().clone().unwrap();
+        let filled = |p: &Part| {
+            [
+                p.openmetrics.get().is_some(),
+                p.openmetrics_gz.get().is_some(),
+                p.text.get().is_some(),
+                p.text_gz.get().is_some(),
+            ]
+        };
+        let publish = |leaders| {
+            let mut snap = (*view.published.snapshot()).clone();
+            snap.stores[0].leader_count = Some(leaders);
+            view.published.publish(snap);
+        };
+        // Before any scrape: a part, nothing rendered.
+        cached.prepare();
+        assert_eq!(filled(&current()), [false; 4]);
+        let first = gunzip(&cached.gzipped(Format::Text));
+        // A new snapshot: its part is rendered as gzipped text only, and served from there.
+        publish(7);
+        cached.prepare();
+        let part = current();
+        assert!(Arc::ptr_eq(&part.snap, &view.published.snapshot()));
+        assert_eq!(filled(&part), [false, false, false, true]);
+        let second = gunzip(&cached.gzipped(Format::Text));
+        assert!(
+            Arc::ptr_eq(&current(), &part),
+            "the prepared part is served"
+        );
+        assert!(first.contains("tikv_store_leaders{store=\"1\"} 3.0"));
+        assert!(second.contains("tikv_store_leaders{store=\"1\"} 7.0"));
+        // Prepared again for the same snapshot: the same part.
+        cached.prepare();
+        assert!(Arc::ptr_eq(&current(), &part));
+        // While the next snapshot renders, scrapes get the last part (if it has the format);
+        // then the new one.
+        publish(10);
+        let next = cached.begin_prepare().unwrap();
+        assert!(gunzip(&cached.gzipped(Format::Text)).contains("store=\"1\"} 7.0"));
+        assert!(
+            Arc::ptr_eq(&current(), &part),
+            "the last part is served meanwhile"
+        );
+        next.deflated(Format::Text);
+        cached.finish_prepare(next);
+        assert!(gunzip(&cached.gzipped(Format::Text)).contains("store=\"1\"} 10.0"));
+        let part = current();
+        assert!(Arc::ptr_eq(&part.snap, &view.published.snapshot()));
+        // A format the last part lacks (uncompressed text) is rendered for the new snapshot
+        // at once, and that part stays served.
+        publish(11);
+        let next = cached.begin_prepare().unwrap();
+        assert!(cached.body(Format::Text).contains("store=\"1\"} 11.0\n"));
+        let scraped = current();
+        cached.finish_prepare(next);
+        assert!(Arc::ptr_eq(&current(), &scraped));
+        assert!(gunzip(&cached.gzipped(Format::Text)).contains("store=\"1\"} 11.0\n"));
+        // Not scraped since: still prepared while within the window, also OpenMetrics and text
+        // asked; a format last asked longer ago than the window is not.
+        cached.body(Format::OpenMetrics1);
+        publish(8);
+        cached.prepare();
+        assert_eq!(filled(&current()), [true, false, true, true]);
+        let long_ago = Instant::now().checked_sub(PREPARE_WINDOW + Duration::from_secs(1));
+        cached.asked.lock().unwrap()[3] = long_ago;
+        publish(9);
+        cached.prepare();
+        assert_eq!(filled(&current()), [true, false, true, false]);
     }
 
     #[test]
