@@ -677,11 +677,19 @@ impl Poller {
 
     /// One round: poll, evaluate, persist, and return the snapshot to publish. PD and
     /// Prometheus are asked at the same time; once PD has answered, the round waits for
-    /// Prometheus until half the poll interval has passed (see [`Poller::prometheus_round`]).
+    /// Prometheus until half the poll interval has passed (see [`Poller::prometheus_round`]),
+    /// or not at all when the queries were started by an earlier round and are still running.
     pub async fn poll(&mut self) -> Snapshot {
-        let deadline = tokio::time::Instant::now() + self.prometheus_wait;
+        let wait_until = tokio::time::Instant::now() + self.prometheus_wait;
+        // Queries an earlier round started and that are still running are late already: this
+        // round takes their answers only if they are in by the time PD has answered.
+        let late = self.prometheus_batch.is_some();
         self.start_prometheus();
         let pd_error = self.poll_pd().await;
+        let deadline = match late {
+            true => tokio::time::Instant::now(),
+            false => wait_until,
+        };
         let prom = self.prometheus_round(deadline).await;
         let mut obs = self.observations(pd_error, prom);
         let held = self.hold_during_warmup(&mut obs.prom);
