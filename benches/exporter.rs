@@ -225,18 +225,6 @@ fn prometheus_over(fleet: &TikvFleet) -> RealPrometheus {
     prom
 }
 
-/// Instant queries Prometheus has answered so far (its own `prometheus_http_requests_total`).
-fn instant_queries(prom: &RealPrometheus) -> f64 {
-    let (_, body) = prom.get("/metrics");
-    body.lines()
-        .filter(|l| {
-            l.starts_with("prometheus_http_requests_total{")
-                && l.contains("handler=\"/api/v1/query\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// End-to-end measurements with the real binary, every built-in invariant enabled (PD-based
 /// ones against the fake PD, Prometheus-based ones against a real Prometheus holding 1000
 /// TiKVs' series); printed, and recorded in BENCHMARKS.md.
@@ -265,9 +253,9 @@ fn end_to_end() {
     e.wait_ready();
     // PD and Prometheus traffic per poll over 10 polls (health once per 30 s).
     pd.clear_requests();
-    let queries_before = instant_queries(&prom);
+    let queries_before = prom.instant_queries();
     std::thread::sleep(poll * 10 + Duration::from_millis(100));
-    let queries = instant_queries(&prom) - queries_before;
+    let queries = prom.instant_queries() - queries_before;
     let reqs = pd.requests();
     let mut by_path = std::collections::BTreeMap::<String, usize>::new();
     for r in &reqs {

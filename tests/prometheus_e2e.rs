@@ -632,18 +632,6 @@ fn prometheus_outage_and_a_silent_tikv() {
 /// active-since time).
 type Watched = (u128, Option<f64>, Option<f64>, Option<f64>);
 
-/// Instant queries a Prometheus has answered so far (its own `prometheus_http_requests_total`).
-fn instant_queries(prom: &RealPrometheus) -> f64 {
-    let (_, body) = prom.get("/metrics");
-    body.lines()
-        .filter(|l| {
-            l.starts_with("prometheus_http_requests_total{")
-                && l.contains("handler=\"/api/v1/query\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// A Prometheus answering in 6 s (behind a delaying proxy, its queries' timeout 20 s) holds
 /// back neither the poll interval nor the PD-based invariants: PD is polled every 250 ms, a
 /// store going down fires at once, and the Prometheus-based invariants keep their last answers
@@ -675,7 +663,7 @@ fn a_slow_prometheus_holds_back_neither_polls_nor_pd_invariants() {
     const DELAY: Duration = Duration::from_secs(6);
     proxy.set_delay(DELAY);
     let slow = Instant::now();
-    let asked_before = instant_queries(&prom);
+    let asked_before = prom.instant_queries();
     // Four PD polls well within one Prometheus answer (before, a round waited for it).
     e.wait_polls_after("pd", unix_now(), 4);
     assert!(
@@ -702,7 +690,7 @@ fn a_slow_prometheus_holds_back_neither_polls_nor_pd_invariants() {
     std::thread::sleep((DELAY * 2).saturating_sub(slow.elapsed()));
     let m = e.metrics();
     assert!(known(&m), "{m}");
-    let asked = instant_queries(&prom) - asked_before;
+    let asked = prom.instant_queries() - asked_before;
     let per_batch = tikv_health_exporter::invariants::catalog::BUILTINS
         .iter()
         .filter(|b| b.default_query().is_some())

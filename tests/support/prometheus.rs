@@ -248,6 +248,18 @@ impl RealPrometheus {
         http_request(self.addr, "GET", path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
+    /// Instant queries it has answered so far (its own `prometheus_http_requests_total`).
+    pub fn instant_queries(&self) -> f64 {
+        let (_, body) = self.get("/metrics");
+        body.lines()
+            .filter(|l| {
+                l.starts_with("prometheus_http_requests_total{")
+                    && l.contains("handler=\"/api/v1/query\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Asks Prometheus to re-read its config and rule files (`POST /-/reload`); panics unless it answers 200.
     pub fn reload(&self) {
         let (status, body) =
