@@ -223,9 +223,22 @@ pub struct CachedMetrics {
     part: Mutex<Option<Arc<Part>>>,
     /// The snapshot [`CachedMetrics::prepare`] is rendering (lock order: `part` first).
     preparing: Mutex<Option<Arc<Snapshot>>>,
-    /// When a scrape last asked for each format and coding: OpenMetrics, OpenMetrics
-    /// gzipped, text, text gzipped.
+    /// When a scrape last asked for each format and coding, by [`KINDS`] index.
     asked: Mutex<[Option<Instant>; 4]>,
+}
+
+/// The formats and codings a part is kept in (gzipped or not), uncompressed first: a part
+/// prepared in both compresses the text it has rendered, as a scrape would have it.
+const KINDS: [(Format, bool); 4] = [
+    (Format::OpenMetrics1, false),
+    (Format::Text, false),
+    (Format::OpenMetrics1, true),
+    (Format::Text, true),
+];
+
+/// The index in [`KINDS`] of format `f` (either OpenMetrics version), gzipped or not.
+fn kind(f: Format, gzipped: bool) -> usize {
+    usize::from(!f.is_openmetrics()) + 2 * usize::from(gzipped)
 }
 
 /// How long after a scrape asked for a format [`CachedMetrics::prepare`] keeps rendering it
@@ -329,24 +342,19 @@ impl CachedMetrics {
 
     /// Records that a scrape asked for format `f`, gzipped or not.
     fn mark_asked(&self, f: Format, gzipped: bool) {
-        let i = usize::from(!f.is_openmetrics()) * 2 + usize::from(gzipped);
+        let i = kind(f, gzipped);
         self.asked.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(Instant::now());
     }
 
-    /// The formats and codings asked for within [`PREPARE_WINDOW`], uncompressed first (a
-    /// gzipped part is then compressed from that text, as a scrape would have it).
+    /// The formats and codings asked for within [`PREPARE_WINDOW`], in [`KINDS`] order.
     fn asked_lately(&self) -> Vec<(Format, bool)> {
         let asked = *self.asked.lock().unwrap_or_else(|e| e.into_inner());
-        [
-            (Format::OpenMetrics1, false, asked[0]),
-            (Format::Text, false, asked[2]),
-            (Format::OpenMetrics1, true, asked[1]),
-            (Format::Text, true, asked[3]),
-        ]
-        .into_iter()
-        .filter(|(_, _, at)| at.is_some_and(|t| t.elapsed() <= PREPARE_WINDOW))
-        .map(|(f, gzipped, _)| (f, gzipped))
-        .collect()
+        KINDS
+            .into_iter()
+            .zip(asked)
+            .filter(|(_, at)| at.is_some_and(|t| t.elapsed() <= PREPARE_WINDOW))
+            .map(|(k, _)| k)
+            .collect()
     }
 
     /// The live part in format `f`.
@@ -570,7 +578,7 @@ mod tests {
         cached.prepare();
         assert_eq!(filled(&current()), [true, false, true, true]);
         let long_ago = Instant::now().checked_sub(PREPARE_WINDOW + Duration::from_secs(1));
-        cached.asked.lock().unwrap()[3] = long_ago;
+        cached.asked.lock().unwrap()[kind(Format::Text, true)] = long_ago;
         publish(9);
         cached.prepare();
         assert_eq!(filled(&current()), [true, false, true, false]);
