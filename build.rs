@@ -18,16 +18,31 @@ fn main() {
         .filter(|r| !r.is_empty() && r != "unknown");
     let revision = from_env.or_else(|| {
         // Rebuild when HEAD moves: HEAD itself (a branch switch), the branch's ref and
-        // packed-refs (a commit). `--git-path` resolves them in worktrees too.
-        for path in ["HEAD", "packed-refs"] {
-            if let Some(p) = output("git", &["rev-parse", "--git-path", path]) {
-                println!("cargo:rerun-if-changed={p}");
+        // packed-refs (a commit). `--git-path` resolves them in worktrees too. Only paths that
+        // exist are named: cargo reruns a build script on every build while a path it names
+        // is missing. A branch ref not yet written as a file (a fresh clone keeps it in
+        // packed-refs) is watched through its folder, where the next commit writes it.
+        // (packed-refs, when missing, is not: its folder is the whole git directory.)
+        let mut watched = vec![
+            ("HEAD".to_owned(), false),
+            ("packed-refs".to_owned(), false),
+        ];
+        watched.extend(output("git", &["symbolic-ref", "-q", "HEAD"]).map(|r| (r, true)));
+        for (path, or_folder) in &watched {
+            let Some(p) = output("git", &["rev-parse", "--git-path", path]) else {
+                continue;
+            };
+            let p = std::path::PathBuf::from(p);
+            let existing = if p.exists() {
+                Some(p.as_path())
+            } else if *or_folder {
+                p.parent().filter(|f| f.exists())
+            } else {
+                None
+            };
+            if let Some(e) = existing {
+                println!("cargo:rerun-if-changed={}", e.display());
             }
-        }
-        if let Some(r) = output("git", &["symbolic-ref", "-q", "HEAD"])
-            && let Some(p) = output("git", &["rev-parse", "--git-path", &r])
-        {
-            println!("cargo:rerun-if-changed={p}");
         }
         output("git", &["rev-parse", "HEAD"])
     });

@@ -216,16 +216,23 @@ fn pause(n: u32) -> Duration {
 
 /// Below the cap, or at it once the connection idle the longest is shed; with every
 /// connection busy, waits (holding the one accepted; the next ones wait in the kernel's
-/// backlog) until one ends or becomes idle. False when cancelled meanwhile.
+/// backlog) until one ends or becomes idle. Also waits, silently, while more connections than
+/// [`CLOSING_SLACK`](tracker::CLOSING_SLACK) beyond the cap are still closing (their tasks
+/// have not run yet: under load a burst of accepts outruns them). False when cancelled
+/// meanwhile.
 async fn make_room(tracker: &Tracker, tasks: &mut JoinSet<()>, cancel: &CancellationToken) -> bool {
     let mut logged = false;
-    while tracker.is_full() && !tracker.shed_oldest_idle(ShedReason::MaxConnections) {
-        if !logged {
-            crate::log::warn(&format!(
-                "all {} connections (web.max_connections) have a request in flight: new connections wait until one has answered",
-                tracker.limits().max_connections
-            ));
-            logged = true;
+    loop {
+        if tracker.is_full() && !tracker.shed_oldest_idle(ShedReason::MaxConnections) {
+            if !logged {
+                crate::log::warn(&format!(
+                    "all {} connections (web.max_connections) have a request in flight: new connections wait until one has answered",
+                    tracker.limits().max_connections
+                ));
+                logged = true;
+            }
+        } else if !tracker.closing_backlog() {
+            break;
         }
         tokio::select! {
             biased;

@@ -19,6 +19,12 @@ use tokio_util::sync::CancellationToken;
 /// The largest default of `max_connections` ([`Limits::default_max_connections`]).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
+/// Connections the server is closing that may still hold their descriptors beyond
+/// `max_connections`: past this, a new connection waits until they have closed, so a burst of
+/// connections at the cap cannot run the process out of file descriptors before the tasks of
+/// the shed ones have run.
+pub(crate) const CLOSING_SLACK: usize = 16;
+
 /// The connection limits of one server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -323,6 +329,12 @@ impl Tracker {
         self.live() >= self.limits.max_connections
     }
 
+    /// Whether so many connections are still closing that a new one must wait for them to end
+    /// (they hold descriptors: at most [`CLOSING_SLACK`] beyond the cap).
+    pub(crate) fn closing_backlog(&self) -> bool {
+        lock(&self.registry).conns.len() >= self.limits.max_connections + CLOSING_SLACK
+    }
+
     /// Resolves after a connection ended or became idle (so one may be shed now).
     pub(crate) async fn room_changed(&self) {
         self.room.notified().await;
@@ -476,6 +488,29 @@ mod tests {
         t.release(&c);
         t.release(&c);
         assert_eq!((t.stats().open(), t.live()), (0, 0));
+    }
+
+    /// Shed connections leave room under the cap at once, but while they have not ended they
+    /// hold descriptors: [`CLOSING_SLACK`] of them beyond the cap make new connections wait.
+    #[test]
+    fn connections_still_closing_hold_back_new_ones_past_the_slack() {
+        let t = tracker(2);
+        let t0 = Instant::now();
+        let mut conns = vec![t.admit(t0), t.admit(t0)];
+        for i in 0..CLOSING_SLACK {
+            assert!(t.is_full() && !t.closing_backlog(), "{i} closing");
+            assert!(t.shed_oldest_idle(ShedReason::MaxConnections));
+            conns.push(t.admit(t0 + T));
+        }
+        assert_eq!(t.stats().open(), (2 + CLOSING_SLACK) as u64);
+        assert!(
+            t.closing_backlog(),
+            "{CLOSING_SLACK} closing beyond the cap"
+        );
+        let closed = conns.remove(0);
+        t.release(&closed);
+        assert!(!t.closing_backlog(), "one ended");
+        assert_eq!(t.live(), 2);
     }
 
     /// A connection that becomes idle, or ends, wakes an accept loop waiting for room.
