@@ -284,8 +284,10 @@ impl Coverage {
         }
     }
 
-    /// What the last good readings say, for the exported gauges.
-    pub(crate) fn view(&self) -> PdClusterView {
+    /// What the last good readings say, for the exported gauges; a store's min resolved ts
+    /// only while it is one of `stores` (a store PD removed or made Tombstone since the last
+    /// `/min-resolved-ts` loses its series with the poll that saw it go).
+    pub(crate) fn view(&self, stores: &[Store]) -> PdClusterView {
         let mut v = PdClusterView {
             hotspot_unavailable: self.hotspot().err(),
             ..PdClusterView::default()
@@ -310,8 +312,9 @@ impl Coverage {
                 v.min_resolved_ts
                     .push((String::new(), tso_unix_seconds(r.cluster)));
             }
+            let present: BTreeSet<u64> = stores.iter().map(|s| s.id).collect();
             for (id, ts) in r.stores.iter().flatten() {
-                if resolved_ts_known(*ts) {
+                if resolved_ts_known(*ts) && present.contains(id) {
                     v.min_resolved_ts
                         .push((id.to_string(), tso_unix_seconds(*ts)));
                 }

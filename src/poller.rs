@@ -791,7 +791,7 @@ impl Poller {
             unmapped,
             rejected_stores: self.rejected.clone(),
             state_file: self.state_file.as_ref().map(|_| self.state_health),
-            pd_cluster: self.coverage.view(),
+            pd_cluster: self.coverage.view(&self.stores),
             pd_leader: self
                 .pd_health
                 .as_ref()

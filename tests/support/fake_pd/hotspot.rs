@@ -73,6 +73,12 @@ impl Default for Hotspot {
 }
 
 /// (id, address) of every listed store.
+/// The sum of `flows` as PD's Go code adds them up, from +0 (Rust's `f64` sum of nothing is
+/// -0, which PD never prints).
+fn total(flows: impl Iterator<Item = f64>) -> f64 {
+    flows.fold(0.0, |a, b| a + b)
+}
+
 fn ids(stores: &[Value]) -> Vec<(u64, String)> {
     stores
         .iter()
@@ -112,11 +118,11 @@ impl Hotspot {
                     let rows = [
                         (
                             format!("total_{k}_bytes_as_{role}"),
-                            peers.iter().map(|p| p.flow_bytes).sum::<f64>(),
+                            total(peers.iter().map(|p| p.flow_bytes)),
                         ),
                         (
                             format!("total_{k}_keys_as_{role}"),
-                            peers.iter().map(|p| p.flow_keys).sum(),
+                            total(peers.iter().map(|p| p.flow_keys)),
                         ),
                         (format!("total_{k}_query_as_{role}"), 0.0),
                         (format!("hot_{k}_region_as_{role}"), peers.len() as f64),
@@ -166,8 +172,8 @@ impl Hotspot {
                         })
                     })
                     .collect();
-                let bytes: f64 = peers.iter().map(|p| p.flow_bytes).sum();
-                let keys: f64 = peers.iter().map(|p| p.flow_keys).sum();
+                let bytes = total(peers.iter().map(|p| p.flow_bytes));
+                let keys = total(peers.iter().map(|p| p.flow_keys));
                 per_store.insert(
                     id.to_string(),
                     json!({
