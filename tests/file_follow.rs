@@ -320,6 +320,46 @@ fn truncation_to_empty_is_detected_and_following_continues() {
     assert_eq!(f.counters(), with_truncated_gaps(counters(0, 1), 1));
 }
 
+/// A file rotated in (read from its start) and copytruncated before any of it was read: its
+/// lines are in the copy, found as the one born since the last look, and read once; an empty
+/// file only touched is no truncation and no gap.
+#[test]
+fn a_file_emptied_before_any_of_it_was_read_is_read_from_its_copy() {
+    let fx = Fixture::new();
+    fs::write(&fx.path, "").unwrap();
+    let mut f = FileFollower::new(&fx.path, opts(false, Duration::ZERO));
+    assert_eq!(poll_open(&mut f), vec![]);
+    // Past the file clock's tick, so that the writes below carry a later time.
+    std::thread::sleep(Duration::from_millis(30));
+    let mut w = appender(&fx.path);
+    w.write_all(b"one\ntwo\n").unwrap();
+    fs::copy(&fx.path, fx.sibling("tikv.log.1")).unwrap();
+    w.set_len(0).unwrap();
+    assert_eq!(poll_open(&mut f), vec![line("one"), line("two")]);
+    assert_eq!(f.counters(), counters(0, 1));
+    w.write_all(b"three\n").unwrap();
+    assert_eq!(poll_open(&mut f), vec![line("three")]);
+    assert_eq!(f.counters(), counters(0, 1));
+
+    // Emptied again after it was read (offset > 0): the copy of that truncation is found by
+    // its first bytes; then an old copy is never taken for a new one.
+    fs::copy(&fx.path, fx.sibling("tikv.log.2")).unwrap();
+    w.set_len(0).unwrap();
+    assert_eq!(poll_open(&mut f), vec![]);
+    assert_eq!(f.counters(), counters(0, 2));
+    assert_eq!(poll_open(&mut f), vec![]);
+    std::thread::sleep(Duration::from_millis(30));
+    File::options()
+        .write(true)
+        .open(&fx.path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    assert_eq!(poll_open(&mut f), vec![]);
+    assert_eq!(poll_open(&mut f), vec![]);
+    assert_eq!(f.counters(), counters(0, 2), "a touch is not a truncation");
+}
+
 #[test]
 fn a_file_that_appears_later_is_read_from_its_start() {
     let fx = Fixture::new();

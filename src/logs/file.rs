@@ -15,7 +15,9 @@
 //! - truncation (copytruncate, `> file`), also when the file was refilled past the offset before
 //!   this poll (the first bytes changed): the unread end is read from the rotated copy when one
 //!   with the same first bytes is found, then the file from offset 0; when no copy holds it, a
-//!   [`GapReason::Truncated`] gap is counted;
+//!   [`GapReason::Truncated`] gap is counted; a file emptied before any of it was read (changed
+//!   since the last look, now empty) is read from a non-empty copy born since that look, and
+//!   without one is taken as only touched (nothing is known lost);
 //! - a deleted file stays open and read ([`FileStatus::Deleted`]) until a file appears at the
 //!   path.
 //!
@@ -133,6 +135,22 @@ struct OpenFile {
     real: PathBuf,
     /// Up to [`HEAD_LEN`] first bytes, as far as they were read.
     head: Vec<u8>,
+    /// While nothing of it has been read: its modification time at the last look, and when
+    /// that look was (a file emptied before its first bytes were read shows only in these).
+    unread_look: Option<(SystemTime, SystemTime)>,
+}
+
+/// Whether an open file still holds what was read of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cut {
+    /// It does.
+    No,
+    /// Shorter than the offset, or grown with other first bytes.
+    Yes,
+    /// Nothing of it was read, it is empty and it changed since the last look, or may have
+    /// (written and emptied since, or only touched): a cut only if a copy born since that look
+    /// (the time given) is found.
+    Unread(SystemTime),
 }
 
 impl OpenFile {
@@ -154,6 +172,7 @@ impl OpenFile {
             base,
             real,
             head: Vec::new(),
+            unread_look: None,
         };
         f.update_head()?;
         Ok(f)
@@ -179,18 +198,36 @@ impl OpenFile {
         Ok(())
     }
 
-    /// True when the file no longer holds what was read: shorter than the offset, or grown
-    /// with other first bytes (truncated and refilled since the last look).
-    fn was_cut(&mut self) -> io::Result<bool> {
-        let len = self.file().metadata()?.len();
-        let offset = self.offset();
+    /// Whether the file no longer holds what was read: shorter than the offset, or grown with
+    /// other first bytes (truncated and refilled since the last look); for a file of which
+    /// nothing was read, whether it was emptied since the last look. `look` is now.
+    fn was_cut(&mut self, look: SystemTime) -> io::Result<Cut> {
+        let meta = self.file().metadata()?;
+        let (len, offset) = (meta.len(), self.offset());
+        let last = self.unread_look.take();
+        if offset == 0 {
+            self.unread_look = meta.modified().ok().map(|m| (m, look));
+            // Changed since, or changed so shortly before that look that a later change may
+            // carry the same time (the file clock is coarse).
+            if let (0, Some((mtime, at))) = (len, last)
+                && (meta.modified().ok() != Some(mtime)
+                    || at.duration_since(mtime).map_or(true, |d| d < BIRTH_SLACK))
+            {
+                return Ok(Cut::Unread(at));
+            }
+            return Ok(Cut::No);
+        }
         if len < offset {
-            return Ok(true);
+            return Ok(Cut::Yes);
         }
         if len > offset && !self.head.is_empty() {
-            return Ok(!starts_with(self.reader.get_mut(), &self.head)?);
+            return Ok(if starts_with(self.reader.get_mut(), &self.head)? {
+                Cut::No
+            } else {
+                Cut::Yes
+            });
         }
-        Ok(false)
+        Ok(Cut::No)
     }
 
     /// Reads the (truncated) file again from offset 0.
@@ -404,27 +441,28 @@ impl FileFollower {
 
     /// Reads one open file to its end, handling a truncation first.
     fn read(&mut self, slot: Slot, emit: &mut impl FnMut(RawLine<'_>)) -> io::Result<()> {
-        if self.slot(slot).was_cut()? {
-            self.counters.truncations += 1;
+        let cut = self.slot(slot).was_cut(SystemTime::now())?;
+        if cut != Cut::No {
             // Out of its slot while the siblings are searched (they must not include it).
-            let (mut f, deadline) = match slot {
-                Slot::Current => (self.current.take().expect("current file is open"), None),
-                Slot::Draining(i) => {
-                    let (f, d) = self.draining.remove(i);
-                    (f, Some(d))
-                }
+            let mut f = self.slot_take(slot);
+            let born_after = match cut {
+                Cut::Unread(at) => Some(at),
+                _ => None,
             };
-            if !self.recover_cut_off_end(&mut f, emit) {
+            let found = self.recover_cut_off_end(&mut f.0, born_after, emit);
+            if cut == Cut::Yes && !found {
                 self.counters.gaps[GapReason::Truncated.index()] += 1;
             }
-            // What is still buffered is the cut-off end of a line: a line of its own.
-            f.reader.finish(&mut *emit);
-            // Back in its slot whatever happens: an I/O error loses nothing for the next poll.
-            let restarted = f.restart();
-            match (slot, deadline) {
-                (Slot::Draining(i), Some(d)) => self.draining.insert(i, (f, d)),
-                _ => self.current = Some(f),
+            // Emptied before any of it was read: a truncation only if its lines were found in
+            // a copy (else it may only have been touched, and nothing is known lost).
+            if cut == Cut::Yes || found {
+                self.counters.truncations += 1;
             }
+            // What is still buffered is the cut-off end of a line: a line of its own.
+            f.0.reader.finish(&mut *emit);
+            // Back in its slot whatever happens: an I/O error loses nothing for the next poll.
+            let restarted = f.0.restart();
+            self.slot_put(slot, f);
             restarted?;
         }
         let f = self.slot(slot);
@@ -432,11 +470,32 @@ impl FileFollower {
         f.update_head()
     }
 
-    /// Looks for the rotated copy of a truncated file (same first bytes) and reads what it has
-    /// past the offset already read. True when a copy was found.
+    /// Takes the file out of its slot (with its rotate-wait deadline when draining).
+    fn slot_take(&mut self, slot: Slot) -> (OpenFile, Option<Instant>) {
+        match slot {
+            Slot::Current => (self.current.take().expect("current file is open"), None),
+            Slot::Draining(i) => {
+                let (f, d) = self.draining.remove(i);
+                (f, Some(d))
+            }
+        }
+    }
+
+    /// Puts back what [`FileFollower::slot_take`] took.
+    fn slot_put(&mut self, slot: Slot, (f, deadline): (OpenFile, Option<Instant>)) {
+        match (slot, deadline) {
+            (Slot::Draining(i), Some(d)) => self.draining.insert(i, (f, d)),
+            _ => self.current = Some(f),
+        }
+    }
+
+    /// Looks for the rotated copy of a truncated file (same first bytes; for a file of which
+    /// nothing was read, a non-empty copy born since `born_after`) and reads what it has past
+    /// the offset already read. True when a copy was found.
     fn recover_cut_off_end(
         &mut self,
         f: &mut OpenFile,
+        born_after: Option<SystemTime>,
         emit: &mut impl FnMut(RawLine<'_>),
     ) -> bool {
         let offset = f.offset();
@@ -444,6 +503,9 @@ impl FileFollower {
         for (path, meta) in rotated_siblings(&f.real).0 {
             let id = FileId::of(&meta);
             if id == f.id || self.is_known(id) || meta.len() < f.head.len() as u64 {
+                continue;
+            }
+            if born_after.is_some_and(|t| meta.len() == 0 || !born_since(&meta, t)) {
                 continue;
             }
             let Ok(copy) = File::open(&path) else {
