@@ -10,7 +10,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::file::is_rotated_copy;
+use super::rotated::is_rotated_copy;
 use crate::domain::{Part, PathPattern, glob_match};
 
 /// What one expansion found.

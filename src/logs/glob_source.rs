@@ -26,12 +26,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::cri::CriJoiner;
-use super::file::{FileFollower, FollowOptions, GapReason, born_since};
+use super::file::{FileFollower, FollowOptions, GapReason};
 use super::file_source::{MIN_POLL_GAP, Report};
 use super::file_watch::Wakeup;
 use super::glob::expand;
 use super::ingest::{FileState, Ingestor, SourceStats};
 use super::pod_path::pod_of;
+use super::rotated::born_since;
 use super::source::{SourceContext, SourceHandle};
 use crate::domain::{PathPattern, Store, StoreMatcher};
 

@@ -1,7 +1,8 @@
 //! The log half of the exporter: log lines → parser → events → counters and history.
 //!
 //! Lines come from log sources, each started with a [`source::SourceContext`]:
-//! `file_source` follows files (`file` reads them, `file_watch` wakes it on changes), `docker`
+//! `file_source` follows files (`file` reads them, `rotated` names their rotated copies,
+//! `file_watch` wakes it on changes), `docker`
 //! follows containers. Container-runtime timestamp prefixes are read by `timestamp` alone; `cri`
 //! joins Kubernetes CRI records split into pieces.
 
@@ -18,5 +19,6 @@ pub mod ingest;
 pub mod parse;
 pub(crate) mod pod_path;
 pub mod reader;
+pub(crate) mod rotated;
 pub mod source;
 pub(crate) mod timestamp;
