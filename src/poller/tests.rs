@@ -64,6 +64,15 @@ fn poller(yaml: &str, clock: Arc<ManualClock>) -> Poller {
     Poller::with_clock(&cfg, clock).unwrap()
 }
 
+/// A poller on `clock` saving its state to `path`, `store_down` firing without grace.
+fn state_file_poller(path: &std::path::Path, clock: &Arc<ManualClock>) -> Poller {
+    let yaml = format!(
+        "state_file: {}\ninvariants:\n  store_down:\n    grace: 0s\n",
+        path.display()
+    );
+    poller(&yaml, clock.clone())
+}
+
 fn find<'a>(s: &'a Snapshot, name: &str, store: &str) -> Option<&'a InvariantView> {
     s.invariants
         .iter()
@@ -312,12 +321,8 @@ fn pd_failing_makes_store_invariants_unknown_and_keeps_firing_ones_firing() {
 fn a_steady_violation_refreshes_saved_at_so_a_crash_an_hour_later_keeps_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
-    let yaml = format!(
-        "state_file: {}\ninvariants:\n  store_down:\n    grace: 0s\n",
-        path.display()
-    );
     let clock = Arc::new(ManualClock::at(T0));
-    let mut p = poller(&yaml, clock.clone());
+    let mut p = state_file_poller(&path, &clock);
     let saved_at = || -> f64 {
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -335,7 +340,7 @@ fn a_steady_violation_refreshes_saved_at_so_a_crash_an_hour_later_keeps_it() {
     }
     std::mem::forget(p); // a crash: no shutdown write
     clock.advance(20.0);
-    let mut p = poller(&yaml, clock.clone());
+    let mut p = state_file_poller(&path, &clock);
     let s = p.restored_snapshot().expect("restored after the crash");
     let d = view(&s, "store_down", "1");
     assert_eq!((d.state, d.since), (Phase::Firing, Some(T0)));
@@ -388,16 +393,12 @@ fn a_corrupt_state_file_is_set_aside_counted_and_the_poller_starts() {
 fn restored_violations_are_served_unknown_with_their_since_while_pd_is_down() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
-    let yaml = format!(
-        "state_file: {}\ninvariants:\n  store_down:\n    grace: 0s\n",
-        path.display()
-    );
     let clock = Arc::new(ManualClock::at(T0));
-    let mut p = poller(&yaml, clock.clone());
+    let mut p = state_file_poller(&path, &clock);
     p.evaluate(&obs(T0, vec![store(1, StoreState::Disconnected, 50)]));
     drop(p);
     clock.advance(30.0);
-    let mut p = poller(&yaml, clock.clone());
+    let mut p = state_file_poller(&path, &clock);
     let s = p.restored_snapshot().expect("something was restored");
     let d = view(&s, "store_down", "1");
     assert_eq!(
