@@ -23,19 +23,14 @@ fn main() {
         // is missing. A branch ref not yet written as a file (a fresh clone keeps it in
         // packed-refs) is watched through its folder, where the next commit writes it.
         // (packed-refs, when missing, is not: its folder is the whole git directory.)
-        let mut watched = vec![
-            ("HEAD".to_owned(), false),
-            ("packed-refs".to_owned(), false),
-        ];
-        watched.extend(output("git", &["symbolic-ref", "-q", "HEAD"]).map(|r| (r, true)));
-        for (path, or_folder) in &watched {
+        let watch = |path: &str, or_folder: bool| {
             let Some(p) = output("git", &["rev-parse", "--git-path", path]) else {
-                continue;
+                return;
             };
             let p = std::path::PathBuf::from(p);
             let existing = if p.exists() {
                 Some(p.as_path())
-            } else if *or_folder {
+            } else if or_folder {
                 p.parent().filter(|f| f.exists())
             } else {
                 None
@@ -43,6 +38,11 @@ fn main() {
             if let Some(e) = existing {
                 println!("cargo:rerun-if-changed={}", e.display());
             }
+        };
+        watch("HEAD", false);
+        watch("packed-refs", false);
+        if let Some(branch) = output("git", &["symbolic-ref", "-q", "HEAD"]) {
+            watch(&branch, true);
         }
         output("git", &["rev-parse", "HEAD"])
     });

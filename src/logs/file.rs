@@ -202,11 +202,12 @@ impl OpenFile {
         let (len, offset) = (meta.len(), self.offset());
         let last = self.unread_look.take();
         if offset == 0 {
-            self.unread_look = meta.modified().ok().map(|m| (m, look));
+            let mtime_now = meta.modified().ok();
+            self.unread_look = mtime_now.map(|m| (m, look));
             // Changed since, or changed so shortly before that look that a later change may
             // carry the same time (the file clock is coarse).
             if let (0, Some((mtime, at))) = (len, last)
-                && (meta.modified().ok() != Some(mtime)
+                && (mtime_now != Some(mtime)
                     || at.duration_since(mtime).map_or(true, |d| d < BIRTH_SLACK))
             {
                 return Ok(Cut::Unread(at));
@@ -451,13 +452,15 @@ impl FileFollower {
             }
             // Emptied before any of it was read: a truncation only if its lines were found in
             // a copy (else it may only have been touched, and nothing is known lost).
-            if cut == Cut::Yes || found {
+            let restarted = if cut == Cut::Yes || found {
                 self.counters.truncations += 1;
-            }
-            // What is still buffered is the cut-off end of a line: a line of its own.
-            f.0.reader.finish(&mut *emit);
+                // What is still buffered is the cut-off end of a line: a line of its own.
+                f.0.reader.finish(&mut *emit);
+                f.0.restart()
+            } else {
+                Ok(())
+            };
             // Back in its slot whatever happens: an I/O error loses nothing for the next poll.
-            let restarted = f.0.restart();
             self.slot_put(slot, f);
             restarted?;
         }
